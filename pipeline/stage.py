@@ -1,0 +1,119 @@
+"""The shape every per-recording stage shares: a DoFn over :class:`RecordingWork` with counters.
+
+A stage turns one ``RecordingWork`` into the same work with its own field filled. Expected data
+problems are raised as :class:`pipeline.errors.StageReject` (file-wide) or returned as item-level
+:class:`Reject` records; both go to the ``rejects`` output, and the work always continues down the
+chain (a recording that decoded stays in ``recordings``, whatever later stages find).
+An unexpected exception inside one recording is contained the same way (reason ``stage_error``),
+so one bad file never stops the run.
+
+Counters, namespace = the stage name: ``items_in``, ``items_out``, ``dropped_<reason>``,
+``audio_s_in`` (seconds of audio entering the stage), ``seconds`` (wall time spent in the stage).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import traceback
+from typing import Iterable, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline.errors import STAGE_ERROR, StageReject
+from pipeline.records import Recording, RecordingWork, Reject
+
+logger = logging.getLogger(__name__)
+
+REJECTS = "rejects"
+
+
+class StageOutputs(NamedTuple):
+    """What a stage transform returns: the work that goes on, and the rejects it emitted."""
+
+    main: beam.PCollection
+    rejects: beam.PCollection
+
+
+class StageCounters:
+    """Beam counters of one stage (items in/out, drops by reason, audio seconds, wall time)."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.items_in = Metrics.counter(stage, "items_in")
+        self.items_out = Metrics.counter(stage, "items_out")
+        self.audio_ms_in = Metrics.counter(stage, "audio_ms_in")
+        self.millis = Metrics.counter(stage, "wall_ms")
+        self._dropped: dict[str, object] = {}
+
+    def dropped(self, reason: str, n: int = 1) -> None:
+        if reason not in self._dropped:
+            self._dropped[reason] = Metrics.counter(self.stage, f"dropped_{reason}")
+        self._dropped[reason].inc(n)  # type: ignore[attr-defined]
+
+
+def item_reject(stage: str, recording: Recording, reason: str, message: str, item_id: str,
+                start: float, end: float) -> Reject:
+    """An item-level reject (a segment, turn or dialogue of ``recording``)."""
+    return Reject(uri=recording.uri, recording_id=recording.recording_id, stage=stage,
+                  reason=reason, message=message, item_id=item_id, start=start, end=end)
+
+
+class RecordingStageFn(beam.DoFn):
+    """Base DoFn of a per-recording stage.
+
+    Subclasses set ``stage`` and implement :meth:`apply`, which returns the new work and a list of
+    item-level rejects. Models are loaded in :meth:`setup` (once per worker).
+    """
+
+    stage = "stage"
+
+    def __init__(self):
+        super().__init__()
+        self.counters: StageCounters | None = None
+
+    def setup(self):
+        self.counters = StageCounters(self.stage)
+
+    def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
+        raise NotImplementedError
+
+    def process(self, work: RecordingWork) -> Iterable:
+        counters = self.counters or StageCounters(self.stage)
+        counters.items_in.inc()
+        counters.audio_ms_in.inc(int(work.recording.duration_s * 1000))
+        started = time.perf_counter()
+        rejects: list[Reject] = []
+        try:
+            work, rejects = self.apply(work)
+        except StageReject as exc:
+            rejects = [Reject(uri=work.recording.uri, recording_id=work.recording_id,
+                              stage=self.stage, reason=exc.reason, message=str(exc),
+                              item_id=work.recording_id, start=0.0,
+                              end=work.recording.duration_s)]
+        except Exception as exc:  # contain one recording's crash; the run goes on
+            logger.exception("%s failed on %s", self.stage, work.recording.uri)
+            rejects = [Reject(uri=work.recording.uri, recording_id=work.recording_id,
+                              stage=self.stage, reason=STAGE_ERROR,
+                              message=f"{type(exc).__name__}: {exc} | "
+                              + traceback.format_exc(limit=3).replace("\n", " "),
+                              item_id=work.recording_id, start=0.0,
+                              end=work.recording.duration_s)]
+        counters.millis.inc(int((time.perf_counter() - started) * 1000))
+        for reject in rejects:
+            counters.dropped(reject.reason)
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        counters.items_out.inc()
+        yield work
+
+
+def apply_stage(pcoll: beam.PCollection, label: str, fn: RecordingStageFn) -> StageOutputs:
+    """Run ``fn`` over ``pcoll`` and split main and rejects (used by each stage's ``expand``)."""
+    results = pcoll | label >> beam.ParDo(fn).with_outputs(REJECTS, main="main")
+    return StageOutputs(results.main, results[REJECTS])
+
+
+def replace(work: RecordingWork, **changes) -> RecordingWork:
+    """``dataclasses.replace`` for work records (re-exported so stages import one name)."""
+    return dataclasses.replace(work, **changes)

