@@ -15,12 +15,13 @@ Masks are boolean ``(B, T)``. ``padding_mask`` is True on padding frames (as ups
 ``target_mask`` is True on the frames to generate: they are zeroed in the speech condition and are
 the only frames scored by the loss. Frames where ``target_mask`` is False form the speech prompt.
 """
+
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Protocol
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
@@ -30,8 +31,8 @@ logger = logging.getLogger(__name__)
 MaskKind = Literal["span", "suffix"]
 
 __all__ = [
-    "FlowOptions",
     "FlowMatchingLoss",
+    "FlowOptions",
     "TrainingDraw",
     "VelocityEstimator",
     "draw_noise",
@@ -52,8 +53,8 @@ class VelocityEstimator(Protocol):
         xt: torch.Tensor,
         text_condition: torch.Tensor,
         speech_condition: torch.Tensor,
-        padding_mask: Optional[torch.Tensor] = None,
-        guidance_scale: Optional[torch.Tensor] = None,
+        padding_mask: torch.Tensor | None = None,
+        guidance_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Velocity for ``xt`` at time ``t``.
 
@@ -104,7 +105,7 @@ class FlowOptions:
             raise ValueError(f"se_loss_weight={self.se_loss_weight}: need >= 0")
 
     @classmethod
-    def for_mode(cls, mode: str, **overrides) -> "FlowOptions":
+    def for_mode(cls, mode: str, **overrides) -> FlowOptions:
         """Upstream's settings for a training mode.
 
         Args:
@@ -119,9 +120,9 @@ class FlowOptions:
         0.7
         """
         if mode == "single":
-            base = dict(mask_kind="span", mask_min_frac=0.7, mask_max_frac=1.0)
+            base = {"mask_kind": "span", "mask_min_frac": 0.7, "mask_max_frac": 1.0}
         elif mode in ("dialog", "stereo"):
-            base = dict(mask_kind="suffix", mask_min_frac=0.5, mask_max_frac=1.0)
+            base = {"mask_kind": "suffix", "mask_min_frac": 0.5, "mask_max_frac": 1.0}
         else:
             raise ValueError(f"mode={mode!r}: expected 'single', 'dialog' or 'stereo'")
         base.update(overrides)
@@ -132,7 +133,7 @@ class FlowOptions:
 # masks
 
 
-def make_pad_mask(lens: torch.Tensor, max_len: Optional[int] = None) -> torch.Tensor:
+def make_pad_mask(lens: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """Padding mask from lengths.
 
     Args:
@@ -154,7 +155,7 @@ def target_mask(
     kind: MaskKind,
     min_frac: float,
     max_frac: float,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Draw the frames to generate (and score) for each utterance.
 
@@ -371,7 +372,9 @@ class FlowMatchingLoss(nn.Module):
         )
         stereo = features.size(-1) == 2 * text_condition.size(-1)
         if stereo and self.options.se_loss_weight > 0:
-            se = speaker_exclusive_loss(out["x1_estimate"], features, out["loss_mask"], padding_mask)
+            se = speaker_exclusive_loss(
+                out["x1_estimate"], features, out["loss_mask"], padding_mask
+            )
         else:
             se = out["fm_loss"].new_zeros(())
         loss = out["fm_loss"] + self.options.se_loss_weight * se
@@ -460,7 +463,7 @@ def draw_noise(
     feat_dim: int,
     *,
     seed: int | Sequence[int],
-    max_len: Optional[int] = None,
+    max_len: int | None = None,
     device=None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:

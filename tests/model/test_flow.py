@@ -1,4 +1,5 @@
 """Flow matching: masks, loss, CFG sampler and SE loss, with toy estimators (shape/logic tests)."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,12 +28,14 @@ class PerFrameEstimator(nn.Module):
     def __init__(self, feat_dim: int = FEAT, text_dim: int = FEAT, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.net = nn.Sequential(nn.Linear(2 * feat_dim + text_dim + 1, 32), nn.Tanh(),
-                                 nn.Linear(32, feat_dim))
+        self.net = nn.Sequential(
+            nn.Linear(2 * feat_dim + text_dim + 1, 32), nn.Tanh(), nn.Linear(32, feat_dim)
+        )
         self.embed = nn.Embedding(20, text_dim)
 
-    def forward_fm_decoder(self, t, xt, text_condition, speech_condition, padding_mask=None,
-                           guidance_scale=None):
+    def forward_fm_decoder(
+        self, t, xt, text_condition, speech_condition, padding_mask=None, guidance_scale=None
+    ):
         tt = t.expand(xt.size(0), xt.size(1), 1).to(xt.dtype)
         return self.net(torch.cat([xt, text_condition, speech_condition, tt], dim=-1))
 
@@ -63,7 +66,7 @@ def test_target_mask_fraction_contiguity_and_padding(kind, lo, hi):
     assert frac.min() < lo + 0.05 and frac.max() > hi - 0.05
     starts = mask.float().argmax(1)
     for row, start, n in zip(mask, starts.tolist(), mask.sum(1).tolist()):
-        assert row[start:start + n].all()  # one contiguous run
+        assert row[start : start + n].all()  # one contiguous run
     ends = starts + mask.sum(1)
     if kind == "suffix":
         assert torch.equal(ends, lens)  # the prompt is a prefix
@@ -97,7 +100,8 @@ def _batch(seed=0):
     gen = torch.Generator().manual_seed(seed)
     lens = torch.tensor([40, 25, 33])
     feats = torch.randn(3, 40, FEAT, generator=gen).masked_fill(
-        make_pad_mask(lens, 40).unsqueeze(-1), 0.0)
+        make_pad_mask(lens, 40).unsqueeze(-1), 0.0
+    )
     draw = draw_training_inputs(feats, lens, FlowOptions.for_mode("dialog"), generator=gen)
     return feats, lens, draw
 
@@ -109,8 +113,15 @@ def test_loss_matches_formula_and_ignores_prompt_and_padding():
     pad = make_pad_mask(lens, 40)
 
     def loss_for(noise):
-        return flow_matching_terms(est, features=feats, text_condition=text, padding_mask=pad,
-                                   t=draw.t, noise=noise, target_mask=draw.target_mask)["fm_loss"]
+        return flow_matching_terms(
+            est,
+            features=feats,
+            text_condition=text,
+            padding_mask=pad,
+            t=draw.t,
+            noise=noise,
+            target_mask=draw.target_mask,
+        )["fm_loss"]
 
     base = loss_for(draw.noise)
     # by hand
@@ -142,9 +153,15 @@ def test_prompt_frames_feed_speech_condition_not_target_frames():
             return super().forward_fm_decoder(t, xt, text_condition, speech_condition, **kw)
 
     feats, lens, draw = _batch(1)
-    flow_matching_terms(Spy(), features=feats, text_condition=torch.zeros(3, 40, FEAT),
-                        padding_mask=make_pad_mask(lens, 40), t=draw.t, noise=draw.noise,
-                        target_mask=draw.target_mask)
+    flow_matching_terms(
+        Spy(),
+        features=feats,
+        text_condition=torch.zeros(3, 40, FEAT),
+        padding_mask=make_pad_mask(lens, 40),
+        t=draw.t,
+        noise=draw.noise,
+        target_mask=draw.target_mask,
+    )
     sc = seen["sc"]
     assert (sc[draw.target_mask] == 0).all()
     prompt = ~draw.target_mask & ~make_pad_mask(lens, 40)
@@ -156,7 +173,7 @@ def test_flow_matching_loss_module_drops_text_and_backprops():
     loss_fn = FlowMatchingLoss(est, FlowOptions.for_mode("dialog"))
     feats, lens, draw = _batch(2)
     tokens = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
-    kw = dict(t=draw.t, noise=draw.noise, target_mask=draw.target_mask)
+    kw = {"t": draw.t, "noise": draw.noise, "target_mask": draw.target_mask}
     keep = torch.ones(3, 1, 1)
     out = loss_fn(tokens, feats, lens, text_keep=keep, **kw)
     out["loss"].backward()
@@ -165,8 +182,13 @@ def test_flow_matching_loss_module_drops_text_and_backprops():
     # a dropped text condition = zeroed text condition
     drop = torch.zeros(3, 1, 1)
     dropped = loss_fn(tokens, feats, lens, text_keep=drop, **kw)["fm_loss"]
-    direct = flow_matching_terms(est, features=feats, text_condition=torch.zeros(3, 40, FEAT),
-                                 padding_mask=make_pad_mask(lens, 40), **kw)["fm_loss"]
+    direct = flow_matching_terms(
+        est,
+        features=feats,
+        text_condition=torch.zeros(3, 40, FEAT),
+        padding_mask=make_pad_mask(lens, 40),
+        **kw,
+    )["fm_loss"]
     assert torch.allclose(dropped, direct)
 
 
@@ -224,8 +246,9 @@ class Oracle(nn.Module):
         super().__init__()
         self.x1 = x1
 
-    def forward_fm_decoder(self, t, xt, text_condition, speech_condition, padding_mask=None,
-                           guidance_scale=None):
+    def forward_fm_decoder(
+        self, t, xt, text_condition, speech_condition, padding_mask=None, guidance_scale=None
+    ):
         x1 = self.x1.repeat(xt.size(0) // self.x1.size(0), 1, 1)
         return (x1 - xt) / (1 - t).clamp(min=1e-6)
 
@@ -235,9 +258,15 @@ def test_sampler_integrates_to_data(w):
     x1 = torch.randn(2, 10, FEAT)
     pad = torch.zeros(2, 10, dtype=torch.bool)
     pad[1, 7:] = True
-    out = sample(Oracle(x1), noise=torch.randn(2, 10, FEAT), text_condition=torch.ones(2, 10, 3),
-                 speech_condition=torch.zeros(2, 10, FEAT), padding_mask=pad, num_steps=8,
-                 guidance_scale=w)
+    out = sample(
+        Oracle(x1),
+        noise=torch.randn(2, 10, FEAT),
+        text_condition=torch.ones(2, 10, 3),
+        speech_condition=torch.zeros(2, 10, FEAT),
+        padding_mask=pad,
+        num_steps=8,
+        guidance_scale=w,
+    )
     assert torch.allclose(out[0], x1[0], atol=1e-4)
     assert torch.allclose(out[1, :7], x1[1, :7], atol=1e-4) and (out[1, 7:] == 0).all()
 
@@ -249,8 +278,9 @@ class Recorder(nn.Module):
         super().__init__()
         self.calls = []
 
-    def forward_fm_decoder(self, t, xt, text_condition, speech_condition, padding_mask=None,
-                           guidance_scale=None):
+    def forward_fm_decoder(
+        self, t, xt, text_condition, speech_condition, padding_mask=None, guidance_scale=None
+    ):
         self.calls.append((t.flatten()[0].item(), xt.size(0), guidance_scale))
         on_text = (text_condition.abs().sum((1, 2)) > 0).float().view(-1, 1, 1)
         on_speech = (speech_condition.abs().sum((1, 2)) > 0).float().view(-1, 1, 1)
@@ -259,8 +289,12 @@ class Recorder(nn.Module):
 
 def test_time_dependent_cfg():
     rec, g, steps = Recorder(), 0.7, 8
-    kw = dict(noise=torch.zeros(3, 5, 2), text_condition=torch.ones(3, 5, 2),
-              speech_condition=torch.ones(3, 5, 2), padding_mask=torch.zeros(3, 5, dtype=bool))
+    kw = {
+        "noise": torch.zeros(3, 5, 2),
+        "text_condition": torch.ones(3, 5, 2),
+        "speech_condition": torch.ones(3, 5, 2),
+        "padding_mask": torch.zeros(3, 5, dtype=bool),
+    }
     out = sample(rec, num_steps=steps, t_shift=0.5, guidance_scale=g, **kw)
     ts = timesteps(steps, 0.5)
     expected = 0.0
@@ -278,8 +312,12 @@ def test_time_dependent_cfg():
 
 def test_distill_passes_guidance_without_doubling():
     rec = Recorder()
-    kw = dict(noise=torch.zeros(2, 5, 2), text_condition=torch.ones(2, 5, 2),
-              speech_condition=torch.ones(2, 5, 2), padding_mask=torch.zeros(2, 5, dtype=bool))
+    kw = {
+        "noise": torch.zeros(2, 5, 2),
+        "text_condition": torch.ones(2, 5, 2),
+        "speech_condition": torch.ones(2, 5, 2),
+        "padding_mask": torch.zeros(2, 5, dtype=bool),
+    }
     out = sample(rec, num_steps=4, guidance_scale=3.0, distill=True, **kw)
     assert len(rec.calls) == 4
     for _, n, gs in rec.calls:
@@ -295,13 +333,25 @@ def test_batched_and_single_sampling_agree_under_a_seed():
     speech[:, 5:] = 0
     pad = make_pad_mask(torch.tensor(lens), 23)
     noise = draw_noise(lens, FEAT, seed=123)
-    both = sample(est, noise=noise, text_condition=text, speech_condition=speech,
-                  padding_mask=pad, num_steps=6, guidance_scale=1.5)
+    both = sample(
+        est,
+        noise=noise,
+        text_condition=text,
+        speech_condition=speech,
+        padding_mask=pad,
+        num_steps=6,
+        guidance_scale=1.5,
+    )
     for i, n in enumerate(lens):
-        one = sample(est, noise=draw_noise([n], FEAT, seed=123), text_condition=text[i:i + 1, :n],
-                     speech_condition=speech[i:i + 1, :n],
-                     padding_mask=torch.zeros(1, n, dtype=torch.bool), num_steps=6,
-                     guidance_scale=1.5)
+        one = sample(
+            est,
+            noise=draw_noise([n], FEAT, seed=123),
+            text_condition=text[i : i + 1, :n],
+            speech_condition=speech[i : i + 1, :n],
+            padding_mask=torch.zeros(1, n, dtype=torch.bool),
+            num_steps=6,
+            guidance_scale=1.5,
+        )
         assert torch.allclose(both[i, :n], one[0], atol=1e-5)
     # a different seed gives a different sample
     other = draw_noise(lens, FEAT, seed=124)
