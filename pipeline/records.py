@@ -217,6 +217,7 @@ class RecordingWork:
     dialogues: tuple[Dialogue, ...] = ()
     dialogue_turns: tuple[DialogueTurn, ...] = ()
     speaker_embeddings: Optional[dict[str, np.ndarray]] = field(default=None, compare=False, repr=False)
+    rejects: tuple["Reject", ...] = ()  # item-level rejects of every stage so far
 
     TABLE_FIELDS: ClassVar[tuple[str, ...]] = (
         "speech", "diarization", "turns", "dialogues", "dialogue_turns")

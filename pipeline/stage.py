@@ -5,7 +5,8 @@ problems are raised as :class:`pipeline.errors.StageReject` (file-wide) or retur
 :class:`Reject` records; both go to the ``rejects`` output, and the work always continues down the
 chain (a recording that decoded stays in ``recordings``, whatever later stages find).
 An unexpected exception inside one recording is contained the same way (reason ``stage_error``),
-so one bad file never stops the run.
+so one bad file never stops the run. Rejects are yielded on the ``rejects`` output (for tests and
+per-stage counting) and also accumulated in ``work.rejects``, which the writers persist.
 
 Counters, namespace = the stage name: ``items_in``, ``items_out``, ``dropped_<reason>``,
 ``audio_s_in`` (seconds of audio entering the stage), ``seconds`` (wall time spent in the stage).
@@ -88,24 +89,26 @@ class RecordingStageFn(beam.DoFn):
         try:
             work, rejects = self.apply(work)
         except StageReject as exc:
-            rejects = [Reject(uri=work.recording.uri, recording_id=work.recording_id,
-                              stage=self.stage, reason=exc.reason, message=str(exc),
-                              item_id=work.recording_id, start=0.0,
-                              end=work.recording.duration_s)]
+            rejects = [self.whole_recording_reject(work, exc.reason, str(exc))]
         except Exception as exc:  # contain one recording's crash; the run goes on
             logger.exception("%s failed on %s", self.stage, work.recording.uri)
-            rejects = [Reject(uri=work.recording.uri, recording_id=work.recording_id,
-                              stage=self.stage, reason=STAGE_ERROR,
-                              message=f"{type(exc).__name__}: {exc} | "
-                              + traceback.format_exc(limit=3).replace("\n", " "),
-                              item_id=work.recording_id, start=0.0,
-                              end=work.recording.duration_s)]
+            message = (f"{type(exc).__name__}: {exc} | "
+                       + traceback.format_exc(limit=3).replace("\n", " "))
+            rejects = [self.whole_recording_reject(work, STAGE_ERROR, message)]
         counters.millis.inc(int((time.perf_counter() - started) * 1000))
         for reject in rejects:
             counters.dropped(reject.reason)
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
         counters.items_out.inc()
-        yield work
+        # the work carries its rejects to the end of the chain, where they are persisted with
+        # the recording's rows (resume then restores them too)
+        yield dataclasses.replace(work, rejects=work.rejects + tuple(rejects))
+
+    def whole_recording_reject(self, work: RecordingWork, reason: str, message: str) -> Reject:
+        """An item-level reject covering the whole recording (nothing of it passed this stage)."""
+        return Reject(uri=work.recording.uri, recording_id=work.recording_id, stage=self.stage,
+                      reason=reason, message=message, item_id=work.recording_id, start=0.0,
+                      end=work.recording.duration_s)
 
 
 def apply_stage(pcoll: beam.PCollection, label: str, fn: RecordingStageFn) -> StageOutputs:

@@ -1,0 +1,180 @@
+"""Decode any audio file once with PyAV into float32 at the analysis rate (no Beam here).
+
+PyAV bundles FFmpeg, so wav, flac, mp3, ogg, opus and m4a decode with no system ffmpeg. Audio is
+resampled with soxr while it is decoded, so only the 16 kHz copy is ever held in memory. The channel
+layout is kept: shape ``(channels, samples)``.
+
+Run as ``python -m pipeline.audio_io URI OUT.npy`` it decodes in a child process (see
+:func:`decode_isolated`): a native crash inside the decoder then kills the child, not the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline import errors
+from pipeline.errors import DecodeError
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Decoded audio and what the file said about itself.
+
+    Attributes:
+        samples: float32, shape ``(channels, samples)`` at ``target_rate``.
+        target_rate: sample rate of ``samples``.
+        sample_rate: the file's original sample rate.
+        num_channels: the file's channel count.
+        codec: codec name as FFmpeg reports it.
+        bandwidth_hz: effective bandwidth estimated on the original-rate audio.
+    """
+
+    samples: np.ndarray
+    target_rate: int
+    sample_rate: int
+    num_channels: int
+    codec: str
+    bandwidth_hz: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / self.target_rate
+
+
+def _open(uri: str):
+    import av
+
+    if "://" in uri and not uri.startswith("file://"):
+        from apache_beam.io.filesystems import FileSystems
+
+        return av.open(FileSystems.open(uri))
+    return av.open(uri.removeprefix("file://"))
+
+
+def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> DecodedAudio:
+    """Decode ``uri`` to float32 ``(channels, samples)`` at ``target_rate``.
+
+    Raises:
+        DecodeError: the file cannot be opened, has no audio stream, or an absurd channel count.
+    """
+    import av
+    import soxr
+
+    from pipeline.bandwidth import BandwidthProbe
+
+    try:
+        container = _open(uri)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(errors.UNREADABLE, f"cannot open: {exc}") from exc
+    with container:
+        streams = [s for s in container.streams if s.type == "audio"]
+        if not streams:
+            raise DecodeError(errors.UNREADABLE, "no audio stream")
+        stream = streams[0]
+        channels = stream.codec_context.channels or 0
+        sample_rate = stream.codec_context.sample_rate or 0
+        if not 1 <= channels <= max_channels:
+            raise DecodeError(errors.BAD_CHANNELS,
+                              f"{channels} channels (allowed 1..{max_channels})")
+        if sample_rate <= 0:
+            raise DecodeError(errors.UNREADABLE, f"invalid sample rate {sample_rate}")
+        resampler = None if sample_rate == target_rate else soxr.ResampleStream(
+            sample_rate, target_rate, channels, dtype="float32", quality="HQ")
+        probe = BandwidthProbe(sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                block = _frame_to_array(frame, channels)  # (samples, channels)
+                if block.size == 0:
+                    continue
+                probe.update(block)
+                chunks.append(resampler.resample_chunk(block) if resampler else block)
+            if resampler is not None:
+                chunks.append(resampler.resample_chunk(
+                    np.zeros((0, channels), dtype=np.float32), last=True))
+        except (av.error.FFmpegError, ValueError) as exc:
+            if not chunks:
+                raise DecodeError(errors.UNREADABLE, f"decode failed: {exc}") from exc
+            # keep what decoded before a corrupt tail (a truncated download, say)
+        codec = stream.codec_context.name or ""
+    samples = (np.concatenate(chunks, axis=0).T.astype(np.float32, copy=False) if chunks
+               else np.zeros((channels, 0), dtype=np.float32))
+    return DecodedAudio(np.ascontiguousarray(samples), target_rate, sample_rate, channels,
+                        codec, probe.bandwidth_hz())
+
+
+def _frame_to_array(frame, channels: int) -> np.ndarray:
+    """One decoded frame as float32 ``(samples, channels)`` whatever the sample format."""
+    data = frame.to_ndarray()
+    fmt = frame.format
+    if fmt.is_planar:
+        data = data.reshape(channels, -1).T
+    else:
+        data = data.reshape(-1, channels)
+    if data.dtype.kind == "i":
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    elif data.dtype.kind == "u":  # 8-bit PCM is unsigned
+        data = (data.astype(np.float32) - 128.0) / 128.0
+    return data.astype(np.float32, copy=False)
+
+
+def content_sha1(samples: np.ndarray) -> str:
+    """sha1 of the audio quantised to int16 (the same audio under two URIs gets the same value)."""
+    quantised = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
+    return hashlib.sha1(quantised.tobytes()).hexdigest()
+
+
+def decode_isolated(uri: str, target_rate: int = 16000, max_channels: int = 8,
+                    timeout_s: float = 600.0) -> DecodedAudio:
+    """:func:`decode_audio` in a child process, so a native decoder crash loses one file only.
+
+    Raises:
+        DecodeError: as :func:`decode_audio`, plus ``decoder_crash`` when the child dies or hangs.
+    """
+    with tempfile.TemporaryDirectory(prefix="decode-") as tmp:
+        out = os.path.join(tmp, "audio.npy")
+        cmd = [sys.executable, "-m", "pipeline.audio_io", uri, out, str(target_rate),
+               str(max_channels)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                  env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+        except subprocess.TimeoutExpired as exc:
+            raise DecodeError(errors.DECODER_CRASH, f"decoder hung for {timeout_s:.0f} s") from exc
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise DecodeError(errors.DECODER_CRASH,
+                              f"decoder process exited with {proc.returncode}: "
+                              f"{proc.stderr.strip()[-300:]}")
+        meta = json.loads(lines[-1])
+        if "reason" in meta:
+            raise DecodeError(meta["reason"], meta["message"])
+        samples = np.load(out)
+    return DecodedAudio(samples, target_rate, meta["sample_rate"], meta["num_channels"],
+                        meta["codec"], meta["bandwidth_hz"])
+
+
+def _main(argv: list[str]) -> int:
+    uri, out = argv[0], argv[1]
+    target_rate = int(argv[2]) if len(argv) > 2 else 16000
+    max_channels = int(argv[3]) if len(argv) > 3 else 8
+    try:
+        decoded = decode_audio(uri, target_rate, max_channels)
+    except DecodeError as exc:
+        print(json.dumps({"reason": exc.reason, "message": str(exc)}))
+        return 0
+    np.save(out, decoded.samples)
+    print(json.dumps({"sample_rate": decoded.sample_rate, "num_channels": decoded.num_channels,
+                      "codec": decoded.codec, "bandwidth_hz": decoded.bandwidth_hz}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,150 @@
+"""Writers: per-recording state and RTTM, then the Parquet tables and Lhotse manifests.
+
+Every recording leaves the per-recording chain through :class:`PersistRecordingFn`, which turns it
+into table rows (one tagged output per table), writes its state file (see :mod:`pipeline.state`)
+and its RTTM. Rows of recordings finished by an earlier run are read back from their state files
+by :class:`LoadFinishedFn`. :class:`WriteTables` then writes each table with Beam's Parquet IO and
+the Lhotse ``recordings.jsonl.gz`` / ``supervisions.jsonl.gz`` with ``WriteToText``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterable
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.records import TABLES, RecordingWork, Reject, table_row, table_schema
+from pipeline.state import StateStore
+
+logger = logging.getLogger(__name__)
+
+LHOTSE_RECORDINGS = "lhotse_recordings"
+LHOTSE_SUPERVISIONS = "lhotse_supervisions"
+OUTPUTS = TABLES + (LHOTSE_RECORDINGS, LHOTSE_SUPERVISIONS)
+
+
+def lhotse_recording(work: RecordingWork) -> dict[str, Any]:
+    """The recording as a Lhotse ``Recording`` dict (audio stays at its URI)."""
+    rec = work.recording
+    channels = list(range(rec.num_channels))
+    return {"id": rec.recording_id,
+            "sources": [{"type": "file", "channels": channels, "source": rec.uri}],
+            "sampling_rate": rec.sample_rate,
+            "num_samples": int(round(rec.duration_s * rec.sample_rate)),
+            "duration": rec.duration_s, "channel_ids": channels}
+
+
+def lhotse_supervisions(work: RecordingWork) -> list[dict[str, Any]]:
+    """One Lhotse ``SupervisionSegment`` dict per transcribed turn (speaker = file-wide label)."""
+    sups = []
+    for turn in work.turns:
+        sups.append({"id": turn.turn_id, "recording_id": turn.recording_id,
+                     "start": round(turn.start, 3),
+                     "duration": round(turn.end - turn.start, 3), "channel": turn.channel,
+                     "text": turn.text, "language": turn.language, "speaker": turn.speaker,
+                     "custom": {"avg_logprob": turn.avg_logprob,
+                                "no_speech_prob": turn.no_speech_prob,
+                                "language_prob": turn.language_prob}})
+    return sups
+
+
+def recording_rows(work: RecordingWork) -> dict[str, list[dict[str, Any]]]:
+    """Every output row of one processed recording, by table."""
+    rows: dict[str, list[dict[str, Any]]] = {
+        "recordings": [table_row("recordings", work.recording)],
+        "speech": [table_row("speech", r) for r in work.speech],
+        "diarization": [table_row("diarization", s) for s in work.diarization],
+        "turns": [table_row("turns", t) for t in work.turns],
+        "dialogues": [table_row("dialogues", d) for d in work.dialogues],
+        "dialogue_turns": [table_row("dialogue_turns", t) for t in work.dialogue_turns],
+        "rejects": [table_row("rejects", r) for r in work.rejects],
+        LHOTSE_RECORDINGS: [lhotse_recording(work)],
+        LHOTSE_SUPERVISIONS: lhotse_supervisions(work),
+    }
+    return rows
+
+
+def rttm_text(work: RecordingWork) -> str:
+    """The recording's diarization in RTTM (file-wide speaker labels)."""
+    lines = [f"SPEAKER {work.recording_id} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> "
+             f"{s.speaker} <NA> <NA>" for s in sorted(work.diarization, key=lambda s: s.start)]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _emit(rows: dict[str, list[dict[str, Any]]]) -> Iterable:
+    for table in OUTPUTS:
+        for row in rows.get(table, ()):
+            yield beam.pvalue.TaggedOutput(table, row)
+
+
+class PersistRecordingFn(beam.DoFn):
+    """RecordingWork → its state file, its RTTM, and its rows on one output per table."""
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self.output_dir = output_dir
+
+    def process(self, work: RecordingWork) -> Iterable:
+        rows = recording_rows(work)
+        rttm_dir = FileSystems.join(self.output_dir, "rttm")
+        try:
+            FileSystems.mkdirs(rttm_dir)
+        except OSError:
+            pass
+        with FileSystems.create(FileSystems.join(rttm_dir, f"{work.recording_id}.rttm")) as f:
+            f.write(rttm_text(work).encode())
+        # the state file is written last: it is what marks the recording finished
+        StateStore(self.output_dir).write(work.recording_id, rows)
+        yield from _emit(rows)
+
+
+class PersistRejectFn(beam.DoFn):
+    """A file-level reject → its state file and its ``rejects`` row."""
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self.output_dir = output_dir
+
+    def process(self, reject: Reject) -> Iterable:
+        rows = {"rejects": [table_row("rejects", reject)]}
+        StateStore(self.output_dir).write(reject.recording_id, rows)
+        yield from _emit(rows)
+
+
+class LoadFinishedFn(beam.DoFn):
+    """A state file of a recording finished earlier → its rows, as if processed now."""
+
+    def process(self, path: str) -> Iterable:
+        yield from _emit(StateStore.read(path))
+
+
+class WriteTables(beam.PTransform):
+    """Rows by table (a dict of PCollections) → Parquet tables and Lhotse manifests."""
+
+    def __init__(self, output_dir: str, num_shards: int = 1):
+        super().__init__()
+        self.output_dir = output_dir
+        self.num_shards = num_shards
+
+    def expand(self, rows_by_table: dict[str, beam.PCollection]):
+        for table in TABLES:
+            rows_by_table[table] | f"Write_{table}" >> beam.io.WriteToParquet(
+                FileSystems.join(self.output_dir, table, "part"), table_schema(table),
+                file_name_suffix=".parquet", num_shards=self.num_shards,
+                shard_name_template="-SSSSS-of-NNNNN")
+        lhotse_dir = FileSystems.join(self.output_dir, "lhotse")
+        for table, name in ((LHOTSE_RECORDINGS, "recordings"),
+                            (LHOTSE_SUPERVISIONS, "supervisions")):
+            (rows_by_table[table]
+             | f"Collect_lhotse_{name}" >> beam.combiners.ToList()
+             | f"Lines_lhotse_{name}" >> beam.FlatMap(
+                 lambda rows: [json.dumps(r, sort_keys=True)
+                               for r in sorted(rows, key=lambda r: r["id"])])
+             | f"Write_lhotse_{name}" >> beam.io.WriteToText(
+                 FileSystems.join(lhotse_dir, name), file_name_suffix=".jsonl.gz",
+                 num_shards=1, shard_name_template="",
+                 compression_type=CompressionTypes.GZIP))
+        return beam.pvalue.PDone(next(iter(rows_by_table.values())).pipeline)
