@@ -10,14 +10,15 @@ import json
 import logging
 import sys
 
-from pipeline.options import CurateOptions
+from pipeline.options import CurateOptions, help_parser
 from pipeline.run import run
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
-        CurateOptions(["--help"])  # argparse prints every flag (ours and Beam's) and exits
+        help_parser().print_help()
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apache_beam", "faster_whisper", "numba", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -100,3 +100,22 @@ class CurateOptions(PipelineOptions):
                         help="seconds between progress log lines (default: 30)")
         for stage_cls in _stage_option_classes():
             add_dataclass_args(parser, stage_cls)
+
+
+def help_parser() -> argparse.ArgumentParser:
+    """A parser for ``--help``: our flags and the Beam flags users of this pipeline need."""
+    from apache_beam.options import pipeline_options as beam_options
+
+    parser = argparse.ArgumentParser(
+        prog="beam_runner.py", description="Curate two-speaker dialogue corpora with Apache Beam.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    CurateOptions._add_argparse_args(parser)
+    for name in ("StandardOptions", "DirectOptions", "PortableOptions", "FlinkRunnerOptions",
+                 "GoogleCloudOptions", "WorkerOptions", "SetupOptions"):
+        beam_parser = beam_options._BeamArgumentParser(allow_abbrev=False)
+        getattr(beam_options, name)._add_argparse_args(beam_parser)
+        group = parser.add_argument_group(f"Beam {name}")
+        for action in beam_parser._actions:
+            if action.option_strings and action.dest != "help":
+                group._add_action(action)
+    return parser

@@ -60,8 +60,8 @@ def build_stages(options: PipelineOptions) -> list[Stage]:
                     vad.DetectSpeech(dataclass_from_options(vad.VadOptions, options)))]
     for module_name, transform_name, options_name in LATER_STAGES:
         module = _available(module_name)
-        if module is None:
-            continue
+        if module is None or not hasattr(module, transform_name):
+            continue  # a stage not built in this checkout
         stage_opts = dataclass_from_options(getattr(module, options_name), options)
         stages.append(Stage(transform_name, getattr(module, transform_name)(stage_opts)))
     return stages

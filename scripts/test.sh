@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up if needed, then run the whole test suite. `.ci/run` runs exactly this.
+# Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "${@:-tests}"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "no tests were collected: failing" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,146 @@
+"""End to end: the default run on the bundled sample, bad inputs, resume, the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lhotse
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from pipeline import errors
+from pipeline.run import run
+from pipeline.run_files import read_table
+from tests.conftest import REPO, read_rttm
+from tests.pipeline.audio_factory import encode_with_pyav, tone
+from tests.pipeline.test_vad import vad_scores
+
+
+def test_default_run_curates_the_bundled_sample(sample_run):
+    recordings = read_table(sample_run.output, "recordings").to_pylist()
+    assert len(recordings) == 1
+    rec = recordings[0]
+    assert rec["uri"].endswith("pipeline/assets/sample.wav")
+    assert rec["sample_rate"] == 16000 and rec["num_channels"] == 1
+    assert abs(rec["duration_s"] - 30.0) < 0.01
+    assert 0.6 < rec["speech_ratio"] < 0.9
+    assert 3000 < rec["bandwidth_hz"] < 4500  # telephone band
+    assert sample_run.summary["files"] == 1 and sample_run.summary["files_rejected"] == 0
+
+
+def test_speech_table_covers_the_reference(sample_run, sample_rttm):
+    speech = read_table(sample_run.output, "speech").to_pylist()
+    coverage, false_alarm = vad_scores([(r["start"], r["end"]) for r in speech],
+                                       [(s, e) for _, s, e in read_rttm(sample_rttm)], 30.0)
+    assert coverage >= 0.90 and false_alarm < 0.10
+
+
+def test_every_table_has_its_documented_schema(sample_run):
+    from pipeline.records import TABLES, table_schema
+
+    for table in TABLES:
+        files = list((sample_run.output / table).glob("*.parquet"))
+        assert files, f"{table} was not written"
+        assert pq.read_schema(files[0]).remove_metadata() == table_schema(table), table
+
+
+def test_lhotse_manifests_load(sample_run):
+    recordings = lhotse.load_manifest(sample_run.output / "lhotse" / "recordings.jsonl.gz")
+    assert len(recordings) == 1
+    audio = recordings[0].load_audio()
+    assert audio.shape == (1, 480000)
+    sups = lhotse.SupervisionSet.from_file(sample_run.output / "lhotse" / "supervisions.jsonl.gz")
+    turns = read_table(sample_run.output, "turns").to_pylist()
+    assert len(sups) == len(turns)
+    for sup in sups:
+        assert sup.recording_id == recordings[0].id and sup.speaker and sup.text
+
+
+def test_run_files_describe_the_run(sample_run):
+    metrics = json.loads((sample_run.output / "metrics.json").read_text())
+    for stage in ("decode", "vad"):
+        assert metrics[stage]["items_in"] == 1 and metrics[stage]["audio_ms_in"] == 30000
+    manifest = json.loads((sample_run.output / "run_manifest.json").read_text())
+    assert len(manifest["models"]["silero_vad"]["sha256"]) == 64
+    assert manifest["packages"]["apache-beam"] == "2.77.0"
+    assert manifest["git_revision"]
+    assert len(list((sample_run.output / "rttm").glob("*.rttm"))) == 1
+
+
+@pytest.fixture(scope="module")
+def messy_inputs(tmp_path_factory) -> Path:
+    """A folder of good and broken files (no real speech: the later stages stay cheap)."""
+    folder = tmp_path_factory.mktemp("messy")
+    encode_with_pyav(folder / "tone.mp3", tone(3.0, 44100, 2), 44100)
+    sf.write(folder / "stereo_tone.flac", tone(2.0, 16000, 2), 16000)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "random.mp3").write_bytes(np.random.default_rng(1).bytes(4096))
+    (folder / "truncated.wav").write_bytes((REPO / "pipeline/assets/sample.wav").read_bytes()[:30])
+    sf.write(folder / "silent.wav", np.zeros(16000 * 2, np.float32), 16000)
+    sf.write(folder / "short.wav", tone(0.2, 16000, 1), 16000)
+    nan = tone(2.0, 16000, 1)
+    nan[5] = np.nan
+    sf.write(folder / "nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(folder / "many_channels.wav", np.full((16000, 12), 0.1, np.float32), 16000)
+    (folder / "notes.txt").write_text("not audio, skipped by the directory walk")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def messy_run(messy_inputs, tmp_path_factory):
+    output = tmp_path_factory.mktemp("messy_out")
+    summary = run(["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}"])
+    return output, summary
+
+
+def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
+    output, summary = messy_run
+    audio_files = sorted(p for p in messy_inputs.iterdir() if p.suffix != ".txt")
+    recordings = read_table(output, "recordings").to_pylist()
+    file_rejects = [r for r in read_table(output, "rejects").to_pylist() if not r["item_id"]]
+    seen = [r["uri"] for r in recordings] + [r["uri"] for r in file_rejects]
+    assert sorted(seen) == sorted(str(p) for p in audio_files), "each file exactly once"
+    reasons = {Path(r["uri"]).name: r["reason"] for r in file_rejects}
+    assert reasons == {
+        "empty.wav": errors.UNREADABLE, "random.mp3": errors.UNREADABLE,
+        "truncated.wav": errors.UNREADABLE, "silent.wav": errors.SILENT,
+        "short.wav": errors.TOO_SHORT, "nan.wav": errors.NON_FINITE,
+        "many_channels.wav": errors.BAD_CHANNELS}
+    assert all(r["message"] for r in file_rejects)
+    assert {r["num_channels"] for r in recordings} == {2}
+    item_rejects = [r for r in read_table(output, "rejects").to_pylist() if r["item_id"]]
+    assert {(r["stage"], r["reason"]) for r in item_rejects} == {("vad", errors.NO_SPEECH)}
+    assert summary["files_rejected"] == 7 and summary["recordings"] == 2
+
+
+def test_rerun_skips_finished_work_and_keeps_outputs(messy_inputs, messy_run):
+    output, _ = messy_run
+    before = {t: sorted(map(str, read_table(output, t).to_pylist()))
+              for t in ("recordings", "rejects", "speech")}
+    summary = run(["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}"])
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["ingest"]["skipped_finished"] == 9
+    assert "decode" not in metrics, "nothing is decoded again"
+    after = {t: sorted(map(str, read_table(output, t).to_pylist())) for t in before}
+    assert after == before
+    assert summary["files"] == 9
+
+
+def test_cli_reports_a_bad_input_clearly(tmp_path):
+    proc = subprocess.run([sys.executable, "beam_runner.py", "--runner=DirectRunner",
+                           f"--input={tmp_path}/nothing-*.wav", f"--output={tmp_path}/o"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "matches no file" in proc.stderr
+
+
+def test_cli_help_lists_stage_options():
+    proc = subprocess.run([sys.executable, "beam_runner.py", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    for flag in ("--input", "--output", "--vad_threshold", "--min_duration_s", "--runner"):
+        assert flag in proc.stdout
