@@ -53,7 +53,8 @@ def test_lhotse_manifests_load(sample_run):
     assert len(recordings) == 1
     audio = recordings[0].load_audio()
     assert audio.shape == (1, 480000)
-    sups = lhotse.SupervisionSet.from_file(sample_run.output / "lhotse" / "supervisions.jsonl.gz")
+    path = sample_run.output / "lhotse" / "supervisions.jsonl.gz"
+    sups = lhotse.SupervisionSet.from_file(path) or []  # lhotse reads an empty file as None
     turns = read_table(sample_run.output, "turns").to_pylist()
     assert len(sups) == len(turns)
     for sup in sups:
