@@ -83,7 +83,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         works = (works | stage.label >> stage.transform).main
 
     persisted = works | "PersistRecording" >> beam.ParDo(
-        PersistRecordingFn(output)).with_outputs(*OUTPUTS)
+        PersistRecordingFn(output, curate.progress_interval_s)).with_outputs(*OUTPUTS)
     file_rejects = decoded.rejects | "PersistReject" >> beam.ParDo(
         PersistRejectFn(output)).with_outputs(*OUTPUTS)
     finished = split[FINISHED] | "LoadFinished" >> beam.ParDo(

@@ -17,10 +17,11 @@ import dataclasses
 import logging
 import time
 import traceback
-from typing import Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
 
 from pipeline.errors import STAGE_ERROR, StageReject
 from pipeline.records import Recording, RecordingWork, Reject
@@ -61,11 +62,19 @@ def item_reject(stage: str, recording: Recording, reason: str, message: str, ite
                   reason=reason, message=message, item_id=item_id, start=start, end=end)
 
 
+class _ModelHolder:
+    """A weak-referenceable box, as ``Shared.acquire`` needs, around any loaded model."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 class RecordingStageFn(beam.DoFn):
     """Base DoFn of a per-recording stage.
 
     Subclasses set ``stage`` and implement :meth:`apply`, which returns the new work and a list of
-    item-level rejects. Models are loaded in :meth:`setup` (once per worker).
+    item-level rejects. Models are loaded in :meth:`setup` through :meth:`shared_model`, so one
+    worker process loads each model once, however many threads and bundles use it.
     """
 
     stage = "stage"
@@ -73,6 +82,11 @@ class RecordingStageFn(beam.DoFn):
     def __init__(self):
         super().__init__()
         self.counters: StageCounters | None = None
+        self._shared = Shared()
+
+    def shared_model(self, key: str, loader: Callable[[], Any]) -> Any:
+        """The model ``loader()`` returns, loaded once per worker process for ``key``."""
+        return self._shared.acquire(lambda: _ModelHolder(loader()), tag=key).value
 
     def setup(self):
         self.counters = StageCounters(self.stage)

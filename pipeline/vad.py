@@ -90,6 +90,7 @@ class DetectSpeechFn(RecordingStageFn):
 
     def setup(self):
         super().setup()
+        # silero keeps per-stream state: one model per DoFn instance (it is 2 MB and loads in ms)
         self.model = load_vad_model(self.opts.vad_backend)
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:

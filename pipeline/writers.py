@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -80,12 +81,39 @@ def _emit(rows: dict[str, list[dict[str, Any]]]) -> Iterable:
             yield beam.pvalue.TaggedOutput(table, row)
 
 
+class ProgressLog:
+    """Logs files and audio hours finished by this worker, at most every ``interval_s``."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self.files = 0
+        self.audio_s = 0.0
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def add(self, audio_s: float) -> None:
+        self.files += 1
+        self.audio_s += audio_s
+        now = time.monotonic()
+        if now - self.last >= self.interval_s:
+            self.last = now
+            elapsed = now - self.started
+            logger.info("progress: %d files, %.2f h of audio finished in %.0f s "
+                        "(%.1fx real time) by this worker", self.files, self.audio_s / 3600,
+                        elapsed, self.audio_s / max(elapsed, 1e-9))
+
+
 class PersistRecordingFn(beam.DoFn):
     """RecordingWork → its state file, its RTTM, and its rows on one output per table."""
 
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str, progress_interval_s: float = 30.0):
         super().__init__()
         self.output_dir = output_dir
+        self.progress_interval_s = progress_interval_s
+        self.progress: ProgressLog | None = None
+
+    def setup(self):
+        self.progress = ProgressLog(self.progress_interval_s)
 
     def process(self, work: RecordingWork) -> Iterable:
         rows = recording_rows(work)
@@ -98,6 +126,8 @@ class PersistRecordingFn(beam.DoFn):
             f.write(rttm_text(work).encode())
         # the state file is written last: it is what marks the recording finished
         StateStore(self.output_dir).write(work.recording_id, rows)
+        if self.progress is not None:
+            self.progress.add(work.recording.duration_s)
         yield from _emit(rows)
 
 
