@@ -49,7 +49,7 @@ class FeedforwardModule(nn.Module):
         )
         self.out_whiten = Whiten(num_groups=1)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         x = self.hidden_balancer(self.in_proj(x))
         return self.out_whiten(self.out_proj(x))
 
@@ -125,9 +125,7 @@ class BypassModule(nn.Module):
     def _scale(self, batch_size: int) -> Tensor:
         if not self.training:
             return self.bypass_scale
-        scale = limit_param_value(
-            self.bypass_scale, float(self.scale_min), float(self.scale_max)
-        )
+        scale = limit_param_value(self.bypass_scale, float(self.scale_min), float(self.scale_max))
         skip_rate = float(self.skip_rate)
         if skip_rate != 0.0:
             keep = torch.rand((batch_size, 1), device=scale.device) > skip_rate

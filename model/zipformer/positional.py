@@ -49,9 +49,7 @@ class CompactRelPositionalEncoding(nn.Module):
         length_factor: Heuristic >= 1; larger values blur small offsets.
     """
 
-    def __init__(
-        self, embed_dim: int, dropout_rate: FloatLike, length_factor: float = 1.0
-    ) -> None:
+    def __init__(self, embed_dim: int, dropout_rate: FloatLike, length_factor: float = 1.0) -> None:
         super().__init__()
         if embed_dim % 2:
             raise ValueError(f"embed_dim must be even, got {embed_dim}")
@@ -82,6 +80,4 @@ class CompactRelPositionalEncoding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Returns the encoding for ``x`` of shape ``(T, B, *)``: ``(1, 2T-1, embed_dim)``."""
         pos_emb = self.encodings(x.size(0), x.device, x.dtype).unsqueeze(0)
-        return nn.functional.dropout(
-            pos_emb, p=float(self.dropout_rate), training=self.training
-        )
+        return nn.functional.dropout(pos_emb, p=float(self.dropout_rate), training=self.training)

@@ -12,9 +12,10 @@ Plain-torch implementations (no k2). The forward values match upstream ZipVoice'
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -47,14 +48,14 @@ def swoosh_r(x: Tensor) -> Tensor:
 class SwooshL(nn.Module):
     """Module wrapper of :func:`swoosh_l`."""
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return swoosh_l(x)
 
 
 class SwooshR(nn.Module):
     """Module wrapper of :func:`swoosh_r`."""
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return swoosh_r(x)
 
 
@@ -76,7 +77,7 @@ class ScheduledFloat(nn.Module):
         if not points:
             raise ValueError("ScheduledFloat needs at least one (x, y) point")
         xs = [float(p[0]) for p in points]
-        if any(b <= a for a, b in zip(xs, xs[1:])):
+        if any(b <= a for a, b in itertools.pairwise(xs)):
             raise ValueError(f"schedule x values must increase strictly: {xs}")
         self.points: tuple[tuple[float, float], ...] = tuple(
             (float(x), float(y)) for x, y in points
@@ -91,7 +92,7 @@ class ScheduledFloat(nn.Module):
             return pts[0][1]
         if batch_count >= pts[-1][0]:
             return pts[-1][1]
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
             if x0 <= batch_count <= x1:
                 return y0 + (y1 - y0) * (batch_count - x0) / (x1 - x0)
         raise AssertionError("unreachable")
@@ -101,11 +102,11 @@ class ScheduledFloat(nn.Module):
             return self.default
         return self.value_at(self.batch_count)
 
-    def extra_repr(self) -> str:  # noqa: D102
+    def extra_repr(self) -> str:
         return f"points={self.points}, default={self.default}, batch_count={self.batch_count}"
 
 
-FloatLike = Union[float, ScheduledFloat]
+FloatLike = float | ScheduledFloat
 
 
 def set_batch_count(model: nn.Module, batch_count: float) -> None:
@@ -119,14 +120,14 @@ class _LimitParamValue(torch.autograd.Function):
     """Identity forward; backward flips gradient signs that push x further out of range."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, min_value: float, max_value: float) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, min_value: float, max_value: float) -> Tensor:
         ctx.save_for_backward(x)
         ctx.min_value = min_value
         ctx.max_value = max_value
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
+    def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
         flip_low = (grad > 0) & (x < ctx.min_value)
         flip_high = (grad < 0) & (x > ctx.max_value)
@@ -178,7 +179,7 @@ class BiasNorm(nn.Module):
         self.log_scale_min = log_scale_min
         self.log_scale_max = log_scale_max
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         if x.shape[self.channel_dim] != self.num_channels:
             raise ValueError(
                 f"BiasNorm expects {self.num_channels} channels on dim {self.channel_dim}, "
@@ -243,7 +244,7 @@ class ActivationDropoutAndLinear(nn.Module):
         self.dropout_p = dropout_p
         self.dropout_shared_dim = dropout_shared_dim
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         x = swoosh_l(x) if self.activation == "SwooshL" else swoosh_r(x)
         p = float(self.dropout_p)
         if self.training and p > 0.0:
@@ -268,7 +269,7 @@ class Balancer(nn.Module):
         self.num_channels = num_channels
         self.channel_dim = channel_dim
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return x
 
 
@@ -279,7 +280,7 @@ class Whiten(nn.Module):
         super().__init__()
         self.num_groups = num_groups
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return x
 
 
