@@ -19,16 +19,35 @@ Both are pure Python with no third-party dependency.
 >>> ChineseNormalizer().normalize("2024年3月有90%的人")
 '二零二四年三月有百分之九十的人'
 """
+
 from __future__ import annotations
 
 import re
 
 # --------------------------------------------------------------------------- English
 
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _SCALES = (
     "",
@@ -273,23 +292,21 @@ def _four_digit_chinese(group: int) -> str:
     return text
 
 
-def _chinese_below(value: int, unit_power: int) -> str:
-    """0 < value < 10**(2 * unit_power) in Chinese numerals, split at 10**unit_power.
+def _chinese_below_1e16(value: int) -> str:
+    """0 < value < 10**16 in Chinese numerals, grouped by 万 (10**4) and 亿 (10**8).
 
-    ``unit_power`` is 4 (万) or 8 (亿); the high part is read recursively, a low part with a
-    leading zero is preceded by 零 (``一万零五十``), except a low part of the 亿 level that is
-    read from its thousands digit (``一亿一千``), as ``cn2an`` writes it.
+    A low part with a leading zero is preceded by 零 (``一万零五十``), except a low part of the
+    亿 level that is read from its thousands digit (``一亿一千``), as ``cn2an`` writes it.
     """
-    if unit_power == 0 or value < 10**unit_power:
-        if unit_power <= 4:
-            return _four_digit_chinese(value) if value else ""
-        return _chinese_below(value, unit_power // 2)
+    if value < 10**4:
+        return _four_digit_chinese(value)
+    unit_power, unit = (4, "万") if value < 10**8 else (8, "亿")
     high, low = divmod(value, 10**unit_power)
-    text = _chinese_below(high, unit_power // 2) + ("万" if unit_power == 4 else "亿")
+    text = _chinese_below_1e16(high) + unit
     if low:
         if low < 10 ** (unit_power - 1) and not (unit_power == 8 and 1000 <= low < 10000):
             text += "零"
-        text += _chinese_below(low, unit_power // 2)
+        text += _chinese_below_1e16(low)
     return text
 
 
@@ -304,7 +321,7 @@ def chinese_integer(digits: str) -> str:
         return "零"
     if value >= 10**16:
         return chinese_digits(digits)
-    text = _chinese_below(value, 8)
+    text = _chinese_below_1e16(value)
     if text.startswith("一十"):
         text = text[1:]
     return text
