@@ -15,7 +15,7 @@ Two normalisers, one per language run of the tokenizer:
 Both are pure Python with no third-party dependency.
 
 >>> EnglishNormalizer().normalize("Dr. Smith paid $5")
-'doctor. Smith paid  five dollars '
+'doctor. Smith paid   five  dollars '
 >>> ChineseNormalizer().normalize("2024年3月有90%的人")
 '二零二四年三月有百分之九十的人'
 """
