@@ -28,6 +28,7 @@ CORE = [
     "tqdm",
     "requests",
     "safetensors",
+    "PyYAML",
 ]
 
 EXTRAS = {
