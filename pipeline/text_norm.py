@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["normalize_text", "tokenize", "is_cjk_char"]
+__all__ = ["is_cjk_char", "normalize_text", "tokenize"]
 
 # hyphen-minus, hyphen, non-breaking hyphen, figure dash, en dash, em dash, minus sign, ...
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"

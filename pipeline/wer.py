@@ -8,12 +8,12 @@ For Chinese the units are characters, so the same functions give CER (see ``text
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from pipeline.text_norm import tokenize
 
-__all__ = ["ErrorCounts", "error_counts", "word_error_rate", "corpus_error_rate"]
+__all__ = ["ErrorCounts", "corpus_error_rate", "error_counts", "word_error_rate"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ErrorCounts:
             return float("inf") if self.errors else 0.0
         return self.errors / self.reference_units
 
-    def __add__(self, other: "ErrorCounts") -> "ErrorCounts":
+    def __add__(self, other: ErrorCounts) -> ErrorCounts:
         return ErrorCounts(self.substitutions + other.substitutions,
                            self.deletions + other.deletions,
                            self.insertions + other.insertions,

@@ -1,0 +1,262 @@
+"""ASR stage: every speaker turn of a recording transcribed, with language ID and word times.
+
+Input: :class:`RecordingWork` with ``audio`` and ``diarization`` (and ``speech`` for split
+points). Output: the same work with ``turns`` (tuple of :class:`Turn`, ids
+``<recording_id>-t<NNNN>``). Turns are planned by :mod:`pipeline.asr_plan` and all turns of a
+recording are decoded in batches by :mod:`pipeline.asr_whisper` (faster-whisper, int8 on CPU);
+turns identified as Chinese go to FunASR Paraformer with ``--zh_asr paraformer``. A recording
+without diarization gets no turns (the dialogue stage reports it), not a reject.
+Item-level rejects: ``turn_too_short`` (shorter than ``--asr_min_turn_s``), ``no_transcript``
+(the recogniser returned no text). Models: :func:`pipeline.asr_models.resolve_asr_model`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from pipeline.asr_plan import TurnSpan, plan_turns
+from pipeline.asr_whisper import ChunkTranscript, clamp_words, compression_ratio
+from pipeline.options import opt
+from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
+from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
+
+logger = logging.getLogger(__name__)
+
+STAGE = "asr"
+TURN_TOO_SHORT = "turn_too_short"  # a planned turn shorter than --asr_min_turn_s
+NO_TRANSCRIPT = "no_transcript"  # the recogniser returned no text for the turn
+REASONS = (TURN_TOO_SHORT, NO_TRANSCRIPT)
+
+_TURN_FIELDS = {f.name for f in dataclasses.fields(Turn)}
+
+
+@dataclass(frozen=True)
+class AsrOptions:
+    """Settings of the ASR stage (each field is a command-line flag)."""
+
+    asr_model: str = opt("base", "Whisper model: an offline name (base, tiny.en), a local "
+                         "CTranslate2 directory, or a faster-whisper size / hub id (downloads)")
+    asr_device: str = opt("cpu", "device for Whisper and Paraformer",
+                          choices=("cpu", "cuda", "auto"))
+    asr_compute_type: str = opt("int8", "CTranslate2 compute type (int8, int8_float16, float16, "
+                                "float32, ...)")
+    asr_beam_size: int = opt(5, "beam width (1 = greedy; measured worse on the sample)")
+    asr_batch_size: int = opt(0, "turns per encoder/decoder call; 0 = auto: 8 on GPU, 1 on "
+                              "CPU (where batches cost about 1.3x the CPU: bench/bench_asr.py)")
+    asr_language: str = opt("", "force this language code (e.g. en, zh); empty = detect per "
+                            "turn")
+    zh_asr: str = opt("whisper", "recogniser for turns identified as Chinese",
+                      choices=("whisper", "paraformer"))
+    paraformer_model: str = opt("paraformer-zh", "FunASR model for --zh_asr paraformer: hub "
+                                "alias, hub id or local directory")
+    paraformer_hub: str = opt("ms", "hub of --paraformer_model names: ms (ModelScope) or hf",
+                              choices=("ms", "hf"))
+    asr_merge_gap_s: float = opt(0.5, "join same-speaker segments across pauses shorter than "
+                                "this (when nobody else speaks in the pause)")
+    max_asr_chunk_s: float = opt(30.0, "longest audio per ASR call; longer turns are split at "
+                                 "their largest pause (at most 30)")
+    asr_min_turn_s: float = opt(0.3, "turns shorter than this are rejected, not transcribed")
+    asr_pad_s: float = opt(0.2, "audio added before and after each turn for the recogniser "
+                           "(diarization boundaries clip word edges)")
+    asr_word_timestamps: bool = opt(True, "align words to the audio")
+    asr_threads: int = opt(0, "CPU threads per model (0 = the library default)")
+
+    def __post_init__(self):
+        if not 0.0 < self.max_asr_chunk_s <= 30.0:
+            raise ValueError(f"max_asr_chunk_s must be in (0, 30], got {self.max_asr_chunk_s}")
+        if self.asr_beam_size < 1:
+            raise ValueError(f"asr_beam_size must be >= 1, got {self.asr_beam_size}")
+        if self.asr_batch_size < 0:
+            raise ValueError(f"asr_batch_size must be >= 0 (0 = auto), got {self.asr_batch_size}")
+        if self.asr_merge_gap_s < 0:
+            raise ValueError(f"asr_merge_gap_s must be >= 0, got {self.asr_merge_gap_s}")
+        if not 0.0 <= self.asr_min_turn_s < self.max_asr_chunk_s:
+            raise ValueError(f"asr_min_turn_s must be in [0, max_asr_chunk_s), got "
+                             f"{self.asr_min_turn_s}")
+        if not 0.0 <= self.asr_pad_s <= 1.0:
+            raise ValueError(f"asr_pad_s must be in [0, 1], got {self.asr_pad_s}")
+        if self.asr_threads < 0:
+            raise ValueError(f"asr_threads must be >= 0, got {self.asr_threads}")
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def per_channel(work: RecordingWork) -> bool:
+    """Whether turns are read from their own channel (multi-channel audio whose diarization
+    places speakers on more than one channel) rather than from the mix."""
+    return work.audio.shape[0] > 1 and len({s.channel for s in work.diarization}) > 1
+
+
+def turn_audio(work: RecordingWork, span: TurnSpan, pad_s: float,
+               own_channel: bool) -> tuple[np.ndarray, float]:
+    """The samples the recogniser hears for ``span`` and the time they start at.
+
+    The span is widened by ``pad_s`` on both sides (clipped to the recording) and cut to at most
+    30 s around the span.
+    """
+    total = work.audio.shape[1]
+    start = max(0, round((span.start - pad_s) * ANALYSIS_SAMPLE_RATE))
+    end = min(total, round((span.end + pad_s) * ANALYSIS_SAMPLE_RATE))
+    end = min(end, start + int(30.0 * ANALYSIS_SAMPLE_RATE))
+    source = work.audio[span.channel] if own_channel else work.mono
+    return np.ascontiguousarray(source[start:end], dtype=np.float32), start / ANALYSIS_SAMPLE_RATE
+
+
+def make_turn(recording_id: str, index: int, span: TurnSpan, result: ChunkTranscript) -> Turn:
+    """A :class:`Turn` from a planned span and what the recogniser returned for it."""
+    extra = {"overlap_s": round(span.overlap_s, 3)} if "overlap_s" in _TURN_FIELDS else {}
+    return Turn(
+        recording_id=recording_id, turn_id=turn_id(recording_id, index), speaker=span.speaker,
+        start=round(span.start, 3), end=round(span.end, 3), text=result.text,
+        language=result.language, language_prob=round(result.language_prob, 4),
+        avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
+        compression_ratio=round(result.compression_ratio, 4),
+        words=clamp_words(result.words, span.start, span.end), channel=span.channel, **extra)
+
+
+def turn_id(recording_id: str, index: int) -> str:
+    """``<recording_id>-t<index:04d>``: deterministic, so reruns give the same ids."""
+    return f"{recording_id}-t{index:04d}"
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class AsrEngine:
+    """The loaded recognisers of one worker: Whisper, and Paraformer when asked for.
+
+    Attributes:
+        model_dir: the resolved Whisper directory.
+        model_sha256: sha256 of its ``model.bin`` (for the run manifest).
+    """
+
+    def __init__(self, opts: AsrOptions):
+        from pipeline.asr_models import load_whisper, resolve_asr_model
+        from pipeline.asr_whisper import WhisperBatchTranscriber
+
+        self.opts = opts
+        self.model_dir, self.model_sha256 = resolve_asr_model(opts.asr_model)
+        whisper = load_whisper(self.model_dir, opts.asr_device, opts.asr_compute_type,
+                               opts.asr_threads)
+        # on CPU a batch of 30 s windows is memory-bound (the encoder's attention and the beams'
+        # cross-attention caches grow with it): one turn at a time costs less CPU there
+        self.batch_size = opts.asr_batch_size or (8 if whisper.model.device == "cuda" else 1)
+        self.whisper = WhisperBatchTranscriber(
+            whisper, beam_size=opts.asr_beam_size, batch_size=self.batch_size,
+            word_timestamps=opts.asr_word_timestamps, language=opts.asr_language or None)
+        self.paraformer: Any | None = None
+        if opts.zh_asr == "paraformer":
+            from pipeline.paraformer import ParaformerTranscriber
+
+            self.paraformer = ParaformerTranscriber(
+                opts.paraformer_model, device=opts.asr_device, batch_size=self.batch_size,
+                threads=opts.asr_threads, word_timestamps=opts.asr_word_timestamps,
+                hub=opts.paraformer_hub)
+        logger.info("ASR engine: whisper %s (sha256 %s) on %s, batch %d, zh via %s",
+                    self.model_dir, self.model_sha256[:12], whisper.model.device,
+                    self.batch_size, opts.zh_asr)
+
+    def transcribe(self, chunks: Sequence[np.ndarray],
+                   offsets_s: Sequence[float]) -> list[ChunkTranscript]:
+        """Transcribe chunks: Whisper for all, Paraformer for those identified as Chinese."""
+        deferred = frozenset({"zh"}) if self.paraformer is not None else frozenset()
+        results = self.whisper.transcribe(chunks, offsets_s, defer_languages=deferred)
+        todo = [i for i, r in enumerate(results) if not r.decoded]
+        if todo:
+            recognised = self.paraformer.transcribe([chunks[i] for i in todo],  # type: ignore
+                                                    [offsets_s[i] for i in todo])
+            for i, rec in zip(todo, recognised):
+                results[i] = dataclasses.replace(
+                    results[i], text=rec.text, words=rec.words, decoded=True,
+                    compression_ratio=compression_ratio(rec.text))
+        return results
+
+
+def transcribe_work(work: RecordingWork, engine: AsrEngine,
+                    opts: AsrOptions) -> tuple[tuple[Turn, ...], list[Reject]]:
+    """Plan, cut and transcribe the turns of one recording.
+
+    Returns:
+        The turns with text, and item-level rejects for turns too short or left without text.
+    """
+    spans = plan_turns(work.diarization, work.speech, opts.asr_merge_gap_s, opts.max_asr_chunk_s)
+    rejects: list[Reject] = []
+    todo: list[tuple[int, TurnSpan]] = []
+    for index, span in enumerate(spans):
+        if span.duration < opts.asr_min_turn_s:
+            rejects.append(item_reject(
+                STAGE, work.recording, TURN_TOO_SHORT,
+                f"{span.duration:.2f} s < --asr_min_turn_s {opts.asr_min_turn_s}",
+                turn_id(work.recording_id, index), span.start, span.end))
+        else:
+            todo.append((index, span))
+    own_channel = per_channel(work)
+    audio = [turn_audio(work, span, opts.asr_pad_s, own_channel) for _, span in todo]
+    results = engine.transcribe([a for a, _ in audio], [o for _, o in audio]) if todo else []
+    turns: list[Turn] = []
+    for (index, span), result in zip(todo, results):
+        if not result.text:
+            rejects.append(item_reject(
+                STAGE, work.recording, NO_TRANSCRIPT,
+                f"empty transcript (language {result.language}, no_speech_prob "
+                f"{result.no_speech_prob:.2f})", turn_id(work.recording_id, index),
+                span.start, span.end))
+            continue
+        turns.append(make_turn(work.recording_id, index, span, result))
+    return tuple(turns), rejects
+
+
+# --- Beam -----------------------------------------------------------------------------------
+
+
+class TranscribeFn(RecordingStageFn):
+    """Fill ``work.turns``; the models load once per worker process (shared across threads)."""
+
+    stage = STAGE
+
+    def __init__(self, opts: AsrOptions):
+        super().__init__()
+        from apache_beam.utils.shared import Shared
+
+        self.opts = opts
+        self._shared = Shared()
+        self._engine: AsrEngine | None = None
+
+    def setup(self):
+        super().setup()
+        self._engine = self._shared.acquire(lambda: AsrEngine(self.opts), tag=repr(self.opts))
+        self._turns_out = Metrics.counter(STAGE, "turns_out")
+        self._turn_ms = Metrics.counter(STAGE, "turn_audio_ms")
+        self._zh_turns = Metrics.counter(STAGE, "turns_zh")
+
+    def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
+        assert self._engine is not None, "setup() was not called"
+        turns, rejects = transcribe_work(work, self._engine, self.opts)
+        self._turns_out.inc(len(turns))
+        self._turn_ms.inc(int(sum(t.end - t.start for t in turns) * 1000))
+        self._zh_turns.inc(sum(t.language == "zh" for t in turns))
+        return replace(work, turns=turns), rejects
+
+
+class Transcribe(beam.PTransform):
+    """Composite: ``RecordingWork`` -> the same work with ``turns``, plus the ASR rejects.
+
+    >>> # outputs = works | "Transcribe" >> Transcribe(AsrOptions(asr_model="tiny.en"))
+    """
+
+    def __init__(self, opts: AsrOptions | None = None, label: str | None = None):
+        super().__init__(label)
+        self.opts = opts or AsrOptions()
+
+    def expand(self, works: beam.PCollection) -> StageOutputs:
+        # one DoFn per recording: all its turns are batched together inside it
+        return apply_stage(works, "TranscribeTurns", TranscribeFn(self.opts))
+
