@@ -1,0 +1,207 @@
+"""Quality filters: each measure, each drop reason, batched DNSMOS against speechmos, and the
+default filters on the bundled sample's real audio."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.dialogue import DialogueOptions, segment_dialogues
+from pipeline.filters import (
+    CPS_OUT_OF_RANGE,
+    LOW_ASR_CONFIDENCE,
+    LOW_BANDWIDTH,
+    LOW_DNSMOS,
+    OVERLAP_RATIO,
+    SPEAKER_IMBALANCE,
+    SPEAKER_INCONSISTENT,
+    FilterDialogues,
+    FilterOptions,
+    cheap_checks,
+    clip,
+    filter_dialogues,
+)
+from pipeline.quality.bandwidth import estimate_bandwidth_hz
+from pipeline.quality.cps import CpsBounds, chars_per_second, count_chars
+from pipeline.quality.dnsmos import DnsmosScorer, clip_windows
+from pipeline.quality.speaker_consistency import Ge2eEmbedder, speaker_margin
+from pipeline.records import Dialogue, RecordingWork
+from pipeline.stage import replace
+from tests.pipeline.dialogue_fixtures import make_turn, sample_work
+
+
+@pytest.fixture(scope="module")
+def work() -> RecordingWork:
+    w = sample_work()
+    dialogues, dturns, _ = segment_dialogues(w.recording, w.turns, w.diarization,
+                                             DialogueOptions())
+    return replace(w, dialogues=tuple(dialogues), dialogue_turns=tuple(dturns))
+
+
+@pytest.fixture(scope="module")
+def dnsmos() -> DnsmosScorer:
+    return DnsmosScorer()
+
+
+@pytest.fixture(scope="module")
+def ge2e() -> Ge2eEmbedder:
+    return Ge2eEmbedder()
+
+
+# --- DNSMOS ------------------------------------------------------------------------------------
+
+
+def test_batched_dnsmos_matches_speechmos_on_the_sample(work):
+    from speechmos import dnsmos as reference
+
+    d = work.dialogues[0]
+    clips = [clip(work.mono, d.start, d.end), clip(work.mono, 10.0, 15.0)]  # long and tiled
+    scores = DnsmosScorer(p808=True).score(clips)
+    for c, score in zip(clips, scores):
+        ref = reference.run(c, sr=16000)
+        assert abs(score.ovrl - ref["ovrl_mos"]) < 0.05
+        assert abs(score.sig - ref["sig_mos"]) < 0.05
+        assert abs(score.bak - ref["bak_mos"]) < 0.05
+        assert abs(score.p808 - ref["p808_mos"]) < 0.05
+    assert scores[0].num_windows == 7  # 23.4 s: windows 0..6 (the reference skips 7..14)
+
+
+def test_windows_follow_the_reference_positions():
+    x = np.arange(30 * 16000, dtype=np.float32) / 1e6
+    w = clip_windows(x)
+    assert w.shape == (7, 144160) and w[3, 0] == x[3 * 16000]
+    assert clip_windows(np.ones(5 * 16000, dtype=np.float32)).shape == (1, 144160)  # 5 s → 10 s
+    assert clip_windows(np.ones(16000, dtype=np.float32)).shape == (7, 144160)  # 1 s → 16 s
+
+
+# --- cheap measures ----------------------------------------------------------------------------
+
+
+def _dialogue(**kw) -> Dialogue:
+    base = {"dialogue_id": "rec-d0000", "recording_id": "rec", "start": 0.0, "end": 10.0,
+            "text": "[S1]" + "a" * 60 + " [S2]" + "b" * 60, "language": "en", "num_turns": 2,
+            "s1_speaker": "A", "s2_speaker": "B", "s1_s": 4.5, "s2_s": 4.5,
+            "overlap_ratio": 0.0}
+    return Dialogue(**{**base, **kw})
+
+
+def _noise(seconds: float = 10.0, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(seconds * 16000)) * 0.05).astype(
+        np.float32)
+
+
+@pytest.mark.parametrize("dialogue_kw, turn_kw, opts_kw, reason", [
+    ({}, {"avg_logprob": -1.5}, {}, LOW_ASR_CONFIDENCE),
+    ({}, {"no_speech_prob": 0.9}, {}, LOW_ASR_CONFIDENCE),
+    ({"text": "[S1]a [S2]b"}, {}, {}, CPS_OUT_OF_RANGE),
+    ({"text": "[S1]" + "a" * 400 + " [S2]b"}, {}, {}, CPS_OUT_OF_RANGE),
+    ({"overlap_ratio": 0.5, "s1_s": 8.0, "s2_s": 8.0}, {}, {}, OVERLAP_RATIO),
+    ({"s1_s": 8.7, "s2_s": 0.3}, {}, {}, SPEAKER_IMBALANCE),
+    ({}, {}, {"min_dialogue_bandwidth_hz": 9000.0}, LOW_BANDWIDTH),
+    ({}, {}, {}, None),
+])
+def test_cheap_checks_drop_with_their_reason(dialogue_kw, turn_kw, opts_kw, reason):
+    d = _dialogue(**dialogue_kw)
+    turns = [dataclasses.replace(make_turn("A", 0.0, 5.0, "x"), **turn_kw),
+             dataclasses.replace(make_turn("B", 5.0, 10.0, "y"), **turn_kw)]
+    quality, failure = cheap_checks(d, turns, _noise(), FilterOptions(**opts_kw))
+    assert (failure[0] if failure else None) == reason
+    if reason:
+        name = failure[1].split("=")[0]
+        assert name in quality  # the message names the measure it failed on
+
+
+def test_cps_counts_letters_and_digits_per_language():
+    assert count_chars("[S1]Hello, world! [S2]Hi 2.") == 13
+    assert count_chars("[S1]你好。[S2]是的") == 4
+    assert chars_per_second("[S1]abcd", 2.0) == 2.0
+    bounds = CpsBounds.parse("en=5:25,zh=1.5:10,*=3:30")
+    assert bounds.for_language("en-US") == (5.0, 25.0)
+    assert bounds.for_language("fr") == (3.0, 30.0)
+    with pytest.raises(ValueError, match="lang=min:max"):
+        CpsBounds.parse("en:5-25")
+    with pytest.raises(ValueError, match="cps bound"):
+        FilterOptions(cps_bounds="en=9:5")
+
+
+def test_bandwidth_of_telephone_and_wideband_audio(work):
+    import soxr
+
+    assert 3300 <= estimate_bandwidth_hz(work.mono, 16000) <= 4100  # the sample: a phone call
+    noise = _noise(5.0).astype(np.float64)
+    assert estimate_bandwidth_hz(noise, 16000) >= 7800
+    for low in (8000, 12000):
+        band = soxr.resample(soxr.resample(noise, 16000, low), low, 16000)
+        assert abs(estimate_bandwidth_hz(band, 16000) - low / 2) < 300
+    assert estimate_bandwidth_hz(np.zeros(16000), 16000) == 0.0
+
+
+def test_speaker_margin_rules():
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert speaker_margin(np.stack([a, b, a, b]), ["S1", "S2", "S1", "S2"]) == pytest.approx(1.0)
+    assert speaker_margin(np.stack([a, b, b, b]), ["S1", "S2", "S1", "S2"]) < 0
+    assert math.isnan(speaker_margin(np.stack([a, b]), ["S1", "S2"]))  # nothing to compare
+    refs = {"S1": a, "S2": b}
+    assert speaker_margin(np.stack([a, b]), ["S1", "S2"], refs) == pytest.approx(1.0)
+
+
+# --- models on the sample ----------------------------------------------------------------------
+
+
+def test_default_filters_keep_the_sample_dialogue(work, dnsmos, ge2e):
+    kept, rejects = filter_dialogues(work, FilterOptions(), dnsmos, ge2e)
+    assert rejects == [] and len(kept) == 1
+    q = kept[0].quality
+    assert q["dnsmos_ovrl"] >= 2.8 and 5 <= q["cps"] <= 25
+    assert 3300 <= kept[0].bandwidth_hz <= 4100 and kept[0].sample_rate == 16000
+    assert q["speaker_margin"] > FilterOptions().min_speaker_margin
+    assert kept[0].text == work.dialogues[0].text
+
+
+def test_dnsmos_and_speaker_filters_drop_with_their_reason(work, dnsmos, ge2e):
+    _, rejects = filter_dialogues(work, FilterOptions(min_dnsmos_ovrl=4.5), dnsmos, None)
+    assert [r.reason for r in rejects] == [LOW_DNSMOS]
+    assert rejects[0].message.startswith("dnsmos_ovrl=") and rejects[0].stage == "filters"
+    # a turn labelled with the wrong speaker: S1's longest turn given to S2
+    turns = list(work.dialogue_turns)
+    i = max((k for k, t in enumerate(turns) if t.role == "S1"),
+            key=lambda k: turns[k].end - turns[k].start)
+    turns[i] = dataclasses.replace(turns[i], role="S2")
+    swapped = replace(work, dialogue_turns=tuple(turns))
+    kept, rejects = filter_dialogues(swapped, FilterOptions(min_dnsmos_ovrl=0.0), dnsmos, ge2e)
+    assert kept == [] and [r.reason for r in rejects] == [SPEAKER_INCONSISTENT]
+
+
+def test_filter_dialogues_transform():
+    w = sample_work()
+    dialogues, dturns, _ = segment_dialogues(w.recording, w.turns, w.diarization,
+                                             DialogueOptions(max_dialogue_s=10.0))
+    # two short dialogues (one DNSMOS window each): one passes, one is too unbalanced
+    w = replace(w, dialogues=tuple(dialogues[:2]), dialogue_turns=tuple(dturns))
+    opts = FilterOptions(speaker_consistency=False, min_speaker_share=0.3, min_dnsmos_ovrl=2.0)
+    with BeamTestPipeline() as p:
+        out = p | beam.Create([w]) | "FilterDialogues" >> FilterDialogues(opts)
+        assert_that(out.main | beam.Map(lambda x: (
+            [d.dialogue_id for d in x.dialogues],
+            sorted({t.dialogue_id for t in x.dialogue_turns}),
+            all("dnsmos_ovrl" in d.quality for d in x.dialogues))),
+            equal_to([([dialogues[1].dialogue_id], [dialogues[1].dialogue_id], True)]),
+            label="CheckMain")
+        assert_that(out.rejects | beam.Map(lambda r: (r.item_id, r.reason)),
+                    equal_to([(dialogues[0].dialogue_id, SPEAKER_IMBALANCE)]),
+                    label="CheckRejects")
+
+
+def test_option_names_are_unique_across_the_pipeline():
+    from pipeline.options import CurateOptions
+
+    parser = argparse.ArgumentParser()
+    CurateOptions._add_argparse_args(parser)  # argparse raises on a duplicate flag
+    flags = {a.dest for a in parser._actions}
+    assert {"min_dnsmos_ovrl", "pseudo_stereo", "max_dialogue_s", "corpus_sample_rate"} <= flags
