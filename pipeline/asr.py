@@ -22,7 +22,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from pipeline.asr_plan import TurnSpan, plan_turns
-from pipeline.asr_whisper import ChunkTranscript, clamp_words, compression_ratio
+from pipeline.asr_whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
 from pipeline.options import opt
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
 from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
@@ -66,7 +66,7 @@ class AsrOptions:
     asr_pad_s: float = opt(0.2, "audio added before and after each turn for the recogniser "
                            "(diarization boundaries clip word edges)")
     asr_word_timestamps: bool = opt(True, "align words to the audio")
-    asr_threads: int = opt(0, "CPU threads per model (0 = the library default)")
+    asr_threads: int = opt(0, "CPU threads per model (0 = the usable cores, at most 4)")
 
     def __post_init__(self):
         if not 0.0 < self.max_asr_chunk_s <= 30.0:
@@ -99,13 +99,14 @@ def turn_audio(work: RecordingWork, span: TurnSpan, pad_s: float,
                own_channel: bool) -> tuple[np.ndarray, float]:
     """The samples the recogniser hears for ``span`` and the time they start at.
 
-    The span is widened by ``pad_s`` on both sides (clipped to the recording) and cut to at most
-    30 s around the span.
+    The span is widened by ``pad_s`` on both sides (clipped to the recording), less when that
+    would pass Whisper's 30 s window, so the span itself is never cut.
     """
     total = work.audio.shape[1]
+    pad_s = min(pad_s, max(0.0, WINDOW_S - span.duration) / 2)
     start = max(0, round((span.start - pad_s) * ANALYSIS_SAMPLE_RATE))
     end = min(total, round((span.end + pad_s) * ANALYSIS_SAMPLE_RATE))
-    end = min(end, start + int(30.0 * ANALYSIS_SAMPLE_RATE))
+    end = min(end, start + round(WINDOW_S * ANALYSIS_SAMPLE_RATE))
     source = work.audio[span.channel] if own_channel else work.mono
     return np.ascontiguousarray(source[start:end], dtype=np.float32), start / ANALYSIS_SAMPLE_RATE
 

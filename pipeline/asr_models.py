@@ -187,9 +187,12 @@ def load_whisper(model_dir: str, device: str = "cpu", compute_type: str = "int8"
         model_dir: a CTranslate2 Whisper directory (from :func:`resolve_asr_model`).
         device: ``cpu``, ``cuda`` or ``auto``.
         compute_type: CTranslate2 compute type (``int8``, ``int8_float16``, ``float16``, ...).
-        cpu_threads: intra-op threads on CPU; 0 lets CTranslate2 choose.
+        cpu_threads: intra-op threads on CPU; 0 = the usable cores, at most 4.
     """
     from faster_whisper import WhisperModel
 
+    if cpu_threads == 0:  # CTranslate2's own default is 4, too many on a 2-core worker
+        cpu_threads = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1)
     return WhisperModel(model_dir, device=device, compute_type=compute_type,
                         cpu_threads=cpu_threads, num_workers=1, local_files_only=True)

@@ -111,6 +111,9 @@ class WhisperBatchTranscriber:
         if language and self.multilingual and language not in model.supported_languages:
             raise ValueError(f"--asr_language {language!r} is not a Whisper language code "
                              f"(e.g. en, zh, de)")
+        if language and not self.multilingual and language != "en":
+            raise ValueError(f"--asr_language {language!r} needs a multilingual model; this "
+                             "one is English-only (e.g. use --asr_model base)")
         self.language = language or None
         self._tokenizer_cls = Tokenizer
         self._tokenizers: dict[str, Any] = {}

@@ -82,9 +82,15 @@ class ParaformerTranscriber:
         root_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         self.batch_size = batch_size
         self.word_timestamps = word_timestamps
-        self.model = AutoModel(model=model, device=_torch_device(device), hub=hub,
-                               ncpu=threads or torch.get_num_threads(), disable_update=True,
-                               disable_pbar=True, log_level=root_level)
+        try:
+            self.model = AutoModel(model=model, device=_torch_device(device), hub=hub,
+                                   ncpu=threads or torch.get_num_threads(), disable_update=True,
+                                   disable_pbar=True, log_level=root_level)
+        except Exception as exc:  # funasr reports a failed download as a later, unrelated error
+            raise RuntimeError(
+                f"--paraformer_model {model!r} could not be loaded ({type(exc).__name__}: "
+                f"{exc}); hub names need network access to {hub!r}, or give a local directory "
+                "with config.yaml, model.pt and tokens.json") from exc
         logger.info("Paraformer loaded from %s", self.model.model_path or model)
 
     def transcribe(self, chunks: Sequence[np.ndarray],

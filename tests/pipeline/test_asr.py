@@ -149,6 +149,12 @@ def test_two_channel_turns_read_their_own_channel():
     samples, offset = turn_audio(work, TurnSpan("B", 1, 1.0, 2.0), 0.2, own_channel=True)
     assert offset == pytest.approx(0.8) and len(samples) == int(1.4 * SR)
     assert np.allclose(samples, -0.2)
+    # a 30 s span keeps all its audio: the padding gives way, not the span
+    long = make_work(np.zeros((2, SR * 40)), [seg("A", 0, 1, channel=0), seg("B", 1, 2, 1)])
+    samples, offset = turn_audio(long, TurnSpan("A", 0, 5.0, 35.0), 0.2, own_channel=True)
+    assert (offset, len(samples)) == (5.0, 30 * SR)
+    samples, offset = turn_audio(long, TurnSpan("A", 0, 5.0, 34.8), 0.2, own_channel=True)
+    assert (offset, len(samples)) == (pytest.approx(4.9), 30 * SR)
     mixed = make_work(audio, [seg("A", 0, 1), seg("B", 1, 2)])
     assert not per_channel(mixed)
     samples, _ = turn_audio(mixed, TurnSpan("B", 0, 1.0, 2.0), 0.0, own_channel=False)
@@ -277,6 +283,13 @@ def test_batches_give_the_same_text_and_split_by_language(sample_work, tiny_engi
     assert mixed[1].text == "" and mixed[1].words == ()
     assert [mixed[i].text for i in (0, 2)] == [single[i].text for i in (0, 2)]
     assert all(mixed[i].words for i in (0, 2))
+
+
+def test_forcing_another_language_on_an_english_only_model_fails_fast(tiny_engine):
+    from pipeline.asr_whisper import WhisperBatchTranscriber
+
+    with pytest.raises(ValueError, match="English-only"):
+        WhisperBatchTranscriber(tiny_engine.whisper.model, language="zh")
 
 
 def test_long_turn_is_split_and_each_piece_transcribed(sample_audio, tiny_engine):
