@@ -468,6 +468,36 @@ def _cut_duration(row: dict) -> float:
     return float(row["duration"])
 
 
+def entries_from_rows(keyed_rows) -> CorpusEntry:
+    """``(recording_id, {table: rows})`` (a CoGroupByKey of the table rows) → a corpus entry."""
+    _, tables = keyed_rows
+    recordings = list(tables["recordings"])
+    turns = sorted((DialogueTurn.from_dict(r) for r in tables["dialogue_turns"]),
+                   key=lambda t: (t.dialogue_id, t.index))
+    return CorpusEntry(
+        recording=Recording.from_dict(recordings[0]),
+        dialogues=tuple(sorted((Dialogue.from_dict(_dialogue_fields(r))
+                                for r in tables["dialogues"]), key=lambda d: d.dialogue_id)),
+        dialogue_turns=tuple(turns),
+        diarization=tuple(sorted((SpeakerSegment.from_dict(r) for r in tables["diarization"]),
+                                 key=lambda s: (s.start, s.speaker))))
+
+
+def _dialogue_fields(row: dict) -> dict:
+    row = dict(row)
+    row.pop("duration", None)
+    quality = row.get("quality") or {}
+    row["quality"] = dict(quality) if not isinstance(quality, dict) else quality
+    return row
+
+
+def recording_id_of(row: dict) -> str:
+    """The recording a table row belongs to (dialogue turns name it through their dialogue)."""
+    if "recording_id" in row:
+        return row["recording_id"]
+    return row["dialogue_id"].rsplit("-d", 1)[0]
+
+
 class WriteCorpus(beam.PTransform):
     """Composite: filtered ``RecordingWork`` → corpus files; main output = ``corpus.json`` dict.
 
@@ -484,11 +514,28 @@ class WriteCorpus(beam.PTransform):
         self.opts = opts
 
     def expand(self, works: beam.PCollection) -> StageOutputs:
+        # records only from here on: the audio is re-read from the URI by the shard writer
+        return (works | "DropAudio" >> beam.Map(to_entry)
+                | "WriteEntries" >> WriteCorpusEntries(self.output_dir, self.opts))
+
+
+class WriteCorpusEntries(beam.PTransform):
+    """Composite: corpus entries (records only) → corpus files; see :class:`WriteCorpus`.
+
+    The pipeline feeds it from the table rows of every recording, those processed now and those
+    an earlier run finished, so the corpus, its splits and the duplicate check always cover the
+    whole output.
+    """
+
+    def __init__(self, output_dir: str, opts: CorpusOptions):
+        super().__init__()
+        self.output_dir = output_dir
+        self.opts = opts
+
+    def expand(self, entries_in: beam.PCollection) -> StageOutputs:
         opts, num_shards = self.opts, self.opts.corpus_shards
         split_of = split_function(opts)
-        # records only from here on: the audio is re-read from the URI by the shard writer
-        entries = (works
-                   | "DropAudio" >> beam.Map(to_entry)
+        entries = (entries_in
                    | "KeyByContent" >> beam.Map(
                        lambda e: (e.recording.content_sha1 or e.recording.recording_id, e))
                    | "GroupByContent" >> beam.GroupByKey()

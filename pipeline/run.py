@@ -6,7 +6,8 @@ Data flow (one fused chain per recording; only URIs and table rows are ever shuf
                                  │            │             → SegmentDialogues → FilterDialogues
                                  │            │             → PersistRecording ─┐
                                  │            └─ file rejects → PersistReject ──┤→ WriteTables
-                                 └─ finished → LoadFinished ────────────────────┘
+                                 └─ finished → LoadFinished ────────────────────┤
+                                          rows grouped by recording → WriteCorpus (cuts, TSV)
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from typing import Any, Optional
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import decode, vad
+from pipeline import corpus, decode, vad
 from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn
 from pipeline.options import CurateOptions, dataclass_from_options
+from pipeline.records import table_row
 from pipeline.writers import (OUTPUTS, LoadFinishedFn, PersistRecordingFn, PersistRejectFn,
                               WriteTables)
 
@@ -63,8 +65,23 @@ def build_stages(options: PipelineOptions) -> list[Stage]:
         if module is None or not hasattr(module, transform_name):
             continue  # a stage not built in this checkout
         stage_opts = dataclass_from_options(getattr(module, options_name), options)
-        stages.append(Stage(transform_name, getattr(module, transform_name)(stage_opts)))
+        kwargs = {}
+        if transform_name == "SegmentDialogues":  # rows carry the split of their recording
+            kwargs["split_fn"] = corpus.split_function(
+                dataclass_from_options(corpus.CorpusOptions, options))
+        stages.append(Stage(transform_name,
+                            getattr(module, transform_name)(stage_opts, **kwargs)))
     return stages
+
+
+def corpus_entries(rows_by_table: dict[str, beam.PCollection]) -> beam.PCollection:
+    """Every recording's rows (processed now or restored) grouped into corpus entries."""
+    keyed = {table: rows_by_table[table] | f"KeyForCorpus_{table}" >> beam.Map(
+        lambda row: (corpus.recording_id_of(row), row))
+        for table in ("recordings", "dialogues", "dialogue_turns", "diarization")}
+    return (keyed | "GroupRowsByRecording" >> beam.CoGroupByKey()
+            | "KeepRecorded" >> beam.Filter(lambda kv: len(kv[1]["recordings"]) > 0)
+            | "ToCorpusEntries" >> beam.Map(corpus.entries_from_rows))
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
@@ -93,6 +110,14 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         table: (persisted[table], file_rejects[table], finished[table])
         | f"Merge_{table}" >> beam.Flatten()
         for table in OUTPUTS}
+    corpus_out = corpus_entries(rows_by_table) | "WriteCorpus" >> corpus.WriteCorpusEntries(
+        output, dataclass_from_options(corpus.CorpusOptions, options))
+    # duplicate-content rejects are decided over the whole output on every run, so they are not
+    # part of any recording's state file
+    rows_by_table["rejects"] = (
+        (rows_by_table["rejects"],
+         corpus_out.rejects | "CorpusRejectRows" >> beam.Map(lambda r: table_row("rejects", r)))
+        | "MergeCorpusRejects" >> beam.Flatten())
     rows_by_table | "WriteTables" >> WriteTables(output)
 
 

@@ -1,0 +1,71 @@
+"""Gather the curated cuts for training and build a split-prompt test list.
+
+Usage example:
+    python recipes/opendialog/local/prepare.py --curated data/curated --out data/prepared
+
+Writes ``OUT/cuts.jsonl.gz`` (every split of the curated corpus: a toy corpus trains on all of it)
+and ``OUT/test_list.tsv`` in ZipVoice's 6-column split-prompt format
+(``name  spk1_text  spk2_text  spk1_wav  spk2_wav  text``): each speaker's prompt is its first turn
+in the dialogue, and the text to synthesize is the dialogue's own script.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+
+def get_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--curated", required=True, help="the curation run's --output")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--max-items", type=int, default=4, help="test list length")
+    return parser.parse_args()
+
+
+def main() -> None:
+    from lhotse import CutSet
+
+    from model.data import dialogue_text
+
+    args = get_args()
+    curated, out = Path(args.curated), Path(args.out)
+    parts = sorted((curated / "lhotse").glob("cuts_*.jsonl.gz"))
+    if not parts:
+        raise SystemExit(f"no curated cuts under {curated}/lhotse: run stage 1 first")
+    cuts = CutSet.from_cuts(c for p in parts for c in CutSet.from_file(p))
+    if len(cuts) == 0:
+        raise SystemExit("the curated corpus holds no dialogue")
+    out.mkdir(parents=True, exist_ok=True)
+    cuts.to_file(out / "cuts.jsonl.gz")
+    prompts = out / "prompts"
+    prompts.mkdir(exist_ok=True)
+    rows = []
+    for cut in list(cuts)[: args.max_items]:
+        first = {}
+        for sup in sorted(cut.supervisions, key=lambda s: s.start):
+            first.setdefault(sup.speaker, sup)
+        if not {"S1", "S2"} <= first.keys():
+            continue
+        paths = {}
+        for role in ("S1", "S2"):
+            sup = first[role]
+            piece = cut.truncate(offset=sup.start, duration=sup.duration, keep_excessive_supervisions=False)
+            audio = piece.load_audio()
+            paths[role] = prompts / f"{cut.id}_{role}.wav"
+            sf.write(paths[role], audio.mean(axis=0), cut.sampling_rate)
+        text = " ".join(dialogue_text(cut).split())
+        rows.append("\t".join([cut.id, first["S1"].text, first["S2"].text, str(paths["S1"]),
+                               str(paths["S2"]), text]))
+    (out / "test_list.tsv").write_text("\n".join(rows) + "\n")
+    logger.info("%d cuts, %d test items → %s", len(cuts), len(rows), out)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    main()

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# OpenDialog-style recipe: curate → prepare → train → synthesize → evaluate.
+#
+#   bash recipes/opendialog/run.sh                          # all stages on the bundled sample (CPU, minutes)
+#   bash recipes/opendialog/run.sh --stage 3 --stop-stage 3 # one stage
+#   bash recipes/opendialog/run.sh --input 'calls/**/*.mp3' --config base --num-steps 60000 \
+#        --init-from k2-fsa/ZipVoice/zipvoice --device cuda   # a real run on a GPU box
+#
+# Stages:
+#   0  set-up (the project's .venv)
+#   1  curate: beam_runner.py → data/curated (Parquet tables, Lhotse cuts, ZipVoice TSV, report)
+#   2  prepare: all curated cuts → data/prepared/cuts.jsonl.gz, interop exports, a test list
+#   3  train: python -m model.train → exp/<name>
+#   4  synthesize the test list: python -m model.infer → exp/<name>/samples
+#   5  evaluate: python -m model.evaluate → exp/<name>/results.md
+# Everything is written under recipes/opendialog/{data,exp}; delete them to start over.
+set -euo pipefail
+
+stage=0
+stop_stage=5
+input=""                 # default: the bundled sample
+config=tiny              # tiny (CPU) | base (ZipVoice scale, GPU)
+num_steps=300
+init_from=""             # e.g. k2-fsa/ZipVoice/zipvoice or a local upstream model dir
+device=auto
+name=""
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage|--stop_stage) stop_stage=$2; shift 2 ;;
+    --input) input=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    --num-steps|--num_steps) num_steps=$2; shift 2 ;;
+    --init-from|--init_from) init_from=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --name) name=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+py="$repo/.venv/bin/python"
+data="$here/data"
+exp="$here/exp/${name:-$config}"
+cd "$repo"
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [stage $1] $2"; }
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+if run_stage 0; then
+  log 0 "set-up"
+  bash scripts/setup.sh
+fi
+
+if run_stage 1; then
+  log 1 "curate ${input:-the bundled sample} → $data/curated"
+  "$py" beam_runner.py --runner=DirectRunner --output "$data/curated" ${input:+--input "$input"}
+fi
+
+if run_stage 2; then
+  log 2 "prepare cuts, interop exports and the test list"
+  mkdir -p "$data/prepared"
+  "$py" "$here/local/prepare.py" --curated "$data/curated" --out "$data/prepared"
+  "$py" -m pipeline.interop to-zipvoice-tsv --cuts "$data/prepared/cuts.jsonl.gz" \
+    --out "$data/prepared/zipvoice.tsv"
+  "$py" -m pipeline.interop to-opendialog --cuts "$data/prepared/cuts.jsonl.gz" \
+    --out "$data/prepared/opendialog"
+fi
+
+if run_stage 3; then
+  log 3 "train $config for $num_steps steps → $exp"
+  rm -rf "$exp"
+  # base on GPUs, as upstream's dialogue stage: --config base --init-from <zipvoice model dir>
+  #   --lr 1e-4 --lr-schedule fixed --max-duration 500 --amp bf16 (torchrun --nproc_per_node=8)
+  "$py" -m model.train --cuts "$data/prepared/cuts.jsonl.gz" --exp-dir "$exp" \
+    --config "$config" --num-steps "$num_steps" --device "$device" --no-progress \
+    ${init_from:+--init-from "$init_from"}
+fi
+
+if run_stage 4; then
+  log 4 "synthesize $data/prepared/test_list.tsv → $exp/samples"
+  "$py" -m model.infer --checkpoint "$exp" --test-list "$data/prepared/test_list.tsv" \
+    --res-dir "$exp/samples" --device "$device"
+fi
+
+if run_stage 5; then
+  log 5 "evaluate → $exp/results.md"
+  "$py" -m model.evaluate --test-list "$data/prepared/test_list.tsv" --res-dir "$exp/samples" \
+    --out "$exp/results.md" --model-name "$config (ours)" --checkpoint "$exp"
+  cat "$exp/results.md"
+fi
+log done "outputs: $data, $exp"
