@@ -131,6 +131,20 @@ def turn_id(recording_id: str, index: int) -> str:
 # --- models ---------------------------------------------------------------------------------
 
 
+def models_used(opts: AsrOptions) -> dict[str, str]:
+    """The stage's models for the run manifest: ``{name: local path or hub id}``.
+
+    Resolving ``--asr_model`` also builds the offline Whisper base cache, which is what
+    ``python -m pipeline.warm_cache`` relies on.
+    """
+    from pipeline.asr_models import resolve_asr_model_dir
+
+    models = {"whisper": str(resolve_asr_model_dir(opts.asr_model))}
+    if opts.zh_asr == "paraformer":
+        models["paraformer"] = opts.paraformer_model
+    return models
+
+
 class AsrEngine:
     """The loaded recognisers of one worker: Whisper, and Paraformer when asked for.
 

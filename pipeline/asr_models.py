@@ -26,7 +26,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OFFLINE_MODELS", "AsrModelError", "cache_root", "load_whisper", "resolve_asr_model"]
+__all__ = ["OFFLINE_MODELS", "AsrModelError", "cache_root", "load_whisper", "resolve_asr_model",
+           "resolve_asr_model_dir"]
 
 CACHE_ENV = "OPENDIALOG_CACHE"
 _SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
@@ -150,19 +151,21 @@ def resolve_asr_model(name: str) -> tuple[str, str]:
         FileNotFoundError: ``name`` is a directory without ``model.bin``.
         AsrModelError: no offline package ships ``name`` and the hub download failed.
     """
+    model_dir = resolve_asr_model_dir(name)
+    return str(model_dir), _model_bin_sha256(model_dir)
+
+
+def resolve_asr_model_dir(name: str) -> Path:
+    """The directory of :func:`resolve_asr_model` without hashing (same rules and errors)."""
     if os.path.isdir(name):
         model_dir = Path(name)
         if not (model_dir / "model.bin").is_file():
             raise FileNotFoundError(
                 f"--asr_model {name!r} is a directory without model.bin: give a CTranslate2 "
                 "Whisper directory (see ct2-transformers-converter)")
-    else:
-        found = OFFLINE_MODELS[name]() if name in OFFLINE_MODELS else None
-        if found is not None:
-            model_dir = found
-        else:
-            model_dir = _download(name)
-    return str(model_dir), _model_bin_sha256(model_dir)
+        return model_dir
+    found = OFFLINE_MODELS[name]() if name in OFFLINE_MODELS else None
+    return found if found is not None else _download(name)
 
 
 def _download(name: str) -> Path:

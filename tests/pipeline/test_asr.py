@@ -225,6 +225,16 @@ def test_other_model_names(tmp_path, monkeypatch):
         resolve_asr_model("large-v3")
 
 
+def test_models_for_the_run_manifest():
+    from pipeline.asr import models_used
+
+    tiny = models_used(AsrOptions(asr_model="tiny.en"))
+    assert tiny == {"whisper": resolve_asr_model("tiny.en")[0]}
+    both = models_used(AsrOptions(asr_model="tiny.en", zh_asr="paraformer",
+                                  paraformer_model="/models/paraformer-zh"))
+    assert both["paraformer"] == "/models/paraformer-zh"
+
+
 # --- real models on the bundled sample ------------------------------------------------------
 
 
