@@ -121,6 +121,7 @@ class Turn(_Record):
     compression_ratio: float = 0.0
     words: tuple[Word, ...] = ()
     channel: int = 0
+    overlap_s: float = 0.0  # seconds of the turn in which another speaker also talks
 
     def to_dict(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)
@@ -258,7 +259,7 @@ def _schemas():
             ("language", pa.string()), ("language_prob", pa.float64()),
             ("avg_logprob", pa.float64()), ("no_speech_prob", pa.float64()),
             ("compression_ratio", pa.float64()), ("words", pa.list_(word)),
-            ("channel", pa.int64())]),
+            ("channel", pa.int64()), ("overlap_s", pa.float64())]),
         "dialogues": pa.schema([
             ("dialogue_id", pa.string()), ("recording_id", pa.string()), ("start", pa.float64()),
             ("end", pa.float64()), ("text", pa.string()), ("language", pa.string()),
