@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def default_model_path() -> str:
 
 def window_step_frames(step_s: float) -> int:
     """A window step in seconds rounded to a whole number of frames (at least one)."""
-    return max(1, int(round(step_s * SAMPLE_RATE / FRAME_STEP_SAMPLES)))
+    return max(1, round(step_s * SAMPLE_RATE / FRAME_STEP_SAMPLES))
 
 
 def window_starts(num_samples: int, step_frames: int) -> np.ndarray:
@@ -104,7 +104,7 @@ class SegmentationModel:
     (2, 589, 7)
     """
 
-    def __init__(self, path: Optional[str] = None, num_threads: int = 1):
+    def __init__(self, path: str | None = None, num_threads: int = 1):
         import onnxruntime as ort
 
         self.path = path or default_model_path()

@@ -6,13 +6,13 @@ so consecutive frames tile the time axis without gaps.
 """
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pipeline.diarization.segmentation import (FRAME_SIZE_SAMPLES, FRAME_STEP_SAMPLES,
-                                               SAMPLE_RATE)
+from pipeline.diarization.segmentation import FRAME_SIZE_SAMPLES, FRAME_STEP_SAMPLES, SAMPLE_RATE
 from pipeline.records import SpeakerSegment
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def fill_gaps(mask: np.ndarray, max_gap_frames: int) -> np.ndarray:
     if max_gap_frames <= 0:
         return mask
     active = runs(mask)
-    for (_, stop), (nxt, _) in zip(active[:-1], active[1:]):
+    for (_, stop), (nxt, _) in itertools.pairwise(active):
         if nxt - stop <= max_gap_frames:
             mask[stop:nxt] = True
     return mask
@@ -95,7 +95,8 @@ def drop_short(mask: np.ndarray, min_frames: int) -> np.ndarray:
 
 
 def activity_to_segments(recording_id: str, activity: np.ndarray, labels: Sequence[str],
-                         split_overlap: bool = True, channel: int = 0) -> list[SpeakerSegment]:
+                         split_overlap: bool = True,
+                         channels: Sequence[int] | None = None) -> list[SpeakerSegment]:
     """Speaker segments from a binary ``(frames, speakers)`` activity matrix.
 
     Args:
@@ -105,7 +106,7 @@ def activity_to_segments(recording_id: str, activity: np.ndarray, labels: Sequen
         split_overlap: cut each speaker run where another speaker starts or stops talking, so
             ``overlap`` is exact per sub-segment (contiguous sub-segments of one speaker then
             share an end/start time); otherwise a run is flagged if any of it overlaps.
-        channel: channel number written into the segments.
+        channels: channel of each column (default 0 for all).
 
     Returns:
         segments sorted by start, then speaker.
@@ -123,14 +124,14 @@ def activity_to_segments(recording_id: str, activity: np.ndarray, labels: Sequen
                 cuts = np.flatnonzero(flags[1:] != flags[:-1]) + 1
                 bounds = [0, *cuts.tolist(), stop - first]
                 pieces = [(first + a, first + b, bool(flags[a])) for a, b in
-                          zip(bounds[:-1], bounds[1:])]
+                          itertools.pairwise(bounds)]
             else:
                 pieces = [(first, stop, bool(others[first:stop].any()))]
             for a, b, overlap in pieces:
                 segments.append(SpeakerSegment(
                     recording_id=recording_id, speaker=label,
                     start=round(float(frame_start_s(a)), 3), end=round(float(frame_end_s(b - 1)), 3),
-                    overlap=overlap, channel=channel))
+                    overlap=overlap, channel=channels[k] if channels else 0))
     segments.sort(key=lambda s: (s.start, s.speaker))
     return segments
 

@@ -1,0 +1,373 @@
+"""Diarization stage: pure parts, DER on real audio, 2-channel detection, backends, Beam transform.
+
+DER is pyannote.metrics' DiarizationErrorRate with no collar and overlap scored. The audio is the
+bundled real telephone call and conversations re-assembled from its two real voices
+(``diar_conversations.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pipeline.diarization import clustering, segmentation, timeline
+from pipeline.diarize import DiarizeOptions, diarize, diarize_work, load_models
+from pipeline.records import Recording, RecordingWork, SpeakerSegment, SpeechRegion
+from tests.pipeline import diar_conversations as conv
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models(DiarizeOptions())
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return conv.load_sample()
+
+
+def _seg(speaker, start, end, overlap=False, channel=0):
+    return SpeakerSegment("r", speaker, start, end, overlap, channel)
+
+
+def _work(audio: np.ndarray, speech=True, recording_id="rec") -> RecordingWork:
+    audio = audio if audio.ndim == 2 else audio[None, :]
+    duration = audio.shape[-1] / 16000
+    recording = Recording(recording_id=recording_id, uri=f"mem://{recording_id}.wav",
+                          sample_rate=16000, num_channels=audio.shape[0], duration_s=duration)
+    regions = (SpeechRegion(recording_id, 0.0, duration),) if speech else ()
+    return RecordingWork(recording=recording, audio=audio.astype(np.float32), speech=regions)
+
+
+# --- pure parts ---------------------------------------------------------------------------------
+
+
+def test_window_grid_covers_audio_and_aligns_to_frames():
+    for num_samples in (1000, 160_000, 160_001, 16_000 * 95 + 7):
+        starts = segmentation.window_starts(num_samples, segmentation.window_step_frames(1.0))
+        assert starts[0] == 0 and np.all(starts % segmentation.FRAME_STEP_SAMPLES == 0)
+        assert starts[-1] + segmentation.WINDOW_SAMPLES >= num_samples
+        assert len(starts) == 1 or starts[-2] + segmentation.WINDOW_SAMPLES < num_samples
+
+
+def test_powerset_to_multilabel_hard_and_soft():
+    log_probs = np.log(np.array([[0.1, 0.05, 0.05, 0.05, 0.6, 0.1, 0.05]]))
+    assert segmentation.powerset_to_multilabel(log_probs).tolist() == [[1, 1, 0]]
+    soft = segmentation.powerset_to_multilabel(log_probs, soft=True)[0]
+    np.testing.assert_allclose(soft, [0.75, 0.7, 0.2], atol=1e-6)
+
+
+def test_hysteresis_gap_filling_and_short_runs():
+    score = np.array([0, .6, .45, .45, .2, .6, .4, 0, 0, .7, 0])
+    assert timeline.hysteresis(score, 0.5, 0.3).astype(int).tolist() == \
+        [0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0]
+    assert timeline.hysteresis(score, 0.5, 0.5).sum() == 3
+    assert timeline.fill_gaps(np.array([1, 0, 1, 0, 0, 0, 1], bool), 1).astype(int).tolist() == \
+        [1, 1, 1, 0, 0, 0, 1]
+    assert timeline.drop_short(np.array([1, 0, 1, 1, 0], bool), 2).astype(int).tolist() == \
+        [0, 0, 1, 1, 0]
+
+
+def test_activity_to_segments_splits_and_flags_overlap():
+    activity = np.zeros((100, 2), bool)
+    activity[10:60, 0] = True
+    activity[50:80, 1] = True
+    segments = timeline.activity_to_segments("r", activity, ["A", "B"])
+    assert [(s.speaker, s.overlap) for s in segments] == \
+        [("A", False), ("A", True), ("B", True), ("B", False)]
+    assert segments[0].end == segments[1].start  # contiguous sub-segments of one turn
+    whole = timeline.activity_to_segments("r", activity, ["A", "B"], split_overlap=False)
+    assert [(s.speaker, s.overlap) for s in whole] == [("A", True), ("B", True)]
+    assert whole[0].start == pytest.approx(timeline.frame_start_s(10), abs=1e-3)
+
+
+def test_rttm_round_trip_and_relabel(tmp_path):
+    segments = [_seg("x", 1.0, 2.5), _seg("y", 2.0, 3.0), _seg("x", 4.0, 5.0, channel=1)]
+    text = timeline.to_rttm("rec", segments)
+    assert text.splitlines()[0] == "SPEAKER rec 1 1.000 1.500 <NA> <NA> x <NA> <NA>"
+    path = tmp_path / "rec.rttm"
+    path.write_text(text)
+    back = timeline.read_rttm(str(path))["rec"]
+    assert [(s.speaker, s.start, s.end, s.channel, s.overlap) for s in back] == [
+        ("x", 1.0, 2.5, 0, True), ("y", 2.0, 3.0, 0, True), ("x", 4.0, 5.0, 1, False)]
+    renamed, mapping = timeline.relabel_by_first_appearance(list(reversed(back)))
+    assert mapping == {"x": "SPK0", "y": "SPK1"}
+    with pytest.raises(ValueError, match="fields"):
+        timeline.parse_rttm("SPEAKER rec 1 0.0")
+
+
+def test_stitching_chains_windows_and_refuses_two_runs_of_one_window():
+    # two windows 100 frames apart that both see turn A then turn B (in other slots)
+    activity = np.zeros((2, segmentation.FRAMES_PER_WINDOW, 3), bool)
+    activity[0, 150:250, 0] = True  # A
+    activity[0, 300:400, 1] = True  # B
+    activity[1, 50:150, 2] = True  # A again
+    activity[1, 200:300, 0] = True  # B again
+    starts = np.array([0, 100])
+    local = clustering.local_runs(activity, starts)
+    units = clustering.stitch_runs(local, starts, segmentation.FRAMES_PER_WINDOW,
+                                   min_agreement=0.6, min_common_frames=10)
+    turn_a, turn_b = set(units[local.first == 150]), set(units[local.first == 300])
+    assert len(turn_a) == 1 and len(turn_b) == 1 and turn_a != turn_b
+    # window 1 now hears A and B as one run: it may join one of them, never both
+    activity[1] = False
+    activity[1, 50:300, 0] = True
+    activity[0, 260:300, 1] = True  # B starts at 260 in window 0
+    local = clustering.local_runs(activity, starts)
+    units = clustering.stitch_runs(local, starts, segmentation.FRAMES_PER_WINDOW,
+                                   min_agreement=0.5, min_common_frames=10)
+    first_window = units[local.window == 0]
+    assert len(set(first_window)) == 2
+
+
+def test_cluster_units_respects_different_votes_and_counts():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 16))
+    embeddings = np.stack([centres[k] + 0.1 * rng.normal(size=16) for k in (0, 0, 1, 1)])
+    has = np.ones(4, bool)
+    weights = np.ones(4)
+    same = np.zeros((4, 4))
+    diff = np.zeros((4, 4))
+    scale = clustering.EmbeddingScale(center=0.5, width=0.2)
+    labels = clustering.cluster_units(embeddings, has, weights, same, diff, scale)
+    assert labels.tolist() == [0, 0, 1, 1]
+    diff[0, 1] = diff[1, 0] = 3.0  # windows say 0 and 1 are different voices: never merged
+    labels = clustering.cluster_units(embeddings, has, weights, same, diff, scale)
+    assert labels[0] != labels[1]
+    forced = clustering.cluster_units(embeddings, has, weights, same, diff, scale,
+                                      num_speakers=1)
+    assert set(forced.tolist()) == {0}
+
+
+def test_calibration_weakens_useless_embeddings():
+    rng = np.random.default_rng(1)
+    cos = rng.uniform(0.7, 0.8, size=(12, 12))
+    cos = (cos + cos.T) / 2
+    same = np.zeros((12, 12))
+    diff = np.zeros((12, 12))
+    same[:6, :6] = 1
+    diff[:6, 6:] = diff[6:, :6] = 1
+    same[6:, 6:] = 1
+    default = clustering.EmbeddingScale(center=0.75, width=0.1)
+    weak = clustering.calibrate(cos, same, diff, np.ones(12, bool), default)
+    assert weak.gain < 0.5
+    cos[:6, :6] = cos[6:, 6:] = 0.95  # same-voted pairs now clearly more alike
+    strong = clustering.calibrate(cos, same, diff, np.ones(12, bool), default)
+    assert strong.gain == 1.0 and 0.8 < strong.center < 0.95
+
+
+def test_options_validate():
+    with pytest.raises(ValueError, match="diarization_backend"):
+        DiarizeOptions(diarization_backend="nemo")
+    with pytest.raises(ValueError, match="min_speakers"):
+        DiarizeOptions(min_speakers=3, max_speakers=2)
+    with pytest.raises(ValueError, match="diar_window_step_s"):
+        DiarizeOptions(diar_window_step_s=12.0)
+    with pytest.raises(ValueError, match="num_speakers"):
+        DiarizeOptions(num_speakers=0)
+
+
+# --- real audio ---------------------------------------------------------------------------------
+
+
+def test_sample_der(models, sample):
+    wave, reference = sample
+    result = diarize(wave, DiarizeOptions(), models, "sample")
+    error, parts = conv.der(reference, result.segments)
+    assert error <= 0.18, parts
+    labels = [s.speaker for s in result.segments]
+    assert sorted(set(labels)) == ["SPK0", "SPK1"] and labels[0] == "SPK0"
+    # the reference has four overlaps (1.9 s): some of it is found and flagged
+    assert 0.3 < sum(s.duration for s in result.segments if s.overlap) < 6.0
+    assert set(result.embeddings) == {"SPK0", "SPK1"}
+    assert all(v.shape == (256,) for v in result.embeddings.values())
+
+
+def test_two_voice_conversation_der(models):
+    audio, reference = conv.two_voice_conversation(seed=0)
+    result = diarize(audio, DiarizeOptions(), models, "conv")
+    error, parts = conv.der(reference, result.segments)
+    assert error <= 0.10, parts
+
+
+def test_three_voice_conversation_has_three_speakers(models):
+    audio, reference = conv.three_voice_conversation(seed=1)
+    result = diarize(audio, DiarizeOptions(), models, "conv")
+    assert len({s.speaker for s in result.segments}) == 3
+    capped = diarize(audio, DiarizeOptions(max_speakers=2), models, "conv")
+    assert len({s.speaker for s in capped.segments}) == 2
+
+
+def test_num_speakers_forces_the_count(models, sample):
+    wave, _ = sample
+    result = diarize(wave, DiarizeOptions(num_speakers=1), models, "sample")
+    assert {s.speaker for s in result.segments} == {"SPK0"}
+
+
+def test_silence_gives_no_segments(models):
+    quiet = np.random.default_rng(0).normal(scale=1e-4, size=16000 * 12).astype(np.float32)
+    assert diarize(quiet, DiarizeOptions(), models).segments == []
+
+
+# --- 2 channels ---------------------------------------------------------------------------------
+
+
+def _two_channel_call(wave, reference, crosstalk=0.01):
+    """One reference speaker per channel, with the other at -40 dB on it (line echo)."""
+    masks = np.zeros((2, len(wave)), np.float32)
+    for seg in reference:
+        c = 0 if seg.speaker == "speaker90" else 1
+        masks[c, int(seg.start * 16000):int(seg.end * 16000)] = 1.0
+    return np.stack([wave * (masks[c] + crosstalk * (1 - masks[c])) for c in range(2)])
+
+
+def test_speaker_per_channel_detection(sample):
+    from pipeline.diarization.channels import is_speaker_per_channel
+
+    wave, reference = sample
+    assert is_speaker_per_channel(_two_channel_call(wave, reference))
+    assert not is_speaker_per_channel(np.stack([wave, wave]))  # mono copied twice
+    assert not is_speaker_per_channel(np.stack([wave, 0.3 * wave]))  # panned mix
+    assert not is_speaker_per_channel(wave[None, :])
+
+
+def test_two_channel_call_labels_channels(models, sample):
+    wave, reference = sample
+    result = diarize_work(_work(_two_channel_call(wave, reference)), DiarizeOptions(), models)
+    assert {(s.speaker, s.channel) for s in result.segments} == {("SPK0", 0), ("SPK1", 1)}
+    channel_ref = [dataclasses.replace(s, speaker="SPK0" if s.speaker == "speaker90" else "SPK1")
+                   for s in reference]
+    error, parts = conv.der(channel_ref, result.segments)
+    assert error <= 0.12, parts
+    # the other party's echo (-40 dB) is not taken for speech
+    assert all(s.overlap is False for s in result.segments if 22.5 < s.start < 27.0)
+
+
+def test_no_vad_speech_means_no_segments(models, sample):
+    wave, _ = sample
+    result = diarize_work(_work(wave, speech=False), DiarizeOptions(), models)
+    assert result.segments == [] and result.embeddings == {}
+
+
+# --- other embedding models and the pyannote backend (plumbing only: random weights) ----------
+
+
+def _export_random_onnx(path, waveform_input: bool):
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(1 if waveform_input else 80, 24)
+
+        def forward(self, x):
+            x = x[..., None] if waveform_input else x
+            return self.proj(x).mean(dim=1)
+
+    shape = (1, 16000) if waveform_input else (1, 200, 80)
+    torch.onnx.export(Tiny(), (torch.randn(*shape),), str(path), input_names=["feats"],
+                      output_names=["embs"], dynamic_axes={"feats": {1: "T"}}, dynamo=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("waveform_input", [False, True])
+def test_onnx_embedding_model_by_path(tmp_path, sample, waveform_input):
+    wave, _ = sample
+    path = _export_random_onnx(tmp_path / "emb.onnx", waveform_input)
+    opts = DiarizeOptions(embedding_model=path)
+    result = diarize(wave, opts, load_models(opts), "sample")
+    assert result.segments and all(v.shape == (24,) for v in result.embeddings.values())
+    with pytest.raises(FileNotFoundError, match="ge2e"):
+        load_models(DiarizeOptions(embedding_model=str(tmp_path / "missing.onnx")))
+
+
+def _random_pyannote_pipeline(folder) -> str:
+    """A pyannote.audio 4 pipeline directory with random-weight local models (plumbing only)."""
+    import lightning
+    import torch
+    import yaml
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding import XVectorMFCC
+    from pyannote.audio.models.segmentation import PyanNet
+
+    torch.manual_seed(0)
+
+    def save(model, path):
+        checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                      "pytorch-lightning_version": lightning.__version__}
+        model.on_save_checkpoint(checkpoint)
+        torch.save(checkpoint, path)
+
+    seg = PyanNet(sincnet={"stride": 10}, lstm={"hidden_size": 16, "num_layers": 1,
+                                                 "bidirectional": True, "monolithic": True,
+                                                 "dropout": 0.0},
+                  linear={"hidden_size": 16, "num_layers": 1})
+    seg.specifications = Specifications(
+        problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME, duration=10.0,
+        min_duration=10.0, warm_up=(0.0, 0.0), classes=["s1", "s2", "s3"],
+        powerset_max_classes=2, permutation_invariant=True)
+    seg.setup()
+    save(seg, folder / "segmentation.ckpt")
+    emb = XVectorMFCC(dimension=32)
+    emb.specifications = Specifications(problem=Problem.REPRESENTATION,
+                                        resolution=Resolution.CHUNK, duration=3.0)
+    emb.setup()
+    save(emb, folder / "embedding.ckpt")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "xvec_transform.npz", mean1=rng.normal(size=32),
+             mean2=0.1 * rng.normal(size=16), lda=rng.normal(size=(32, 16)))
+    np.savez(folder / "plda.npz", mu=0.1 * rng.normal(size=16),
+             tr=np.eye(16) + 0.1 * rng.normal(size=(16, 16)), psi=rng.uniform(0.5, 2, size=16))
+    config = {"pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization", "params": {
+        "segmentation": str(folder / "segmentation.ckpt"),
+        "embedding": str(folder / "embedding.ckpt"), "plda": str(folder),
+        "segmentation_step": 0.5, "embedding_batch_size": 8, "segmentation_batch_size": 8}},
+        "params": {"segmentation": {"min_duration_off": 0.0},
+                   "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return str(folder)
+
+
+def test_pyannote_backend_plumbing(tmp_path, sample):
+    pytest.importorskip("pyannote.audio")
+    wave, _ = sample
+    folder = _random_pyannote_pipeline(tmp_path)
+    opts = DiarizeOptions(diarization_backend="pyannote", pyannote_pipeline=folder)
+    models = load_models(opts)
+    result = diarize(wave[:16000 * 15], opts, models, "sample")
+    # random weights: only the shape of the output is checked, never its quality
+    assert all(isinstance(s, SpeakerSegment) and s.recording_id == "sample"
+               for s in result.segments)
+    assert all(s.speaker.startswith("SPK") and s.end > s.start for s in result.segments)
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        load_models(DiarizeOptions(diarization_backend="pyannote",
+                                   pyannote_pipeline=str(tmp_path / "nowhere")))
+
+
+# --- the Beam transform -------------------------------------------------------------------------
+
+
+def test_beam_transform_main_and_rejects(sample):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.diarize import Diarize
+
+    wave, _ = sample
+    works = [_work(wave, recording_id="call"), _work(wave[:16000 * 5], speech=False,
+                                                       recording_id="quiet")]
+    broken = dataclasses.replace(_work(wave[:16000], recording_id="broken"),
+                                 audio=np.zeros((1, 1, 10), np.float32))
+    with TestPipeline() as p:
+        outputs = p | beam.Create(works + [broken]) | Diarize(DiarizeOptions())
+        summary = outputs.main | beam.Map(lambda w: (
+            w.recording_id, len({s.speaker for s in w.diarization}),
+            sorted(w.speaker_embeddings or {}), tuple(r.reason for r in w.rejects)))
+        assert_that(summary, equal_to([("call", 2, ["SPK0", "SPK1"], ()), ("quiet", 0, [], ()),
+                                       ("broken", 0, [], ("stage_error",))]),
+                    label="CheckMain")
+        reasons = outputs.rejects | beam.Map(lambda r: (r.recording_id, r.stage, r.reason))
+        assert_that(reasons, equal_to([("broken", "diarize", "stage_error")]),
+                    label="CheckRejects")
