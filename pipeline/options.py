@@ -26,21 +26,10 @@ def opt(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mirror
 
 def _stage_option_classes() -> list[type]:
     """The options dataclasses of every stage, in pipeline order (imported lazily: no models)."""
-    from pipeline import decode, vad
+    from pipeline import asr, corpus, decode, dialogue, diarize, filters, vad
 
-    classes: list[type] = [decode.DecodeOptions, vad.VadOptions]
-    for module, name in (("pipeline.diarize", "DiarizeOptions"), ("pipeline.asr", "AsrOptions"),
-                         ("pipeline.dialogue", "DialogueOptions"),
-                         ("pipeline.filters", "FilterOptions"),
-                         ("pipeline.corpus", "CorpusOptions")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as exc:  # a stage not built yet in this checkout
-            if exc.name != module:
-                raise
-            continue
-        classes.append(getattr(mod, name))
-    return classes
+    return [decode.DecodeOptions, vad.VadOptions, diarize.DiarizeOptions, asr.AsrOptions,
+            dialogue.DialogueOptions, filters.FilterOptions, corpus.CorpusOptions]
 
 
 def _parse_bool(text: str) -> bool:

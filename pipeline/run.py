@@ -11,17 +11,15 @@ Data flow (one fused chain per recording; only URIs and table rows are ever shuf
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import corpus, decode, vad
+from pipeline import asr, corpus, decode, dialogue, diarize, filters, vad
 from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn
 from pipeline.options import CurateOptions, dataclass_from_options
 from pipeline.records import table_row
@@ -30,48 +28,21 @@ from pipeline.writers import (OUTPUTS, LoadFinishedFn, PersistRecordingFn, Persi
 
 logger = logging.getLogger(__name__)
 
-# the per-recording stages after VAD, in order: (module, transform class, options class)
-LATER_STAGES = (
-    ("pipeline.diarize", "Diarize", "DiarizeOptions"),
-    ("pipeline.asr", "Transcribe", "AsrOptions"),
-    ("pipeline.dialogue", "SegmentDialogues", "DialogueOptions"),
-    ("pipeline.filters", "FilterDialogues", "FilterOptions"),
-)
+def build_stages(options: PipelineOptions) -> list[tuple[str, beam.PTransform]]:
+    """The per-recording stages after decoding, in order, each built from its own options."""
+    def opts(cls):
+        return dataclass_from_options(cls, options)
 
-
-@dataclass(frozen=True)
-class Stage:
-    """One per-recording stage as the graph uses it."""
-
-    label: str
-    transform: Any
-
-
-def _available(module: str) -> Optional[Any]:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-
-
-def build_stages(options: PipelineOptions) -> list[Stage]:
-    """The per-recording stages after decoding, each built from its own options dataclass."""
-    stages = [Stage("DetectSpeech",
-                    vad.DetectSpeech(dataclass_from_options(vad.VadOptions, options)))]
-    for module_name, transform_name, options_name in LATER_STAGES:
-        module = _available(module_name)
-        if module is None or not hasattr(module, transform_name):
-            continue  # a stage not built in this checkout
-        stage_opts = dataclass_from_options(getattr(module, options_name), options)
-        kwargs = {}
-        if transform_name == "SegmentDialogues":  # rows carry the split of their recording
-            kwargs["split_fn"] = corpus.split_function(
-                dataclass_from_options(corpus.CorpusOptions, options))
-        stages.append(Stage(transform_name,
-                            getattr(module, transform_name)(stage_opts, **kwargs)))
-    return stages
+    split_of = corpus.split_function(opts(corpus.CorpusOptions))
+    return [
+        ("DetectSpeech", vad.DetectSpeech(opts(vad.VadOptions))),
+        ("Diarize", diarize.Diarize(opts(diarize.DiarizeOptions))),
+        ("Transcribe", asr.Transcribe(opts(asr.AsrOptions))),
+        # dialogue rows carry the split of their recording (the corpus uses the same function)
+        ("SegmentDialogues", dialogue.SegmentDialogues(opts(dialogue.DialogueOptions),
+                                                       split_fn=split_of)),
+        ("FilterDialogues", filters.FilterDialogues(opts(filters.FilterOptions))),
+    ]
 
 
 def corpus_entries(rows_by_table: dict[str, beam.PCollection]) -> beam.PCollection:
@@ -96,8 +67,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
 
     decoded = split.todo | "DecodeAudio" >> decode.DecodeAudio(decode_opts)
     works = decoded.main
-    for stage in build_stages(options):
-        works = (works | stage.label >> stage.transform).main
+    for label, transform in build_stages(options):
+        works = (works | label >> transform).main
 
     persisted = works | "PersistRecording" >> beam.ParDo(
         PersistRecordingFn(output, curate.progress_interval_s)).with_outputs(*OUTPUTS)

@@ -62,22 +62,27 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
 
     A stage module may define ``models_used(stage_options) -> {name: path or hub id}``.
     """
-    from pipeline.options import dataclass_from_options
-    from pipeline.run import LATER_STAGES
-
-    models: dict[str, dict[str, str]] = {}
     import silero_vad
 
+    from pipeline import asr, diarize
+    from pipeline.options import dataclass_from_options
+
+    models: dict[str, dict[str, str]] = {}
     vad_dir = os.path.join(os.path.dirname(silero_vad.__file__), "data")
     found: dict[str, str] = {"silero_vad": os.path.join(vad_dir, "silero_vad.onnx")}
-    for module_name, _, options_name in LATER_STAGES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, "models_used"):
-            stage_opts = dataclass_from_options(getattr(module, options_name), options)
-            found.update(module.models_used(stage_opts))
+    diar = dataclass_from_options(diarize.DiarizeOptions, options)
+    if diar.diarization_backend == "pyannote":
+        found["diarization_pipeline"] = diar.pyannote_pipeline
+    else:
+        from pipeline.diarization.segmentation import default_model_path
+
+        found["segmentation"] = default_model_path()
+        found["speaker_embedding"] = (_resemblyzer_weights() if diar.embedding_model == "ge2e"
+                                      else diar.embedding_model)
+    found.update(asr.models_used(dataclass_from_options(asr.AsrOptions, options)))
+    from pipeline.quality.dnsmos import model_dir
+
+    found["dnsmos_p835"] = str(model_dir() / "sig_bak_ovr.onnx")
     for name, location in found.items():
         entry = {"id": location}
         if os.path.isfile(location):
@@ -88,6 +93,13 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
                 for p in sorted(glob.glob(os.path.join(location, "*.bin")))))
         models[name] = entry
     return models
+
+
+def _resemblyzer_weights() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("resemblyzer")
+    return os.path.join(os.path.dirname(spec.origin), "pretrained.pt") if spec else "ge2e"
 
 
 def metrics_dict(result) -> dict[str, dict[str, int]]:

@@ -63,10 +63,13 @@ def test_lhotse_manifests_load(sample_run):
 
 def test_run_files_describe_the_run(sample_run):
     metrics = json.loads((sample_run.output / "metrics.json").read_text())
-    for stage in ("decode", "vad"):
-        assert metrics[stage]["items_in"] == 1 and metrics[stage]["audio_ms_in"] == 30000
+    for stage in ("decode", "vad", "diarize", "asr", "dialogue", "filters"):
+        assert metrics[stage]["items_in"] == 1, stage
+        assert metrics[stage]["audio_ms_in"] == 30000, stage
     manifest = json.loads((sample_run.output / "run_manifest.json").read_text())
-    assert len(manifest["models"]["silero_vad"]["sha256"]) == 64
+    for model in ("silero_vad", "segmentation", "speaker_embedding", "dnsmos_p835"):
+        assert len(manifest["models"][model]["sha256"]) == 64, model
+    assert "model.bin=" in manifest["models"]["whisper"]["sha256"]
     assert manifest["packages"]["apache-beam"] == "2.77.0"
     assert manifest["git_revision"]
     assert len(list((sample_run.output / "rttm").glob("*.rttm"))) == 1
@@ -145,3 +148,87 @@ def test_cli_help_lists_stage_options():
     assert proc.returncode == 0
     for flag in ("--input", "--output", "--vad_threshold", "--min_duration_s", "--runner"):
         assert flag in proc.stdout
+
+
+def _reference_annotation(rows):
+    from pyannote.core import Annotation, Segment
+
+    ann = Annotation()
+    for i, (speaker, start, end) in enumerate(rows):
+        ann[Segment(start, end), i] = speaker
+    return ann
+
+
+def test_diarization_of_the_default_run_against_the_reference(sample_run, sample_rttm):
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    rttm = next((sample_run.output / "rttm").glob("*.rttm"))
+    hyp = _reference_annotation(read_rttm(rttm))
+    ref = _reference_annotation(read_rttm(sample_rttm))
+    der = DiarizationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp)
+    assert der <= 0.18, der
+    rows = read_table(sample_run.output, "diarization").to_pylist()
+    assert {r["speaker"] for r in rows} == {"SPK0", "SPK1"}
+    assert any(r["overlap"] for r in rows)
+
+
+def _stm_words(stm, start: float = 0.0, end: float = 1e9) -> str:
+    words = []
+    for line in stm.read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        mid = (float(parts[3]) + float(parts[4])) / 2
+        if start <= mid <= end:
+            words.append(parts[5])
+    return " ".join(words)
+
+
+def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sample_stm):
+    from pipeline.wer import word_error_rate
+
+    turns = read_table(sample_run.output, "turns").to_pylist()
+    assert len(turns) >= 6
+    assert {t["language"] for t in turns} == {"en"}
+    hyp = " ".join(t["text"] for t in sorted(turns, key=lambda t: t["start"]))
+    assert word_error_rate(_stm_words(sample_stm), hyp).rate <= 0.25
+    for turn in turns:
+        assert turn["words"] and all(turn["start"] - 0.5 <= w["start"] <= w["end"] <= turn["end"] + 0.5
+                                     for w in turn["words"])
+
+
+def test_the_sample_yields_a_two_speaker_dialogue(sample_run, sample_stm):
+    import re
+
+    from pipeline.wer import word_error_rate
+
+    dialogues = read_table(sample_run.output, "dialogues").to_pylist()
+    assert dialogues, "the bundled sample's dialogue is kept by the default filters"
+    best = max(dialogues, key=lambda d: d["duration"])
+    assert best["text"].startswith("[S1]") and "[S2]" in best["text"]
+    assert best["s1_speaker"] != best["s2_speaker"] and best["num_turns"] >= 4
+    quality = dict(best["quality"])
+    assert quality["dnsmos_ovrl"] >= 2.8
+    plain = re.sub(r"\[S[12]\]", " ", best["text"])
+    reference = _stm_words(sample_stm, best["start"], best["end"])
+    assert word_error_rate(reference, plain).rate <= 0.3
+    turns = [t for t in read_table(sample_run.output, "dialogue_turns").to_pylist()
+             if t["dialogue_id"] == best["dialogue_id"]]
+    roles = [t["role"] for t in sorted(turns, key=lambda t: t["index"])]
+    assert roles[0] == "S1" and all(a != b for a, b in zip(roles, roles[1:]))
+
+
+def test_corpus_cuts_feed_a_bucketing_sampler(sample_run):
+    from lhotse.dataset import DynamicBucketingSampler
+
+    cuts = lhotse.CutSet.from_cuts(
+        c for p in sorted((sample_run.output / "lhotse").glob("cuts_*.jsonl.gz"))
+        for c in lhotse.load_manifest(p))
+    assert len(cuts) == len(read_table(sample_run.output, "dialogues"))
+    cut = cuts[0]
+    assert cut.sampling_rate == 24000 and cut.custom["text"].startswith("[S1]")
+    assert {s.speaker for s in cut.supervisions} == {"S1", "S2"}
+    many = cuts.repeat(times=4)  # the sampler estimates bucket bins from several cuts
+    sampler = DynamicBucketingSampler(many, max_duration=100, num_buckets=2, shuffle=False)
+    assert sum(len(batch) for batch in sampler) == 4 * len(cuts)
+    assert (sample_run.output / "report.html").stat().st_size > 5000
+    tsv = (sample_run.output / "zipvoice").glob("*.tsv")
+    assert sum(len(p.read_text().splitlines()) for p in tsv) == len(cuts)
