@@ -1,0 +1,69 @@
+"""Whole-pipeline throughput against the plain baseline (bench/baseline_pipeline.py).
+
+    python bench/bench_pipeline.py                 # the bundled sample and a 20-minute conversation
+    python bench/bench_pipeline.py --minutes 5     # a shorter generated conversation
+
+Both run in this process, on the same files, with the default run's models and settings. Model
+loading is excluded from the per-stage times and the real-time factor (it is printed apart).
+Printed: per-stage seconds of both, the share of the pipeline's wall time spent outside the stages
+(Beam, writers, corpus), the speed-up over the baseline and the real-time factors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import baseline_pipeline  # noqa: E402
+from bench.conversation import SAMPLE, make_conversation  # noqa: E402
+
+STAGES = ("decode", "vad", "diarize", "asr", "dialogue", "filters")
+
+
+def run_pipeline(path: Path, output: Path) -> dict:
+    from pipeline.run import run
+
+    started = time.perf_counter()
+    run(["--runner=DirectRunner", f"--input={path}", f"--output={output}"])
+    wall = time.perf_counter() - started
+    metrics = json.loads((output / "metrics.json").read_text())
+    stage_s = {s: metrics.get(s, {}).get("wall_ms", 0) / 1000 for s in STAGES}
+    return {"wall_s": wall, "stage_s": stage_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=20.0)
+    args = parser.parse_args()
+    models = baseline_pipeline.load_models()
+    print(f"baseline model loading: {models.load_s:.1f} s (excluded)")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [("sample (30 s)", SAMPLE, 30.0)]
+        if args.minutes > 0:
+            conv = make_conversation(args.minutes, Path(tmp) / "conversation.wav")
+            files.append((f"conversation ({args.minutes:g} min)", conv, args.minutes * 60))
+        for name, path, seconds in files:
+            ours = run_pipeline(path, Path(tmp) / f"out-{len(name)}")
+            started = time.perf_counter()
+            base = baseline_pipeline.process_file(str(path), models)
+            base_wall = time.perf_counter() - started
+            ours_stages = sum(ours["stage_s"].values())
+            print(f"\n== {name}: {base.turns} turns, {base.dialogues} dialogues (baseline)")
+            print(f"{'stage':>10} {'pipeline s':>11} {'baseline s':>11} {'speed-up':>9}")
+            for stage in STAGES:
+                a, b = ours["stage_s"][stage], base.stage_s.get(stage, 0.0)
+                print(f"{stage:>10} {a:>11.2f} {b:>11.2f} {b / a if a else float('nan'):>9.2f}")
+            print(f"{'stages':>10} {ours_stages:>11.2f} {base_wall:>11.2f} "
+                  f"{base_wall / ours_stages:>9.2f}")
+            print(f"pipeline wall {ours['wall_s']:.1f} s (model loading and Beam included); "
+                  f"share outside the stages {1 - ours_stages / ours['wall_s']:.1%}")
+            print(f"real-time factor, loading excluded: pipeline {ours_stages / seconds:.3f}, "
+                  f"baseline {base_wall / seconds:.3f}")
+
+
+if __name__ == "__main__":
+    main()
