@@ -54,7 +54,7 @@ class DiarizeOptions:
                                  "pyannote backend: hub id or local directory of the pipeline")
     hf_token: Optional[str] = opt(  # noqa: UP045 - options.py reads typing.Optional
         None, "pyannote backend: Hugging Face token (else HF_TOKEN)")
-    diar_window_step_s: float = opt(1.0, "step between the 10 s segmentation windows, seconds")
+    diar_window_step_s: float = opt(2.0, "step between the 10 s segmentation windows, seconds")
     diar_batch_windows: int = opt(8, "segmentation windows per model call")
     diar_stitch_agreement: float = opt(0.6, "least Dice agreement of two overlapping windows' "
                                        "local speakers to chain them into one track")
@@ -64,7 +64,7 @@ class DiarizeOptions:
                                         "evidence for one speaker, used when the file offers "
                                         "too few voted turn pairs to calibrate it")
     diar_min_embedding_s: float = opt(1.0, "least clean speech (s) of a turn for an embedding")
-    diar_max_embedding_s: float = opt(10.0, "most clean speech (s) embedded per turn")
+    diar_max_embedding_s: float = opt(5.0, "most clean speech (s) embedded per turn")
     diar_min_speaker_s: float = opt(1.0, "a speaker with less speech (s) is merged into the "
                                     "closest other one (or dropped)")
     diar_onset: float = opt(0.5, "activation to switch a speaker on (hysteresis)")
@@ -75,7 +75,8 @@ class DiarizeOptions:
                                    "overlap is exact per sub-segment")
     diar_detect_stereo: bool = opt(True, "label each channel of a 2-channel file as one speaker "
                                    "when the channels hold disjoint voices")
-    diar_num_threads: int = opt(1, "threads per worker for the diarization models")
+    diar_num_threads: int = opt(1, "threads per worker for the diarization models (onnxruntime, "
+                                "and torch's process-wide setting for GE2E)")
 
     def __post_init__(self):
         if self.diarization_backend not in BACKENDS:

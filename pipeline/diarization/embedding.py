@@ -39,9 +39,10 @@ class Ge2eEmbedder:
     """GE2E d-vectors from Resemblyzer's bundled weights, batched over 1.6 s partials.
 
     Args:
-        partials_per_s: rate of the 1.6 s partial windows (Resemblyzer's default is 1.3).
+        partials_per_s: rate of the 1.6 s partial windows. Resemblyzer uses 1.3 (overlapping);
+            0.625 (back to back) halves the LSTM time and left DER unchanged on our test sets.
         batch_size: partials per LSTM call.
-        num_threads: torch intra-op threads (``None`` leaves torch's setting alone).
+        num_threads: torch intra-op threads (process-wide; ``None`` leaves torch's setting).
     """
 
     name = GE2E
@@ -49,7 +50,7 @@ class Ge2eEmbedder:
     _PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames
     _HOP = 160  # samples per mel frame
 
-    def __init__(self, partials_per_s: float = 1.3, batch_size: int = 64,
+    def __init__(self, partials_per_s: float = 0.625, batch_size: int = 64,
                  num_threads: int | None = None):
         import torch
         from resemblyzer import VoiceEncoder
@@ -163,5 +164,5 @@ class OnnxEmbedder:
 def load_embedder(spec: str, num_threads: int = 1) -> Embedder:
     """``"ge2e"`` (the default) or a path to an ONNX speaker-embedding model."""
     if spec.lower() == GE2E:
-        return Ge2eEmbedder(num_threads=None)
+        return Ge2eEmbedder(num_threads=num_threads)
     return OnnxEmbedder(spec, num_threads=num_threads)

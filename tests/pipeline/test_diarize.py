@@ -91,7 +91,7 @@ def test_rttm_round_trip_and_relabel(tmp_path):
     back = timeline.read_rttm(str(path))["rec"]
     assert [(s.speaker, s.start, s.end, s.channel, s.overlap) for s in back] == [
         ("x", 1.0, 2.5, 0, True), ("y", 2.0, 3.0, 0, True), ("x", 4.0, 5.0, 1, False)]
-    renamed, mapping = timeline.relabel_by_first_appearance(list(reversed(back)))
+    _renamed, mapping = timeline.relabel_by_first_appearance(list(reversed(back)))
     assert mapping == {"x": "SPK0", "y": "SPK1"}
     with pytest.raises(ValueError, match="fields"):
         timeline.parse_rttm("SPEAKER rec 1 0.0")
@@ -192,7 +192,7 @@ def test_two_voice_conversation_der(models):
 
 
 def test_three_voice_conversation_has_three_speakers(models):
-    audio, reference = conv.three_voice_conversation(seed=1)
+    audio, _reference = conv.three_voice_conversation(seed=1)
     result = diarize(audio, DiarizeOptions(), models, "conv")
     assert len({s.speaker for s in result.segments}) == 3
     capped = diarize(audio, DiarizeOptions(max_speakers=2), models, "conv")
