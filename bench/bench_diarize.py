@@ -3,7 +3,7 @@
 Usage example::
 
     python bench/bench_diarize.py                       # sample + 5-minute conversation
-    python bench/bench_diarize.py --minutes 10 --step 1.0 2.0 --threads 2
+    python bench/bench_diarize.py --minutes 10 --step 1.0 2.0 --all_sets
 
 Inputs: the bundled 30 s telephone call (``pipeline/assets/sample.wav`` + ``.rttm``) and a
 ``--minutes`` conversation re-assembled from its two real voices with known turns
@@ -40,8 +40,9 @@ SR = 16000
 def get_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--step", type=float, nargs="+", default=[1.0],
-                        help="window steps (s) of the recipe to compare")
+    parser.add_argument("--step", type=float, nargs="+",
+                        default=[DiarizeOptions().diar_window_step_s],
+                        help="window steps (s) of the recipe to compare (default: the stage's)")
     parser.add_argument("--threads", type=int, default=1, help="diar_num_threads")
     parser.add_argument("--no_baseline", action="store_true")
     parser.add_argument("--all_sets", action="store_true",
