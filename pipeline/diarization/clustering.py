@@ -1,25 +1,30 @@
 """File-wide speakers from per-window local speakers: stitching, window votes, embeddings.
 
-Windows overlap (10 s every 1-2.5 s), so every stretch of audio is segmented by several windows,
-each with at most 3 local speakers. The evidence is combined in three steps:
+Windows overlap (10 s every 2 s by default), so every stretch of audio is segmented by several
+windows, each with at most 3 local speakers.
 
 1. **Stitching** (:func:`stitch_runs`). Each run of a local speaker's activity in a window (a
    *local run*: roughly one turn) is chained to the runs of other windows that cover the same
    frames (Dice agreement on the frames both windows see), never two runs of one window. A chain
-   is a *unit*: one turn as all windows saw it.
-2. **Window votes** (:func:`window_votes`, :func:`merge_by_votes`). Two units that one window puts
-   in the same local speaker are voted "same voice", in two different local speakers "different
-   voices". Units are merged greedily while a group pair has more "same" than "different" votes.
-   A window's slot can hold two voices (the model confuses similar voices ~20 % of the time on
-   the bundled telephone call), but most windows get it right: majority voting over windows is
-   what makes this robust, where chaining whole local speakers would mix voices.
-3. **Embeddings** (:func:`cluster_tracks`). A voice silent for longer than a window forms a new
-   group. Groups are merged by centroid-linkage clustering of their speaker embeddings, never
-   across a pair with more "different" than "same" votes, stopping at a distance threshold unless
-   ``num_speakers`` / ``min_speakers`` / ``max_speakers`` say otherwise.
+   is a *unit*: one turn as all windows saw it. Units are pure: a local speaker of a window may
+   hold two voices, its runs rarely do.
+2. **Window votes** (:func:`window_votes`). Two units that one window puts in the same local
+   speaker get a "same voice" vote, in two different local speakers a "different voices" vote.
+   Measured against the truth (sample, built 2- and 3-voice conversations): "different" votes
+   are right 92-99 % of the time; "same" votes 88-100 % with two voices but only 46-90 % with
+   three (the model reuses a local speaker for another voice that does not overlap it).
+3. **Embeddings** (:func:`calibrate`). Cosine similarity of unit embeddings becomes evidence on a
+   scale fitted on the file itself, from voted-same vs voted-different unit pairs, so weak
+   embeddings (GE2E on telephone audio: AUC 0.68 at turn level on the sample, 0.91-0.97 on the
+   built conversations) weigh little and good ones weigh as much as a unanimous vote.
+4. **Clustering** (:func:`cluster_units`): agglomerative, score = vote balance + embedding
+   evidence, merge while positive, never across a pair with clearly more "different" votes;
+   ``num_speakers`` / ``min_speakers`` / ``max_speakers`` override the stopping rule. It runs on
+   units first, then once more on whole clusters (:func:`cluster_sums`).
 
-On narrow-band telephone speech GE2E embeddings are weak (turn-level clustering: 58 % DER on the
-sample, offline-models.md §2), which is why steps 1-2 come first and decide whatever they can.
+Merging units on votes alone before looking at embeddings (an earlier design) chained voices at
+the hand-over between speaker pairs of the built three-voice conversations: 38 / 24 / 22 % DER
+(seeds 0-2) against 21 / 3 / 5 % now.
 """
 from __future__ import annotations
 

@@ -249,7 +249,7 @@ def test_two_channel_call_labels_channels(models, sample):
     channel_ref = [dataclasses.replace(s, speaker="SPK0" if s.speaker == "speaker90" else "SPK1")
                    for s in reference]
     error, parts = conv.der(channel_ref, result.segments)
-    assert error <= 0.12, parts
+    assert error <= 0.05, parts
     # the other party's echo (-40 dB) is not taken for speech
     assert all(s.overlap is False for s in result.segments if 22.5 < s.start < 27.0)
 
