@@ -264,6 +264,7 @@ def test_no_vad_speech_means_no_segments(models, sample):
 
 
 def _export_random_onnx(path, waveform_input: bool):
+    pytest.importorskip("onnx", reason="torch.onnx.export needs the onnx package (dev extra)")
     import torch
 
     class Tiny(torch.nn.Module):
