@@ -71,12 +71,6 @@ def window_starts(num_samples: int, step_frames: int) -> np.ndarray:
     return np.arange(count, dtype=np.int64) * step
 
 
-def frame_centers_s(num_frames: int, start_sample: int = 0) -> np.ndarray:
-    """Centre times in seconds of ``num_frames`` frames from ``start_sample``."""
-    return (start_sample + FRAME_STEP_SAMPLES * np.arange(num_frames)
-            + FRAME_SIZE_SAMPLES // 2) / SAMPLE_RATE
-
-
 def powerset_to_multilabel(log_probs: np.ndarray, soft: bool = False) -> np.ndarray:
     """Powerset output to per-local-speaker activity.
 
