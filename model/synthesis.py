@@ -235,9 +235,15 @@ def load_network(directory: Path, device: str) -> Any:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda:0`` if available, else ``mps``, else ``cpu``; other names as given."""
+    """``auto`` -> ``cuda:0`` if available, else ``mps``, else ``cpu``; other names as given.
+
+    Raises:
+        InputError: a CUDA device is asked for and none is available.
+    """
     import torch
 
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available here (use cpu or auto)")
     if device != "auto":
         return device
     if torch.cuda.is_available():

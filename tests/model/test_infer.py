@@ -366,3 +366,51 @@ def test_cli_batch_keeps_going_and_lists_failures(tmp_path, random_checkpoints, 
     times = (res / "synthesis_times.tsv").read_text().splitlines()
     assert {line.split("\t")[0] for line in times[1:]} == {"good_merged", "good_split"}
     assert "RTF" in err and "without vocoder" in err
+
+
+def test_split_prompts_put_s1_left_and_s2_right(prompt_files):
+    from model.prompts import split_prompts
+
+    audios = [load_audio(prompt_files[k], 22050) for k in ("spk1", "spk2")]
+    prompt = split_prompts(audios, ["Hello?", "Hello?"], sample_rate=22050, num_channels=2)
+    assert prompt.samples.shape[0] == 2 and prompt.text == "[S1] Hello? [S2] Hello?"
+    left = np.flatnonzero(~silent_frames(prompt.samples[:1], 22050))
+    right = np.flatnonzero(~silent_frames(prompt.samples[1:], 22050))
+    assert left.size and right.size and left.max() < right.min()  # S1 first, on the left
+    mono = split_prompts(audios, ["Hello?", "Hello?"], sample_rate=22050, num_channels=1)
+    assert mono.samples.shape == (1, prompt.samples.shape[1])
+
+
+def test_cli_stereo_wav_channels_follow_the_network(random_checkpoints, prompt_files, tmp_path):
+    """A stereo network whose right-channel velocity is a large negative constant generates
+    a silent right channel: the CLI's wav must have the sound in its first (left) column."""
+    import shutil
+
+    import torch
+
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(random_checkpoints["dialog_stereo"])
+    state = loaded.network.state_dict()
+    mels = loaded.config.feat_dim
+    with torch.no_grad():
+        state["fm_decoder.out_proj.0.weight"][mels:] = 0.0
+        state["fm_decoder.out_proj.0.bias"][mels:] = -30.0
+    loaded.network.load_state_dict(state)
+    directory = save_checkpoint(loaded.network, tmp_path / "left_only", loaded.tokens)
+    shutil.copy(random_checkpoints["dialog_stereo"] / "features.json", directory)
+    # a 2-channel merged prompt: S1 on the left, S2 on the right
+    spk1, rate = sf.read(prompt_files["spk1"], dtype="float32")
+    spk2, _ = sf.read(prompt_files["spk2"], dtype="float32")
+    stereo = np.zeros((len(spk1) + len(spk2), 2), np.float32)
+    stereo[: len(spk1), 0], stereo[len(spk1):, 1] = spk1, spk2
+    sf.write(tmp_path / "stereo_prompt.wav", stereo, rate)
+    out = tmp_path / "stereo.wav"
+    proc = run_cli("--checkpoint", str(directory), "--text", "[S1] Hi there. [S2] Hello.",
+                   "--prompt-wav", str(tmp_path / "stereo_prompt.wav"), "--prompt-text",
+                   PROMPT_TEXT, "--out", str(out), "--vocoder", "griffinlim", "--num-step", "2")
+    assert proc.returncode == 0, proc.stderr
+    audio, out_rate = sf.read(out, dtype="float32", always_2d=True)
+    assert out_rate == 22050 and audio.shape[1] == 2
+    rms = np.sqrt(np.mean(audio ** 2, axis=0))
+    assert rms[0] > 0.01 and rms[1] < rms[0] / 100, rms
