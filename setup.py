@@ -38,7 +38,8 @@ EXTRAS = {
     "funasr": ["funasr==1.4.16"],
     # model text front-end
     "tts": ["piper-phonemize==1.1.0", "pypinyin==0.55.0", "jieba==0.42.1"],
-    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff"],
+    # onnx: torch.onnx.export (ONNX embedding models in tests, model.onnx_export)
+    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff", "onnx==1.23.2"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

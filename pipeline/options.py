@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any, Type, TypeVar
 
@@ -48,7 +49,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         kind = hints[f.name]
         origin = typing.get_origin(kind)
         args = typing.get_args(kind)
-        if origin is typing.Union and type(None) in args:  # Optional[X]
+        if origin in (typing.Union, types.UnionType) and type(None) in args:  # X | None
             kind = next(a for a in args if a is not type(None))
         kwargs: dict[str, Any] = {"help": f.metadata.get("help", ""), "default": None}
         if "choices" in f.metadata:

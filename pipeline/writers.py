@@ -151,6 +151,14 @@ class LoadFinishedFn(beam.DoFn):
         yield from _emit(StateStore.read(path))
 
 
+def _arrow_ready(row: dict[str, Any]) -> dict[str, Any]:
+    """Map columns as pyarrow wants them: a list of (key, value) tuples (a state file read back
+    from JSON holds them as lists)."""
+    if isinstance(row.get("quality"), list):
+        row = dict(row, quality=[tuple(pair) for pair in row["quality"]])
+    return row
+
+
 class WriteTables(beam.PTransform):
     """Rows by table (a dict of PCollections) → Parquet tables and Lhotse manifests."""
 
@@ -161,10 +169,12 @@ class WriteTables(beam.PTransform):
 
     def expand(self, rows_by_table: dict[str, beam.PCollection]):
         for table in TABLES:
-            rows_by_table[table] | f"Write_{table}" >> beam.io.WriteToParquet(
+            (rows_by_table[table]
+             | f"ArrowReady_{table}" >> beam.Map(_arrow_ready)
+             | f"Write_{table}" >> beam.io.WriteToParquet(
                 FileSystems.join(self.output_dir, table, "part"), table_schema(table),
                 file_name_suffix=".parquet", num_shards=self.num_shards,
-                shard_name_template="-SSSSS-of-NNNNN")
+                shard_name_template="-SSSSS-of-NNNNN"))
         lhotse_dir = FileSystems.join(self.output_dir, "lhotse")
         for table, name in ((LHOTSE_RECORDINGS, "recordings"),
                             (LHOTSE_SUPERVISIONS, "supervisions")):
