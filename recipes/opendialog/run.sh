@@ -72,10 +72,14 @@ fi
 if run_stage 3; then
   log 3 "train $config for $num_steps steps → $exp"
   rm -rf "$exp"
+  # duration buckets need enough cuts to estimate their bins: none for a toy corpus
+  ncuts=$(gzip -dc "$data/prepared/cuts.jsonl.gz" | wc -l)
+  buckets=$([ "$ncuts" -ge 300 ] && echo 30 || echo 1)
   # base on GPUs, as upstream's dialogue stage: --config base --init-from <zipvoice model dir>
   #   --lr 1e-4 --lr-schedule fixed --max-duration 500 --amp bf16 (torchrun --nproc_per_node=8)
   "$py" -m model.train --cuts "$data/prepared/cuts.jsonl.gz" --exp-dir "$exp" \
     --config "$config" --num-steps "$num_steps" --device "$device" --no-progress \
+    --num-buckets "$buckets" \
     ${init_from:+--init-from "$init_from"}
 fi
 
