@@ -1,0 +1,308 @@
+"""Few-step (distilled) dialogue networks: the guided student, its saved inference defaults,
+and one loader for teacher and student checkpoint directories.
+
+Upstream's ZipVoice-Distill adds a guidance-scale embedding (``fm_decoder.
+guidance_scale_embed``: sinusoidal(w) -> bias-free linear, initial scale 0.1, added to the
+time embedding) to the single-speaker network. ``NetworkConfig`` only knows that embedding
+for its ``distill`` variant, which has no speaker-turn embedding and no stereo projections,
+so a distilled *dialogue* network is built here: :class:`GuidedDialogNetwork` is a
+:class:`~model.network.DialogTTSNetwork` of the ``dialog`` or ``dialog_stereo`` variant
+with the same embedding added under upstream's parameter name. (A single-speaker teacher
+distils into the plain ``distill`` variant.)
+
+A student checkpoint directory is an ordinary one (``model.safetensors``, ``network.json``
+with the teacher's variant, ``tokens.txt``, ``features.json``) plus ``inference.json``::
+
+    {"num_step": 4, "guidance_scale": 1.5, "t_shift": 0.5, "guidance_input": true, ...}
+
+``guidance_input`` says the network takes the guidance scale as an input (one pass per
+step, no CFG doubling); ``num_step``/``guidance_scale``/``t_shift`` are the defaults the
+inference CLI uses when the user gives none. :func:`load_model` reads any of these
+directories (and plain teacher ones, which have no ``inference.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from model.config import NetworkConfig
+from model.network import DialogTTSNetwork, _as_batch_vector
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_FILE = "inference.json"
+GUIDANCE_KEY = "fm_decoder.guidance_scale_embed.weight"
+GUIDANCE_EMBED_INIT_SCALE = 0.1
+"""Initial scale of the new guidance embedding (upstream's), so the student starts close
+to the teacher's conditional velocity."""
+
+TEACHER_DEFAULTS = {
+    "zipvoice": (16, 1.0),
+    "dialog": (16, 1.5),
+    "dialog_stereo": (16, 1.5),
+    "distill": (8, 3.0),
+}
+"""Upstream's default ``(num_step, guidance_scale)`` per variant (reference §1.7-1.8)."""
+
+
+@dataclass(frozen=True)
+class InferenceDefaults:
+    """Sampling defaults saved with a checkpoint (``inference.json``).
+
+    Attributes:
+        num_step: Euler steps.
+        guidance_scale: CFG weight w (an input of a distilled network).
+        t_shift: time warp of the Euler grid.
+        guidance_input: the network takes w as an input (distilled: one pass per step).
+        distill_stage: 1 or 2 for a distilled network, 0 otherwise.
+        teacher: where the distillation teacher came from (informational).
+    """
+
+    num_step: int = 16
+    guidance_scale: float = 1.5
+    t_shift: float = 0.5
+    guidance_input: bool = False
+    distill_stage: int = 0
+    teacher: str = ""
+
+    def __post_init__(self) -> None:
+        if self.num_step < 1:
+            raise ValueError(f"num_step={self.num_step}: need >= 1")
+        if self.t_shift <= 0:
+            raise ValueError(f"t_shift={self.t_shift}: need > 0")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale={self.guidance_scale}: need >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InferenceDefaults:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {INFERENCE_FILE} fields: {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def for_variant(cls, variant: str) -> InferenceDefaults:
+        """Upstream's defaults for a network variant without ``inference.json``."""
+        num_step, guidance = TEACHER_DEFAULTS.get(variant, (16, 1.5))
+        return cls(num_step=num_step, guidance_scale=guidance, guidance_input=variant == "distill")
+
+
+def write_inference_defaults(defaults: InferenceDefaults, directory: str | Path) -> Path:
+    """Writes ``directory/inference.json``; returns its path."""
+    path = Path(directory) / INFERENCE_FILE
+    path.write_text(json.dumps(defaults.to_dict(), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_inference_defaults(directory: str | Path) -> InferenceDefaults | None:
+    """``directory/inference.json`` if present, else None."""
+    path = Path(directory) / INFERENCE_FILE
+    if not path.is_file():
+        return None
+    return InferenceDefaults.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+# ------------------------------------------------------------------------------ networks
+
+
+class GuidedDialogNetwork(DialogTTSNetwork):
+    """A dialogue (mono or stereo) network whose decoder also embeds a guidance scale.
+
+    Identical to :class:`DialogTTSNetwork` for ``config`` plus
+    ``fm_decoder.guidance_scale_embed`` (upstream's name and initialisation), and
+    :meth:`forward_fm_decoder` accepts ``guidance_scale`` whatever the variant.
+
+    Args:
+        config: A ``dialog`` or ``dialog_stereo`` configuration.
+        guidance_init_scale: initial scale of the new embedding (upstream: 0.1).
+    """
+
+    def __init__(
+        self, config: NetworkConfig, guidance_init_scale: float = GUIDANCE_EMBED_INIT_SCALE
+    ) -> None:
+        if config.variant not in ("dialog", "dialog_stereo"):
+            raise ValueError(
+                f"GuidedDialogNetwork is for dialog/dialog_stereo; a {config.variant!r} "
+                "teacher distils into the 'distill' variant"
+            )
+        super().__init__(config)
+        from model.zipformer.encoder import GUIDANCE_SCALE_EMBED_DIM
+        from model.zipformer.scaling import scaled_linear
+
+        self.fm_decoder.guidance_scale_embed = scaled_linear(
+            GUIDANCE_SCALE_EMBED_DIM,
+            config.time_embed_dim,
+            bias=False,
+            initial_scale=guidance_init_scale,
+        )
+
+    def forward_fm_decoder(
+        self,
+        t: Tensor | float,
+        xt: Tensor,
+        text_condition: Tensor,
+        speech_condition: Tensor,
+        padding_mask: Tensor | None = None,
+        guidance_scale: Tensor | float | None = None,
+    ) -> Tensor:
+        """Velocity at ``xt`` for guidance ``guidance_scale`` (see the parent class).
+
+        ``guidance_scale=None`` leaves the embedding out (the teacher's conditional
+        velocity at initialisation).
+        """
+        batch_size = xt.size(0)
+        x = torch.cat([xt, text_condition, speech_condition], dim=2)
+        t = _as_batch_vector(t, batch_size, xt.device)
+        if guidance_scale is not None:
+            guidance_scale = _as_batch_vector(guidance_scale, batch_size, xt.device)
+        return self.fm_decoder(x=x, t=t, padding_mask=padding_mask, guidance_scale=guidance_scale)
+
+
+def takes_guidance_input(network: Any) -> bool:
+    """Whether ``network``'s decoder embeds a guidance scale (a distilled network).
+
+    Also answers for :class:`model.onnx_runtime.OnnxNetwork` (its ``guidance_input``).
+    """
+    flag = getattr(network, "guidance_input", None)
+    if isinstance(flag, bool):
+        return flag
+    decoder = getattr(network, "fm_decoder", None)
+    return getattr(decoder, "guidance_scale_embed", None) is not None
+
+
+def build_student(teacher_config: NetworkConfig) -> DialogTTSNetwork:
+    """A fresh student network for a teacher configuration.
+
+    ``dialog``/``dialog_stereo`` -> :class:`GuidedDialogNetwork`; ``zipvoice`` (or an
+    already distilled ``distill``) -> the ``distill`` variant.
+    """
+    if teacher_config.variant in ("dialog", "dialog_stereo"):
+        return GuidedDialogNetwork(teacher_config)
+    return DialogTTSNetwork(teacher_config.replace(variant="distill"))
+
+
+def student_from_teacher(
+    teacher: DialogTTSNetwork, *, guidance_init_scale: float = GUIDANCE_EMBED_INIT_SCALE
+) -> DialogTTSNetwork:
+    """A student initialised from ``teacher``.
+
+    Every teacher weight is copied. The guidance embedding, unless the teacher already has
+    one (a stage-1 student as the stage-2 starting point), is drawn from the global RNG as
+    ``scaled_linear`` does, times ``guidance_init_scale`` (upstream: 0.1; 0 starts the
+    student exactly at the teacher's conditional velocity for every w).
+
+    Args:
+        teacher: the trained network.
+        guidance_init_scale: scale of the new embedding's initial weights.
+    """
+    student = build_student(teacher.config)
+    if guidance_init_scale != GUIDANCE_EMBED_INIT_SCALE:
+        with torch.no_grad():
+            student.fm_decoder.guidance_scale_embed.weight.mul_(
+                guidance_init_scale / GUIDANCE_EMBED_INIT_SCALE
+            )
+    own = student.state_dict()
+    source = teacher.state_dict()
+    missing = sorted(set(own) - set(source) - {GUIDANCE_KEY})
+    unexpected = sorted(set(source) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"teacher/student mismatch: missing {missing}, unexpected {unexpected}")
+    merged = {k: source.get(k, own[k]).detach().clone() for k in own}
+    student.load_state_dict(merged, strict=True)
+    return student.to(teacher.device)
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A teacher or student network with what inference needs.
+
+    Attributes:
+        network: The network (eval mode).
+        config: Its configuration (the teacher's variant for a dialogue student).
+        tokens: Token table (token -> id).
+        directory: Where it came from.
+        defaults: Sampling defaults (``inference.json``, else upstream's per variant).
+        guidance_input: The network takes the guidance scale as input.
+    """
+
+    network: DialogTTSNetwork
+    config: NetworkConfig
+    tokens: dict[str, int]
+    directory: Path
+    defaults: InferenceDefaults
+
+    @property
+    def guidance_input(self) -> bool:
+        """Whether sampling passes w to the network (``flow.sample(..., distill=True)``)."""
+        return takes_guidance_input(self.network)
+
+
+def load_model(directory: str | Path, *, device: torch.device | str = "cpu") -> LoadedModel:
+    """Loads a teacher or a distilled student checkpoint directory (strict keys).
+
+    Directories without ``inference.json`` (ours or upstream's) go through
+    :func:`model.checkpoint.load_checkpoint`; a student's weights are loaded into
+    :func:`build_student` of its saved configuration.
+
+    Raises:
+        model.checkpoint.CheckpointError: missing files or key/shape mismatches.
+    """
+    from model import checkpoint as ckpt
+
+    directory = Path(directory)
+    defaults = read_inference_defaults(directory)
+    if defaults is None or not defaults.guidance_input:
+        loaded = ckpt.load_checkpoint(directory, device=device)
+        return LoadedModel(
+            loaded.network,
+            loaded.config,
+            loaded.tokens,
+            directory,
+            defaults or InferenceDefaults.for_variant(loaded.config.variant),
+        )
+    if not (directory / ckpt.CONFIG_FILE).is_file():
+        raise ckpt.CheckpointError(f"{directory / ckpt.CONFIG_FILE} does not exist")
+    config = NetworkConfig.from_json(directory / ckpt.CONFIG_FILE)
+    network = build_student(config)
+    ckpt.load_network_state(network, ckpt.read_state_dict(directory / ckpt.WEIGHTS_FILE))
+    network.to(device).eval()
+    tokens = ckpt.read_token_table(directory / ckpt.TOKENS_FILE)
+    return LoadedModel(network, config, tokens, directory, defaults)
+
+
+def save_model(
+    network: DialogTTSNetwork,
+    directory: str | Path,
+    tokens: dict[str, int] | str | Path,
+    defaults: InferenceDefaults,
+    *,
+    features_json: str | Path | None = None,
+) -> Path:
+    """Writes a checkpoint directory (:func:`model.checkpoint.save_checkpoint`) plus
+    ``inference.json`` and, when given, a copy of ``features.json``."""
+    from model.checkpoint import save_checkpoint
+
+    directory = save_checkpoint(network, directory, tokens)
+    if features_json is not None and Path(features_json).is_file():
+        target = directory / "features.json"
+        if Path(features_json).resolve() != target.resolve():
+            target.write_text(Path(features_json).read_text(encoding="utf-8"), encoding="utf-8")
+    write_inference_defaults(defaults, directory)
+    return directory
