@@ -78,8 +78,11 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
         if not streams:
             raise DecodeError(errors.UNREADABLE, "no audio stream")
         stream = streams[0]
-        channels = stream.codec_context.channels or 0
-        sample_rate = stream.codec_context.sample_rate or 0
+        codec_context = stream.codec_context
+        if codec_context is None:  # FFmpeg found a stream but no decoder for it (broken header)
+            raise DecodeError(errors.UNREADABLE, "audio stream without a usable codec")
+        channels = codec_context.channels or 0
+        sample_rate = codec_context.sample_rate or 0
         if not 1 <= channels <= max_channels:
             raise DecodeError(errors.BAD_CHANNELS,
                               f"{channels} channels (allowed 1..{max_channels})")
@@ -103,7 +106,7 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
             if not chunks:
                 raise DecodeError(errors.UNREADABLE, f"decode failed: {exc}") from exc
             # keep what decoded before a corrupt tail (a truncated download, say)
-        codec = stream.codec_context.name or ""
+        codec = codec_context.name or ""
     samples = (np.concatenate(chunks, axis=0).T.astype(np.float32, copy=False) if chunks
                else np.zeros((channels, 0), dtype=np.float32))
     return DecodedAudio(np.ascontiguousarray(samples), target_rate, sample_rate, channels,
