@@ -17,35 +17,40 @@ SAMPLE_STM = REPO / "pipeline" / "assets" / "sample.stm"
 
 # two dialogue windows of the sample's reference turns (seconds), each starting with [S1]
 DIALOG_WINDOWS = {
-    "sample-d0000": (6.58, 14.30),  # Diane (S1) / Sheila (S2): "Hello? / Hello? / ..."
+    "sample-d0000": (6.58, 10.90),  # Diane (S1) / Sheila (S2): "Hello? / Hello? / Oh, hello. ..."
     "sample-d0001": (14.34, 21.60),  # Sheila (S1) / Diane (S2): "And I'm Sheila in Texas ..."
 }
 
-# the memorised cut and the training recipe of the session checkpoint
+# the memorised cut and the training recipe of the session checkpoint. The cut is 4.3 s, not
+# 6-10 s: memorising it well enough to reproduce its target takes ~1500 steps of this network
+# (0.06 s each on one core), and a 7.7 s cut needs more steps of 1.8x the cost.
 MEMORISED_CUT = "sample-d0000"
-PROMPT_END_S = 3.24  # between "...you were there." (S1) and "Neither did I." (S2)
-TINY_OVERRIDES = {  # the "tiny" preset made ~1.5x faster on CPU: 1.48 M parameters
+PROMPT_END_S = 1.70  # 39 % of the cut: after "[S1] Hello? [S2] Hello?", before "Oh, hello."
+TINY_OVERRIDES = {  # the "tiny" preset made ~2x cheaper on CPU: 3 decoder stacks, 1.2 M params
     # (keep fm_decoder_dim above the 80 mel bins: the decoder must carry the noise through
     # to cancel it, and a 64-d bottleneck left a loss floor of ~0.28)
     "preset": "tiny",
+    "fm_decoder_downsampling_factor": [1, 2, 1],
+    "fm_decoder_num_layers": [1, 1, 1],
+    "fm_decoder_cnn_module_kernel": [15, 9, 15],
     "fm_decoder_num_heads": 2,
     "text_encoder_num_heads": 2,
-    "fm_decoder_num_layers": [1, 1, 1, 1, 1],
-    "fm_decoder_cnn_module_kernel": [15, 9, 5, 9, 15],
     "text_encoder_num_layers": 1,
     "text_encoder_feedforward_dim": 128,
     "text_encoder_dim": 64,
     "time_embed_dim": 64,
     "text_embed_dim": 64,
 }
-TRAIN_STEPS = 300
+TRAIN_STEPS = 1500
+# Tight clipping (0.05) matters: the flow loss near t = 1 has rare, huge gradients; clipped,
+# the reproduction error after 1000 steps fell from 0.88 (clip 5) to 0.43 (log-mel L1).
 # fmt: off
 TRAIN_RECIPE = (
     "--precomputed-feats", "--num-steps", str(TRAIN_STEPS), "--lr", "3e-3",
-    "--lr-schedule", "cosine", "--warmup-steps", "20", "--ema-decay", "0.99",
-    "--save-every", str(TRAIN_STEPS), "--log-every", "1", "--max-duration", "30",
-    "--num-buckets", "1", "--num-workers", "0", "--no-progress", "--device", "cpu",
-    "--seed", "7", "--regularisation", "none", "--num-threads", "1",
+    "--lr-schedule", "cosine", "--warmup-steps", "20", "--grad-clip", "0.05",
+    "--ema-decay", "0.995", "--save-every", str(TRAIN_STEPS), "--log-every", "1",
+    "--max-duration", "30", "--num-buckets", "1", "--num-workers", "0", "--no-progress",
+    "--device", "cpu", "--seed", "7", "--regularisation", "none", "--num-threads", "1",
 )
 # fmt: on
 

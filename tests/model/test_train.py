@@ -124,6 +124,7 @@ def test_ddp_two_gloo_processes(tmp_path, dialog_cuts_path, tiny_config_path):
         "-m",
         "model.train",
         *_quick_args(dialog_cuts_path, exp_dir, tiny_config_path, 3, "--save-every", "3"),
+        *("--valid-cuts", str(dialog_cuts_path), "--max-valid-batches", "2"),
     ]
     proc = subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -135,6 +136,10 @@ def test_ddp_two_gloo_processes(tmp_path, dialog_cuts_path, tiny_config_path):
     log_text = (exp_dir / "log" / "train.log").read_text()
     assert "replicas in sync" in log_text and "rank 0/2" in log_text
     assert (exp_dir / "checkpoint-3.pt").is_file()
+    # validation ran on rank 0 while rank 1 waited, and its checkpoint became best-valid
+    valid = [json.loads(line) for line in (exp_dir / "log" / "valid.jsonl").open()]
+    assert [v["step"] for v in valid] == [3] and valid[0]["valid_loss"] > 0
+    assert (exp_dir / "best-valid.pt").is_file()
 
 
 def test_stereo_mode_alternates_channels_and_adds_se_loss(
@@ -202,6 +207,45 @@ def test_init_from_upstream_zipvoice_extends_vocabulary(
     key = "text_encoder.out_proj.weight"
     assert torch.allclose(trained[key], upstream[key], atol=1e-6)
     assert trained["spk_embed.weight"].shape == (2, 100)
+
+
+def test_init_stereo_from_a_dialog_checkpoint(tmp_path, trained_tiny_checkpoint, stereo_cuts_path):
+    """Stereo fine-tuning starts from a dialogue exp dir: projections duplicated, rest kept."""
+    exp_dir = tmp_path / "stereo-init"
+    args = [
+        a
+        for a in _quick_args(stereo_cuts_path, exp_dir, Path("x"), 2)
+        if a not in ("--config", "x")
+    ]
+    source = trained_tiny_checkpoint.exp_dir
+    assert (
+        main(
+            [
+                *args,
+                "--mode",
+                "stereo",
+                "--max-duration",
+                "10",
+                "--init-from",
+                str(source),
+                "--lr",
+                "1e-12",
+                "--ema-decay",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((exp_dir / "network.json").read_text())["variant"] == "dialog_stereo"
+    assert (exp_dir / "tokens.txt").read_text() == (source / "tokens.txt").read_text()
+    mono = torch.load(source / "checkpoint-last.pt", weights_only=False)["ema"]["shadow"]
+    stereo = torch.load(exp_dir / "checkpoint-last.pt", weights_only=False)["model"]
+    w_in = mono["fm_decoder.in_proj.weight"]
+    assert torch.allclose(stereo["fm_decoder.in_proj.1.weight"], w_in, atol=1e-6)
+    assert torch.allclose(
+        stereo["text_encoder.out_proj.weight"], mono["text_encoder.out_proj.weight"], atol=1e-6
+    )
+    assert stereo["fm_decoder.out_proj.0.weight"].shape[0] == 2 * w_in.shape[1] // 3
 
 
 # ---------------------------------------------------------------- CLI errors
