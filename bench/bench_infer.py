@@ -21,10 +21,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_WAV = REPO / "pipeline" / "assets" / "sample.wav"
-PROMPT_S = (6.58, 8.43)
-PROMPT_TEXT = "[S1] Hello? [S2] Hello?"
-TEXT = ("[S1] Oh, hello. I didn't know you were there. [S2] Neither did I. "
-        "[S1] Okay, then I thought you know, I heard a beep. This is Diane in New Jersey.")
+PROMPT_S = (6.58, 10.78)  # Diane (S1) and Sheila (S2): their first four turns
+PROMPT_TEXT = ("[S1] Hello? [S2] Hello? [S1] Oh, hello. I didn't know you were there. "
+               "[S2] Neither did I.")
+TEXT = ("[S1] Okay, then I thought you know, I heard a beep. This is Diane in New Jersey. "
+        "[S2] And I'm Sheila in Texas, originally from Chicago. "
+        "[S1] Oh, I'm originally from Chicago also. I'm in New Jersey now though.")
 
 
 def build_synthesizer(preset_name: str, vocoder_name: str | None):

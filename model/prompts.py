@@ -105,7 +105,9 @@ def load_audio(source: AudioSource, sample_rate: int) -> np.ndarray:
         if samples.ndim == 1:
             samples = samples[None]
         if samples.ndim != 2:
-            raise PromptError(f"{name}: expected (samples,) or (channels, samples), got {samples.shape}")
+            raise PromptError(
+                f"{name}: expected (samples,) or (channels, samples), got {samples.shape}"
+            )
         if int(rate) != sample_rate and samples.shape[1]:
             import soxr
 
