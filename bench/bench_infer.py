@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["tiny", "base"])
     parser.add_argument("--steps", nargs="+", type=int, default=[16, 8, 4])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=1, help="runs per setting (best kept)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per setting (best kept)")
     parser.add_argument("--vocoder", default=None, help="override the per-preset vocoder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,14 +75,12 @@ def main() -> None:
         # warm-up (allocations, espeak, first-call overheads)
         synth.synthesize(TEXT, prompt_wav=prompt, prompt_text=PROMPT_TEXT, num_step=1)
         results = {}
-        for steps in args.steps:
-            best = None
-            for _ in range(args.repeats):
+        for _ in range(args.repeats):  # interleaved, so load changes hit every step count
+            for steps in args.steps:
                 result = synth.synthesize(TEXT, prompt_wav=prompt, prompt_text=PROMPT_TEXT,
                                           num_step=steps, trim_output=False)
-                if best is None or result.rtf < best.rtf:
-                    best = result
-            results[steps] = best
+                if steps not in results or result.rtf < results[steps].rtf:
+                    results[steps] = result
         base = results.get(baseline_steps, next(iter(results.values())))
         for steps, result in results.items():
             rows.append((name, params, type(synth.vocoder).__name__, steps, result.duration_s,
