@@ -286,6 +286,33 @@ def test_stereo_random_checkpoint_writes_two_channels(random_checkpoints, prompt
                    vocoder="griffinlim", device="cpu")
 
 
+def test_distilled_student_uses_its_own_defaults_and_one_pass_per_step(random_checkpoints,
+                                                                     prompt_files, tmp_path):
+    from model.checkpoint import load_checkpoint
+    from model.student import GuidedDialogNetwork, InferenceDefaults, save_model
+    from model.synthesis import Synthesizer
+
+    teacher = load_checkpoint(random_checkpoints["dialog"])
+    directory = save_model(
+        GuidedDialogNetwork(teacher.config), tmp_path / "student", teacher.tokens,
+        InferenceDefaults(num_step=3, guidance_scale=2.0, guidance_input=True, distill_stage=1),
+        features_json=random_checkpoints["dialog"] / "features.json")
+    synth = Synthesizer.load(directory, device="cpu", vocoder="griffinlim")
+    calls = []
+    forward = synth.network.forward_fm_decoder
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["xt"].shape[0], kwargs.get("guidance_scale")))
+        return forward(*args, **kwargs)
+
+    synth.network.forward_fm_decoder = spy
+    result = synth.synthesize("[S1] Hi there. [S2] Yes.", prompt_wav=prompt_files["merged"],
+                              prompt_text=PROMPT_TEXT)
+    assert (result.num_step, result.guidance_scale) == (3, 2.0)
+    assert len(calls) == 3  # one pass per step: no CFG doubling
+    assert all(batch == 1 and float(w.flatten()[0]) == 2.0 for batch, w in calls)
+
+
 # ----------------------------------------------------------------------------- CLI errors
 
 
