@@ -106,14 +106,19 @@ def run(options: TrainOptions) -> Path:
             trainer.amp_dtype,
         )
         trainer.fit()
+        del trainer  # drop the DDP reducer (and its gloo work) before the group goes
+        barrier(ctx)  # every rank done before any tears the group down
     finally:
         torch.set_num_threads(threads_before)  # run() may be called inside a bigger process
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
         if ctx.world_size > 1:
+            import gc
+
             import torch.distributed as dist
 
+            gc.collect()
             dist.destroy_process_group()
     return exp_dir
 
