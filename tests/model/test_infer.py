@@ -529,10 +529,15 @@ def _split_after_first_exchange(cut) -> tuple[float, str, str]:
 def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path):
     """The model memorised one real dialogue. Given its first exchange as the prompt, the CLI
     (decoding, trimming, appended silence, RMS normalisation, punctuation, length rule,
-    sampler, HiFi-GAN) must give back the rest of it: far closer to the real target's log-mel
-    than an untrained network of the same shape. Whisper's WER is printed, not asserted: the
-    session model is at the edge of intelligibility (WER 0.36-1.27 over noise seeds, 0.73 on
-    the training check's own path), so a WER bound would test the seed, not the CLI."""
+    sampler, HiFi-GAN) must give back the rest of it: Whisper base understands it (WER at
+    most 50 % against the cut's text) and it is far closer to the real target's log-mel than
+    an untrained network of the same shape.
+
+    Sampled with ``--guidance-scale 0`` (the conditional field alone): this memoriser's
+    unconditional branch (text dropped 20 % of 1500 steps) is weak, and extrapolating away from
+    it garbles the words. Measured over noise seeds 0-7 on the session model
+    (``/tmp``-trained with this recipe): WER 0.18-0.36 at guidance 0, 0.27-0.64 at 1.0,
+    0.64-1.36 at the dialogue default 1.5."""
     import shutil
 
     import torch
@@ -558,7 +563,7 @@ def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path
     out = tmp_path / "memorised.wav"
     proc = run_cli("--checkpoint", str(trained.exp_dir), "--text", target,
                    "--prompt-wav", str(prompt_wav), "--prompt-text", prompt_text,
-                   "--speed", f"{speed:.4f}", "--out", str(out))
+                   "--speed", f"{speed:.4f}", "--guidance-scale", "0", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     cli_audio, out_rate = sf.read(out, dtype="float32", always_2d=True)
     assert out_rate == 22050 and cli_audio.shape[1] == 1
@@ -571,11 +576,12 @@ def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path
                                     loaded.tokens)
     shutil.copy(trained.exp_dir / "features.json", untrained_dir)
     untrained = Synthesizer.load(untrained_dir, device="cpu").synthesize(
-        target, prompt_wav=prompt_wav, prompt_text=prompt_text, speed=speed)
+        target, prompt_wav=prompt_wav, prompt_text=prompt_text, speed=speed, guidance_scale=0.0)
     l1_untrained = _aligned_l1(untrained.audio[0], 22050, mel, target_start)
 
     hypothesis = _whisper_transcribe(cli_audio.T, out_rate)
     wer = word_error_rate(_strip_tags(target), hypothesis).rate
     print(f"memorised dialogue: speed {speed:.2f}, Whisper base WER {wer:.3f} ({hypothesis!r}); "
           f"log-mel L1 to the real target {l1_cli:.3f} (untrained network {l1_untrained:.3f})")
+    assert wer <= 0.5, hypothesis
     assert l1_cli < 0.5 * l1_untrained
