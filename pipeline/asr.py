@@ -2,10 +2,11 @@
 
 Input: :class:`RecordingWork` with ``audio`` and ``diarization`` (and ``speech`` for split
 points). Output: the same work with ``turns`` (tuple of :class:`Turn`, ids
-``<recording_id>-t<NNNN>``). Turns are planned by :mod:`pipeline.asr_plan` and all turns of a
-recording are decoded in batches by :mod:`pipeline.asr_whisper` (faster-whisper, int8 on CPU);
-turns identified as Chinese go to FunASR Paraformer with ``--zh_asr paraformer``. A recording
-without diarization gets no turns (the dialogue stage reports it), not a reject.
+``<recording_id>-t<NNNN>``). Turns are planned by :mod:`pipeline.asr_plan`, packed into shared
+30 s windows by :mod:`pipeline.asr_pack` (``--asr_packing turns``, the default; ``none`` gives each
+turn its own window) and decoded in batches by :mod:`pipeline.asr_whisper` (faster-whisper, int8
+on CPU); turns identified as Chinese go to FunASR Paraformer with ``--zh_asr paraformer``. A
+recording without diarization gets no turns (the dialogue stage reports it), not a reject.
 Item-level rejects: ``turn_too_short`` (shorter than ``--asr_min_turn_s``), ``no_transcript``
 (the recogniser returned no text). Models: :func:`pipeline.asr_models.resolve_asr_model`.
 """
@@ -21,6 +22,14 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from pipeline.asr_pack import (
+    assemble_window,
+    group_extents,
+    pack_pieces,
+    padded_extents,
+    split_window,
+    stitch_group,
+)
 from pipeline.asr_plan import TurnSpan, plan_turns
 from pipeline.asr_whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
 from pipeline.options import opt
@@ -48,7 +57,7 @@ class AsrOptions:
     asr_compute_type: str = opt("int8", "CTranslate2 compute type (int8, int8_float16, float16, "
                                 "float32, ...)")
     asr_beam_size: int = opt(5, "beam width (1 = greedy; measured worse on the sample)")
-    asr_batch_size: int = opt(0, "turns per encoder/decoder call; 0 = auto: 8 on GPU, 1 on "
+    asr_batch_size: int = opt(0, "windows per encoder/decoder call; 0 = auto: 8 on GPU, 1 on "
                               "CPU (where batches cost about 1.3x the CPU: bench/bench_asr.py)")
     asr_language: str = opt("", "force this language code (e.g. en, zh); empty = detect per "
                             "turn")
@@ -67,6 +76,15 @@ class AsrOptions:
                            "(diarization boundaries clip word edges)")
     asr_word_timestamps: bool = opt(True, "align words to the audio")
     asr_threads: int = opt(0, "CPU threads per model (0 = the usable cores, at most 4)")
+    asr_packing: str = opt("turns", "turns: consecutive turns share 30 s Whisper windows "
+                           "(overlapping or adjacent turns read once as continuous audio, "
+                           "--asr_pack_gap_s of silence between such groups, words handed back "
+                           "by time; language ID per window); none: one window per turn. Needs "
+                           "--asr_word_timestamps (without it: none)",
+                           choices=("none", "turns"))
+    asr_pack_gap_s: float = opt(0.3, "silence between two packed turns (--asr_packing turns)")
+    asr_pack_window_s: float = opt(30.0, "most audio packed into one Whisper window "
+                                   "(--asr_packing turns; at most 30)")
 
     def __post_init__(self):
         if not 0.0 < self.max_asr_chunk_s <= 30.0:
@@ -84,6 +102,16 @@ class AsrOptions:
             raise ValueError(f"asr_pad_s must be in [0, 1], got {self.asr_pad_s}")
         if self.asr_threads < 0:
             raise ValueError(f"asr_threads must be >= 0, got {self.asr_threads}")
+        if not 0.0 <= self.asr_pack_gap_s <= 5.0:
+            raise ValueError(f"asr_pack_gap_s must be in [0, 5], got {self.asr_pack_gap_s}")
+        if not 0.0 < self.asr_pack_window_s <= 30.0:
+            raise ValueError(f"asr_pack_window_s must be in (0, 30], got "
+                             f"{self.asr_pack_window_s}")
+
+    @property
+    def packed(self) -> bool:
+        """Whether turns are packed into shared windows (needs word times to split them)."""
+        return self.asr_packing == "turns" and self.asr_word_timestamps
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -95,17 +123,18 @@ def per_channel(work: RecordingWork) -> bool:
     return work.audio.shape[0] > 1 and len({s.channel for s in work.diarization}) > 1
 
 
-def turn_audio(work: RecordingWork, span: TurnSpan, pad_s: float,
-               own_channel: bool) -> tuple[np.ndarray, float]:
+def turn_audio(work: RecordingWork, span: TurnSpan, pad_s: float, own_channel: bool,
+               limits: tuple[float, float] | None = None) -> tuple[np.ndarray, float]:
     """The samples the recogniser hears for ``span`` and the time they start at.
 
-    The span is widened by ``pad_s`` on both sides (clipped to the recording), less when that
-    would pass Whisper's 30 s window, so the span itself is never cut.
+    The span is widened by ``pad_s`` on both sides (clipped to the recording and to ``limits``
+    when given), less when that would pass Whisper's 30 s window, so the span itself is never cut.
     """
     total = work.audio.shape[1]
     pad_s = min(pad_s, max(0.0, WINDOW_S - span.duration) / 2)
-    start = max(0, round((span.start - pad_s) * ANALYSIS_SAMPLE_RATE))
-    end = min(total, round((span.end + pad_s) * ANALYSIS_SAMPLE_RATE))
+    lo, hi = limits if limits is not None else (-np.inf, np.inf)
+    start = max(0, round(max(span.start - pad_s, min(lo, span.start)) * ANALYSIS_SAMPLE_RATE))
+    end = min(total, round(min(span.end + pad_s, max(hi, span.end)) * ANALYSIS_SAMPLE_RATE))
     end = min(end, start + round(WINDOW_S * ANALYSIS_SAMPLE_RATE))
     source = work.audio[span.channel] if own_channel else work.mono
     return np.ascontiguousarray(source[start:end], dtype=np.float32), start / ANALYSIS_SAMPLE_RATE
@@ -179,11 +208,24 @@ class AsrEngine:
                     self.model_dir, self.model_sha256[:12], whisper.model.device,
                     self.batch_size, opts.zh_asr)
 
-    def transcribe(self, chunks: Sequence[np.ndarray],
-                   offsets_s: Sequence[float]) -> list[ChunkTranscript]:
-        """Transcribe chunks: Whisper for all, Paraformer for those identified as Chinese."""
+    def transcribe(self, chunks: Sequence[np.ndarray], offsets_s: Sequence[float],
+                   sources: Sequence[int] | None = None) -> list[ChunkTranscript]:
+        """Transcribe chunks (one per turn, ordered by start): Whisper for all, packed into
+        shared windows when ``opts.packed`` (:mod:`pipeline.asr_pack`); Paraformer, one turn at
+        a time, for those identified as Chinese.
+
+        Args:
+            chunks: each turn's audio (16 kHz float32, at most 30 s).
+            offsets_s: recording time of each chunk's first sample.
+            sources: where each chunk was read (channel, or 0 for the mix; default all 0):
+                only chunks of one source can share audio.
+        """
         deferred = frozenset({"zh"}) if self.paraformer is not None else frozenset()
-        results = self.whisper.transcribe(chunks, offsets_s, defer_languages=deferred)
+        if self.opts.packed:
+            results = self._transcribe_packed(chunks, offsets_s, sources or [0] * len(chunks),
+                                              deferred)
+        else:
+            results = self.whisper.transcribe(chunks, offsets_s, defer_languages=deferred)
         todo = [i for i, r in enumerate(results) if not r.decoded]
         if todo:
             recognised = self.paraformer.transcribe([chunks[i] for i in todo],  # type: ignore
@@ -193,6 +235,30 @@ class AsrEngine:
                     results[i], text=rec.text, words=rec.words, decoded=True,
                     compression_ratio=compression_ratio(rec.text))
         return results
+
+    def _transcribe_packed(self, chunks: Sequence[np.ndarray], offsets_s: Sequence[float],
+                           sources: Sequence[int],
+                           deferred: frozenset[str]) -> list[ChunkTranscript]:
+        """Whisper over packed windows; the turns of a deferred window come back undecoded
+        (with the window's language), each to be recognised on its own."""
+        rate = ANALYSIS_SAMPLE_RATE
+        extents = [(o, o + len(c) / rate) for c, o in zip(chunks, offsets_s)]
+        window_s = self.opts.asr_pack_window_s
+        groups = group_extents([(s, a, b) for s, (a, b) in zip(sources, extents)], window_s)
+        pieces = [stitch_group(g, chunks, offsets_s, rate) for g in groups]
+        # a turn longer than the window still gets a window of its own (up to 30 s)
+        windows = pack_pieces([len(p) for p in pieces], round(self.opts.asr_pack_gap_s * rate),
+                              round(window_s * rate), round(WINDOW_S * rate))
+        raw = self.whisper.transcribe_windows([assemble_window(w, pieces) for w in windows],
+                                              defer_languages=deferred)
+        results: dict[int, ChunkTranscript] = {}
+        for window, transcript in zip(windows, raw):
+            if transcript.decoded:
+                results.update(split_window(window, transcript, groups, extents, rate))
+            else:
+                results.update({i: transcript for p in window.pieces
+                                for i in groups[p.index].members})
+        return [results[i] for i in range(len(chunks))]
 
 
 def transcribe_work(work: RecordingWork, engine: AsrEngine,
@@ -214,8 +280,16 @@ def transcribe_work(work: RecordingWork, engine: AsrEngine,
         else:
             todo.append((index, span))
     own_channel = per_channel(work)
-    audio = [turn_audio(work, span, opts.asr_pad_s, own_channel) for _, span in todo]
-    results = engine.transcribe([a for a, _ in audio], [o for _, o in audio]) if todo else []
+    limits: list[tuple[float, float] | None] = [None] * len(todo)
+    if opts.packed:  # packed turns pad into silence only: neighbours share no padding audio
+        extents = padded_extents(
+            [(s.channel if own_channel else 0, s.start, s.end) for s in spans], opts.asr_pad_s)
+        limits = [extents[index] for index, _ in todo]
+    audio = [turn_audio(work, span, opts.asr_pad_s, own_channel, limit)
+             for (_, span), limit in zip(todo, limits)]
+    sources = [span.channel if own_channel else 0 for _, span in todo]
+    results = engine.transcribe([a for a, _ in audio], [o for _, o in audio],
+                                sources) if todo else []
     turns: list[Turn] = []
     for (index, span), result in zip(todo, results):
         if not result.text:

@@ -14,7 +14,9 @@ for each batch of up to ``batch_size`` chunks (each at most 30 s, one speaker tu
    call per language present in the batch.
 
 Chunks whose language is in ``defer_languages`` are only language-identified, not decoded (the
-caller hands them to another recogniser, e.g. Paraformer for Chinese).
+caller hands them to another recogniser, e.g. Paraformer for Chinese). A chunk may also be a
+packed window of several turns (:meth:`WhisperBatchTranscriber.transcribe_windows` returns its words
+raw, for :mod:`pipeline.asr_pack` to hand back to the turns).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import logging
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -166,14 +168,27 @@ class WhisperBatchTranscriber:
         Returns:
             One :class:`ChunkTranscript` per chunk, in input order.
         """
+        raw = self.transcribe_windows(chunks, defer_languages)
+        return [_to_recording_time(result, offset, min(len(chunk) / ANALYSIS_SAMPLE_RATE,
+                                                       WINDOW_S))
+                for result, chunk, offset in zip(raw, chunks, offsets_s)]
+
+    def transcribe_windows(self, windows: Sequence[np.ndarray],
+                           defer_languages: frozenset[str] = frozenset()
+                           ) -> list[ChunkTranscript]:
+        """Transcribe windows (16 kHz mono float32, each at most 30 s), words left raw.
+
+        Like :meth:`transcribe`, but word times are in window time (seconds from the window's
+        start), unclipped, and word texts keep Whisper's spelling (a leading space starts a word
+        in spaced scripts): what :mod:`pipeline.asr_pack` splits back into turns.
+        """
         results: list[ChunkTranscript] = []
-        for begin in range(0, len(chunks), self.batch_size):
-            batch = chunks[begin: begin + self.batch_size]
-            offsets = offsets_s[begin: begin + self.batch_size]
-            results.extend(self._transcribe_batch(batch, offsets, defer_languages))
+        for begin in range(0, len(windows), self.batch_size):
+            batch = windows[begin: begin + self.batch_size]
+            results.extend(self._transcribe_batch(batch, defer_languages))
         return results
 
-    def _transcribe_batch(self, chunks: Sequence[np.ndarray], offsets: Sequence[float],
+    def _transcribe_batch(self, chunks: Sequence[np.ndarray],
                           defer_languages: frozenset[str]) -> list[ChunkTranscript]:
         features = np.stack([self._features(c) for c in chunks])
         durations = [min(len(c) / ANALYSIS_SAMPLE_RATE, WINDOW_S) for c in chunks]
@@ -191,8 +206,7 @@ class WhisperBatchTranscriber:
                                  max(durations[i] for i in todo))
         words: dict[int, tuple[Word, ...]] = {}
         if self.word_timestamps:
-            words = self._align(encoded, features[todo], todo, outputs, languages, durations,
-                                offsets)
+            words = self._align(encoded, features[todo], todo, outputs, languages, durations)
         for k, i in enumerate(todo):
             tokens, avg_logprob, no_speech_prob = outputs[k]
             text = self._tokenizer(languages[i][0]).decode(tokens).strip()
@@ -225,9 +239,10 @@ class WhisperBatchTranscriber:
 
     def _align(self, encoded: Any, features: np.ndarray, todo: list[int],
                outputs: list[tuple[list[int], float, float]],
-               languages: list[tuple[str, float]], durations: list[float],
-               offsets: Sequence[float]) -> dict[int, tuple[Word, ...]]:
-        """Word timings of the decoded chunks, aligned once per language in the batch."""
+               languages: list[tuple[str, float]],
+               durations: list[float]) -> dict[int, tuple[Word, ...]]:
+        """Raw word timings (window time, Whisper's spelling) of the decoded chunks, aligned once
+        per language in the batch."""
         words: dict[int, tuple[Word, ...]] = {}
         fps = self.model.frames_per_second
         for lang in sorted({languages[i][0] for i in todo}):
@@ -240,9 +255,19 @@ class WhisperBatchTranscriber:
                 segments, tokenizer, self._subset(encoded, features, group, len(todo)),
                 num_frames, _PREPEND_PUNCT, _APPEND_PUNCT, 0.0)
             for k, segment in zip(group, segments):
-                i = todo[k]
-                raw = [Word(start=offsets[i] + w["start"], end=offsets[i] + w["end"],
-                            text=w["word"].strip(), probability=round(float(w["probability"]), 4))
-                       for w in segment[0].get("words", []) if w["word"].strip()]
-                words[i] = clamp_words(raw, offsets[i], offsets[i] + durations[i])
+                words[todo[k]] = tuple(
+                    Word(start=float(w["start"]), end=float(w["end"]), text=w["word"],
+                         probability=float(w["probability"]))
+                    for w in segment[0].get("words", []) if w["word"].strip())
         return words
+
+
+def _to_recording_time(result: ChunkTranscript, offset_s: float,
+                       duration_s: float) -> ChunkTranscript:
+    """A chunk's transcript with its raw window-time words moved to recording time: shifted by
+    ``offset_s``, stripped, probabilities rounded, clipped to the chunk."""
+    if not result.words:
+        return result
+    moved = [Word(start=offset_s + w.start, end=offset_s + w.end, text=w.text.strip(),
+                  probability=round(float(w.probability), 4)) for w in result.words]
+    return replace(result, words=clamp_words(moved, offset_s, offset_s + duration_s))
