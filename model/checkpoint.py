@@ -10,8 +10,9 @@ Directory layouts:
 
 * upstream: ``model.pt`` (a ``{"model": state_dict, ...}`` dict) or ``*.safetensors``,
   plus ``model.json`` and ``tokens.txt`` (``token<TAB>id`` per line);
-* ours: ``model.safetensors`` + ``network.json`` (:class:`NetworkConfig`) +
-  ``tokens.txt``. Optimizer state is the trainer's business.
+* ours: ``model.safetensors`` + ``network.json`` (:class:`NetworkConfig`; its
+  ``guidance_input`` marks a distilled dialogue student) + ``tokens.txt``. Optimizer
+  state is the trainer's business.
 """
 
 from __future__ import annotations
@@ -134,16 +135,29 @@ def write_token_table(table: Mapping[str, int], path: str | Path) -> None:
 # ---------------------------------------------------------------------- state dicts
 
 
+GUIDANCE_EMBED_KEY = "fm_decoder.guidance_scale_embed.weight"
+
+
 def detect_variant(state_dict: Mapping[str, Tensor]) -> str:
-    """Infers the variant from the parameter names of an (upstream or our) state dict."""
+    """Infers the variant from the parameter names of an (upstream or our) state dict.
+
+    A guidance embedding makes a single-speaker dict upstream's ``distill``; on a dialogue
+    dict (turn embedding, stereo projections) it marks a distilled dialogue student, whose
+    variant stays ``dialog``/``dialog_stereo`` (see :func:`has_guidance_embed`).
+    """
     keys = set(normalize_keys(state_dict))
     if "fm_decoder.in_proj.0.weight" in keys:
         return "dialog_stereo"
-    if "fm_decoder.guidance_scale_embed.weight" in keys:
-        return "distill"
     if "spk_embed.weight" in keys:
         return "dialog"
+    if GUIDANCE_EMBED_KEY in keys:
+        return "distill"
     return "zipvoice"
+
+
+def has_guidance_embed(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether the decoder embeds a guidance scale (``NetworkConfig.guidance_input``)."""
+    return GUIDANCE_EMBED_KEY in normalize_keys(state_dict)
 
 
 def normalize_keys(
@@ -422,7 +436,7 @@ def load_upstream_model_dir(
         variant=found,
         turn_embedding=turn_embedding,
         **_special_ids(tokens),
-    )
+    ).replace(guidance_input=has_guidance_embed(state_dict))
     network = DialogTTSNetwork(config)
     load_network_state(network, state_dict)
     network.to(device).eval()

@@ -105,6 +105,10 @@ class NetworkConfig:
         spk_b_id: Id of the ``[S2]`` token (dialogue variants).
         turn_embedding: ``"tag"`` (speaker from the last tag, default) or ``"parity"``
             (upstream's running tag count mod 2). See ``model.network``.
+        guidance_input: The decoder embeds the guidance scale (``fm_decoder.
+            guidance_scale_embed``): a few-step distilled network that takes w as an input.
+            Always true for the ``distill`` variant (upstream's single-speaker student);
+            ``model.distill`` sets it on the ``dialog``/``dialog_stereo`` students it writes.
     """
 
     fm_decoder_downsampling_factor: tuple[int, ...] = (1, 2, 4, 2, 1)
@@ -131,6 +135,7 @@ class NetworkConfig:
     spk_a_id: int = UPSTREAM_SPK_A_ID
     spk_b_id: int = UPSTREAM_SPK_B_ID
     turn_embedding: str = "tag"
+    guidance_input: bool = False
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
@@ -140,6 +145,12 @@ class NetworkConfig:
             object.__setattr__(self, name, tuple(int(v) for v in value))
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.variant == "distill":
+            object.__setattr__(self, "guidance_input", True)
+        elif self.variant == "zipvoice" and self.guidance_input:
+            raise ValueError("a single-speaker network with a guidance input is the 'distill' "
+                             "variant, not 'zipvoice' with guidance_input")
+        object.__setattr__(self, "guidance_input", bool(self.guidance_input))
         if self.turn_embedding not in TURN_EMBEDDINGS:
             raise ValueError(
                 f"turn_embedding must be one of {TURN_EMBEDDINGS}, got {self.turn_embedding!r}"

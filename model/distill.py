@@ -565,7 +565,7 @@ class Distiller:
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.student.to(self.device).train()
-        self.teacher_guidance_input = options.stage == 2
+        self.teacher_guidance_input = takes_guidance_input(self.teacher)  # stage 2
         guidance = options.default_guidance_scale
         if guidance is None:  # the teacher's, within the range the student was trained on
             lo, hi = options.guidance_range

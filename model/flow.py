@@ -505,7 +505,7 @@ def sample(
     num_steps: int = 16,
     t_shift: float = 0.5,
     guidance_scale: float = 1.0,
-    distill: bool = False,
+    distill: bool | None = None,
 ) -> torch.Tensor:
     """Integrate the flow from noise (t = 0) to data (t = 1) with Euler steps.
 
@@ -524,11 +524,14 @@ def sample(
         num_steps: Euler steps.
         t_shift: time warp s (0.5 upstream).
         guidance_scale: w (ZipVoice 1.0, Dialog 1.5, Distill 3.0).
-        distill: pass w to the network rather than running guided pairs.
+        distill: pass w to the network rather than running guided pairs; None asks the
+            estimator (its ``takes_guidance_input``: a distilled torch or ONNX network).
 
     Returns:
         x1, shape ``(B, T, F)``, padding frames zeroed.
     """
+    if distill is None:
+        distill = bool(getattr(estimator, "takes_guidance_input", False))
     ts = timesteps(num_steps, t_shift, device=noise.device)
     x = noise
     batch = x.size(0)
@@ -580,7 +583,7 @@ def sample_with_prompt(
     num_steps: int = 16,
     t_shift: float = 0.5,
     guidance_scale: float = 1.5,
-    distill: bool = False,
+    distill: bool | None = None,
 ) -> torch.Tensor:
     """Continue a speech prompt for a known total length ("real" duration mode).
 
@@ -594,7 +597,8 @@ def sample_with_prompt(
         num_steps: Euler steps.
         t_shift: time warp.
         guidance_scale: CFG weight.
-        distill: the network takes the guidance scale as input.
+        distill: the network takes the guidance scale as input (None: its own
+            ``takes_guidance_input``).
 
     Returns:
         shape ``(B, T, F)``, the whole generated sequence (prompt region regenerated too);

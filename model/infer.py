@@ -19,6 +19,16 @@ prompts; writes ``<res-dir>/<name>.wav`` and ``<res-dir>/synthesis_times.tsv``):
 
     python -m model.infer --checkpoint exp/dialog --test-list test.tsv --res-dir results
 
+A distilled student (``python -m model.distill``) is a checkpoint like any other: it runs
+with its own ``inference.json`` defaults (e.g. 4 steps, guidance 1.5 as an input of the
+network, one pass per step) unless ``--num-step``/``--guidance-scale`` are given. An ONNX
+export (``python -m model.onnx_export``) is given as ``--checkpoint`` too; it runs on
+onnxruntime's CPU provider, with ``--onnx-int8`` on its int8 graphs::
+
+    python -m model.onnx_export --model-dir exp/dialog_distill --onnx-dir exp/onnx --int8
+    python -m model.infer --checkpoint exp/onnx --onnx-int8 --device cpu --text "..." \\
+        --prompt-wav prompt.wav --prompt-text "..." --out dialogue.wav
+
 Python::
 
     >>> from model.infer import Synthesizer                                  # doctest: +SKIP
@@ -67,6 +77,7 @@ from model.synthesis import (
     Synthesizer,
     check_script,
     inspect_checkpoint,
+    resolve_device,
 )
 
 logger = logging.getLogger(__name__)
@@ -103,6 +114,7 @@ def synthesize(
     seed: int = DEFAULT_SEED,
     vocoder: str | None = None,
     device: str = "auto",
+    onnx_int8: bool = False,
     **options: Any,
 ) -> SynthesisResult:
     """Synthesise one dialogue (see :meth:`Synthesizer.synthesize`).
@@ -118,6 +130,7 @@ def synthesize(
         seed: noise seed.
         vocoder: vocoder when loading a checkpoint (ignored for a Synthesizer).
         device: device when loading a checkpoint.
+        onnx_int8: an ONNX export's int8 graphs, when loading one.
         **options: other :class:`SynthesisOptions` fields.
 
     Returns:
@@ -130,7 +143,7 @@ def synthesize(
     if isinstance(model_or_checkpoint, Synthesizer):
         synth = model_or_checkpoint
     else:
-        info = inspect_checkpoint(model_or_checkpoint)
+        info = inspect_checkpoint(model_or_checkpoint, onnx_int8=onnx_int8)
         # prompt problems are found before the weights are read
         spec.prepare(info.sample_rate, info.num_channels or 1, synth_options.prompt_options)
         synth = Synthesizer.load(info, device=device, vocoder=vocoder)
@@ -256,7 +269,8 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", "--model-dir", required=True,
-                        help="checkpoint directory (ours or upstream's) or hub model name")
+                        help="checkpoint directory (ours, upstream's, a distilled student, or "
+                             "an ONNX export of python -m model.onnx_export) or hub model name")
     one = parser.add_argument_group("one dialogue")
     one.add_argument("--text", help="the script: '[S1] ... [S2] ...' (must start with [S1])")
     one.add_argument("--prompt-wav", help="merged prompt audio with both voices")
@@ -293,8 +307,12 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--vocoder", "--vocoder-path", default=None,
                      help="hifigan, griffinlim, a local Vocos folder or a hub id (default: the "
                           "one matching the checkpoint's features)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    run.add_argument("--num-thread", type=int, default=1, help="torch CPU threads")
+    run.add_argument("--device", default="auto",
+                     help="auto, cpu, cuda, cuda:N or mps (an ONNX export: cpu or auto)")
+    run.add_argument("--onnx-int8", action="store_true",
+                     help="run an ONNX export's int8 graphs (exported with --int8)")
+    run.add_argument("--num-thread", type=int, default=1,
+                     help="CPU threads (torch, and onnxruntime for an ONNX export)")
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return parser
 
@@ -344,7 +362,8 @@ def _run_one(args: argparse.Namespace, info: CheckpointInfo, options: SynthesisO
                                 args.spk2_wav, args.spk2_text)
     _validate(args.text, spec, info, options)
     _set_threads(args.num_thread)
-    synth = Synthesizer.load(info, device=args.device, vocoder=args.vocoder)
+    synth = Synthesizer.load(info, device=args.device, vocoder=args.vocoder,
+                             num_threads=args.num_thread)
     result = synth.synthesize(args.text, prompt=synth.prepare_prompt(spec, options),
                               options=options)
     write_wav(args.out, result.audio, result.sample_rate)
@@ -368,7 +387,8 @@ def _run_list(args: argparse.Namespace, info: CheckpointInfo, options: Synthesis
     times: list[tuple[str, float]] = []
     if valid:
         _set_threads(args.num_thread)
-        synth = Synthesizer.load(info, device=args.device, vocoder=args.vocoder)
+        synth = Synthesizer.load(info, device=args.device, vocoder=args.vocoder,
+                                 num_threads=args.num_thread)
         res_dir.mkdir(parents=True, exist_ok=True)
         total_audio = total_s = total_model_s = 0.0
         for item in tqdm(valid, desc="synthesising", unit="dialogue", disable=None):
@@ -414,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = _options_from_args(args)
         if args.num_thread < 1:
             raise InputError(f"--num-thread must be >= 1, got {args.num_thread}")
-        info = inspect_checkpoint(args.checkpoint)
+        info = inspect_checkpoint(args.checkpoint, onnx_int8=args.onnx_int8)
+        if info.is_onnx:
+            resolve_device(args.device, onnx=True)  # a GPU request fails before any decoding
         if args.test_list is not None:
             return _run_list(args, info, options)
         return _run_one(args, info, options)

@@ -124,7 +124,70 @@ def _as_batch_vector(value: Tensor | float, batch_size: int, device: torch.devic
     return value.float() if not value.is_floating_point() else value
 
 
-class DialogTTSNetwork(nn.Module):
+class PromptedTextMixin:
+    """The inference text paths built on ``forward_text_train`` (prompt + target tokens).
+
+    Shared by :class:`DialogTTSNetwork` and ``model.onnx_runtime.OnnxNetwork``; a class
+    using it provides ``device`` and ``forward_text_train``.
+    """
+
+    device: torch.device
+
+    def forward_text_inference_gt_duration(
+        self,
+        tokens: Sequence[Sequence[int]],
+        features_lens: Tensor,
+        prompt_tokens: Sequence[Sequence[int]],
+        prompt_features_lens: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Text condition of prompt + target tokens over prompt + target frames.
+
+        Args:
+            tokens: Target token lists.
+            features_lens: ``(B,)`` target frame counts.
+            prompt_tokens: Prompt token lists.
+            prompt_features_lens: ``(B,)`` prompt frame counts.
+        """
+        cat_tokens = [list(p) + list(t) for p, t in zip(prompt_tokens, tokens, strict=True)]
+        total = prompt_features_lens.to(self.device) + features_lens.to(self.device)
+        return self.forward_text_train(cat_tokens, total)
+
+    def predict_total_frames(
+        self,
+        tokens: Sequence[Sequence[int]],
+        prompt_tokens: Sequence[Sequence[int]],
+        prompt_features_lens: Tensor,
+        speed: float = 1.0,
+    ) -> Tensor:
+        """Upstream's duration rule: ``T_p + ceil(T_p / N_p * N_target / speed)``."""
+        device = self.device
+        prompt_lens = torch.tensor(
+            [len(p) for p in prompt_tokens], dtype=torch.int64, device=device
+        )
+        target_lens = torch.tensor([len(t) for t in tokens], dtype=torch.int64, device=device)
+        prompt_features_lens = prompt_features_lens.to(device)
+        extra = torch.ceil(prompt_features_lens / prompt_lens * target_lens / speed)
+        return prompt_features_lens + extra.to(torch.int64)
+
+    def forward_text_inference_ratio_duration(
+        self,
+        tokens: Sequence[Sequence[int]],
+        prompt_tokens: Sequence[Sequence[int]],
+        prompt_features_lens: Tensor,
+        speed: float = 1.0,
+    ) -> tuple[Tensor, Tensor]:
+        """Text condition with the total length from :meth:`predict_total_frames`.
+
+        Returns:
+            ``(text_condition, padding_mask)``; ``(~padding_mask).sum(1)`` is the total
+            (prompt + target) frame count of each utterance.
+        """
+        total = self.predict_total_frames(tokens, prompt_tokens, prompt_features_lens, speed)
+        cat_tokens = [list(p) + list(t) for p, t in zip(prompt_tokens, tokens, strict=True)]
+        return self.forward_text_train(cat_tokens, total)
+
+
+class DialogTTSNetwork(PromptedTextMixin, nn.Module):
     """Text path and vector-field estimator of ZipVoice / -Dialog / -Stereo / -Distill.
 
     Args:
@@ -157,7 +220,7 @@ class DialogTTSNetwork(nn.Module):
             pos_dim=c.pos_dim,
             use_time_embed=True,
             time_embed_dim=c.time_embed_dim,
-            use_guidance_scale_embed=c.variant == "distill",
+            use_guidance_scale_embed=c.guidance_input,
         )
         self.text_encoder = TTSZipformer(
             in_dim=c.text_embed_dim,
@@ -191,6 +254,12 @@ class DialogTTSNetwork(nn.Module):
     def num_parameters(self) -> int:
         """Total number of parameters."""
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    def takes_guidance_input(self) -> bool:
+        """Whether the decoder embeds the guidance scale (a distilled network: the sampler
+        passes w to it, one pass per step, instead of running guided pairs)."""
+        return getattr(self.fm_decoder, "guidance_scale_embed", None) is not None
 
     def turn_rows(self, tokens_padded: Tensor) -> Tensor:
         """The ``spk_embed`` row of every token, -1 where none applies (pad tokens).
@@ -279,59 +348,6 @@ class DialogTTSNetwork(nn.Module):
         embed, tokens_lens = self.forward_text_embed(tokens)
         return self.forward_text_condition(embed, tokens_lens, features_lens)
 
-    def forward_text_inference_gt_duration(
-        self,
-        tokens: Sequence[Sequence[int]],
-        features_lens: Tensor,
-        prompt_tokens: Sequence[Sequence[int]],
-        prompt_features_lens: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        """Text condition of prompt + target tokens over prompt + target frames.
-
-        Args:
-            tokens: Target token lists.
-            features_lens: ``(B,)`` target frame counts.
-            prompt_tokens: Prompt token lists.
-            prompt_features_lens: ``(B,)`` prompt frame counts.
-        """
-        cat_tokens = [list(p) + list(t) for p, t in zip(prompt_tokens, tokens, strict=True)]
-        total = prompt_features_lens.to(self.device) + features_lens.to(self.device)
-        return self.forward_text_train(cat_tokens, total)
-
-    def predict_total_frames(
-        self,
-        tokens: Sequence[Sequence[int]],
-        prompt_tokens: Sequence[Sequence[int]],
-        prompt_features_lens: Tensor,
-        speed: float = 1.0,
-    ) -> Tensor:
-        """Upstream's duration rule: ``T_p + ceil(T_p / N_p * N_target / speed)``."""
-        device = self.device
-        prompt_lens = torch.tensor(
-            [len(p) for p in prompt_tokens], dtype=torch.int64, device=device
-        )
-        target_lens = torch.tensor([len(t) for t in tokens], dtype=torch.int64, device=device)
-        prompt_features_lens = prompt_features_lens.to(device)
-        extra = torch.ceil(prompt_features_lens / prompt_lens * target_lens / speed)
-        return prompt_features_lens + extra.to(torch.int64)
-
-    def forward_text_inference_ratio_duration(
-        self,
-        tokens: Sequence[Sequence[int]],
-        prompt_tokens: Sequence[Sequence[int]],
-        prompt_features_lens: Tensor,
-        speed: float = 1.0,
-    ) -> tuple[Tensor, Tensor]:
-        """Text condition with the total length from :meth:`predict_total_frames`.
-
-        Returns:
-            ``(text_condition, padding_mask)``; ``(~padding_mask).sum(1)`` is the total
-            (prompt + target) frame count of each utterance.
-        """
-        total = self.predict_total_frames(tokens, prompt_tokens, prompt_features_lens, speed)
-        cat_tokens = [list(p) + list(t) for p, t in zip(prompt_tokens, tokens, strict=True)]
-        return self.forward_text_train(cat_tokens, total)
-
     # ------------------------------------------------------------------ decoder
 
     def forward_fm_decoder(
@@ -351,7 +367,8 @@ class DialogTTSNetwork(nn.Module):
             text_condition: ``(B, T, feat_dim)``.
             speech_condition: Same width as ``xt``.
             padding_mask: ``(B, T)`` bool, True = padding.
-            guidance_scale: Distilled variant only: scalar, ``(B,)`` or ``(B, 1, 1)``.
+            guidance_scale: Distilled networks only (:attr:`takes_guidance_input`): scalar,
+                ``(B,)`` or ``(B, 1, 1)``; None leaves the embedding out.
 
         Returns:
             Velocity with the width of ``xt``.
@@ -360,10 +377,10 @@ class DialogTTSNetwork(nn.Module):
         x = torch.cat([xt, text_condition, speech_condition], dim=2)
         t = _as_batch_vector(t, batch_size, xt.device)
         if guidance_scale is not None:
-            if self.config.variant != "distill":
+            if not self.takes_guidance_input:
                 raise ValueError(
-                    f"guidance_scale is an input of the distill variant only, not "
-                    f"{self.config.variant!r}"
+                    "guidance_scale is an input of distilled networks only (the distill "
+                    f"variant or a distilled student), not of this {self.config.variant!r} one"
                 )
             guidance_scale = _as_batch_vector(guidance_scale, batch_size, xt.device)
         return self.fm_decoder(x=x, t=t, padding_mask=padding_mask, guidance_scale=guidance_scale)

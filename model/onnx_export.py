@@ -3,7 +3,7 @@
 Usage example::
 
     python -m model.onnx_export --model-dir exp/dialog_distill --onnx-dir exp/onnx --int8
-    python -m model.infer --onnx-dir exp/onnx ...
+    python -m model.infer --checkpoint exp/onnx --onnx-int8 --device cpu ...
 
 Two graphs, both with dynamic batch and length axes:
 

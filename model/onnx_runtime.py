@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from model.config import NetworkConfig
-from model.network import DialogTTSNetwork, make_pad_mask, pad_token_lists
+from model.network import PromptedTextMixin, make_pad_mask, pad_token_lists
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,11 @@ def _flat(value: Tensor | float, batch: int) -> np.ndarray:
     return array.numpy()
 
 
-class OnnxNetwork:
+class OnnxNetwork(PromptedTextMixin):
     """The exported text path and decoder behind ``DialogTTSNetwork``'s inference API.
+
+    ``predict_total_frames`` and the ``forward_text_inference_*`` paths come from
+    :class:`model.network.PromptedTextMixin`, on top of :meth:`forward_text_train`.
 
     Args:
         onnx_dir: directory written by :func:`model.onnx_export.export_onnx`.
@@ -114,6 +117,11 @@ class OnnxNetwork:
         """Parameters of the exported torch network (from ``onnx.json``)."""
         return int(self.meta.get("num_parameters", 0))
 
+    @property
+    def takes_guidance_input(self) -> bool:
+        """Whether the decoder graph takes the guidance scale (an exported student)."""
+        return self.guidance_input
+
     def eval(self) -> OnnxNetwork:
         """No-op (for code that calls ``network.eval()``)."""
         return self
@@ -146,42 +154,6 @@ class OnnxNetwork:
         lens = torch.as_tensor(features_lens).to("cpu", torch.int64)
         condition = torch.from_numpy(self.text_condition(padded, tokens_lens, lens.numpy()))
         return condition, make_pad_mask(lens, condition.size(1))
-
-    def predict_total_frames(
-        self,
-        tokens: Sequence[Sequence[int]],
-        prompt_tokens: Sequence[Sequence[int]],
-        prompt_features_lens: Tensor,
-        speed: float = 1.0,
-    ) -> Tensor:
-        """Upstream's duration rule (``DialogTTSNetwork.predict_total_frames``)."""
-        return DialogTTSNetwork.predict_total_frames(
-            self, tokens, prompt_tokens, prompt_features_lens, speed
-        )
-
-    def forward_text_inference_gt_duration(
-        self,
-        tokens: Sequence[Sequence[int]],
-        features_lens: Tensor,
-        prompt_tokens: Sequence[Sequence[int]],
-        prompt_features_lens: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        """As ``DialogTTSNetwork.forward_text_inference_gt_duration``."""
-        return DialogTTSNetwork.forward_text_inference_gt_duration(
-            self, tokens, features_lens, prompt_tokens, prompt_features_lens
-        )
-
-    def forward_text_inference_ratio_duration(
-        self,
-        tokens: Sequence[Sequence[int]],
-        prompt_tokens: Sequence[Sequence[int]],
-        prompt_features_lens: Tensor,
-        speed: float = 1.0,
-    ) -> tuple[Tensor, Tensor]:
-        """As ``DialogTTSNetwork.forward_text_inference_ratio_duration``."""
-        return DialogTTSNetwork.forward_text_inference_ratio_duration(
-            self, tokens, prompt_tokens, prompt_features_lens, speed
-        )
 
     # ------------------------------------------------------------ decoder
 

@@ -3,22 +3,26 @@ and one loader for teacher and student checkpoint directories.
 
 Upstream's ZipVoice-Distill adds a guidance-scale embedding (``fm_decoder.
 guidance_scale_embed``: sinusoidal(w) -> bias-free linear, initial scale 0.1, added to the
-time embedding) to the single-speaker network. ``NetworkConfig`` only knows that embedding
-for its ``distill`` variant, which has no speaker-turn embedding and no stereo projections,
-so a distilled *dialogue* network is built here: :class:`GuidedDialogNetwork` is a
+time embedding) to the single-speaker network: upstream's ``distill`` variant, which has
+no speaker-turn embedding and no stereo projections. A distilled *dialogue* network is a
 :class:`~model.network.DialogTTSNetwork` of the ``dialog`` or ``dialog_stereo`` variant
-with the same embedding added under upstream's parameter name. (A single-speaker teacher
-distils into the plain ``distill`` variant.)
+with ``NetworkConfig.guidance_input`` set, i.e. the same embedding under upstream's
+parameter name; :class:`GuidedDialogNetwork` builds one from a teacher's configuration.
+(A single-speaker teacher distils into the plain ``distill`` variant.)
 
 A student checkpoint directory is an ordinary one (``model.safetensors``, ``network.json``
-with the teacher's variant, ``tokens.txt``, ``features.json``) plus ``inference.json``::
+with the teacher's variant and ``"guidance_input": true``, ``tokens.txt``,
+``features.json``) plus ``inference.json``::
 
     {"num_step": 4, "guidance_scale": 1.5, "t_shift": 0.5, "guidance_input": true, ...}
 
-``guidance_input`` says the network takes the guidance scale as an input (one pass per
-step, no CFG doubling); ``num_step``/``guidance_scale``/``t_shift`` are the defaults the
-inference CLI uses when the user gives none. :func:`load_model` reads any of these
-directories (and plain teacher ones, which have no ``inference.json``).
+``network.json``'s ``guidance_input`` makes the network take the guidance scale as an
+input (one pass per step, no CFG doubling: the network's ``takes_guidance_input``), so
+``model.checkpoint.load_checkpoint`` builds the right network and loads it strictly;
+``inference.json`` repeats it for students saved before that flag existed.
+``num_step``/``guidance_scale``/``t_shift`` are the defaults the inference CLI uses when
+the user gives none. :func:`load_model` reads any of these directories (and plain teacher
+ones, which have no ``inference.json``).
 """
 
 from __future__ import annotations
@@ -31,15 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
+from model.checkpoint import GUIDANCE_EMBED_KEY
 from model.config import NetworkConfig
-from model.network import DialogTTSNetwork, _as_batch_vector
+from model.network import DialogTTSNetwork
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_FILE = "inference.json"
-GUIDANCE_KEY = "fm_decoder.guidance_scale_embed.weight"
+GUIDANCE_KEY = GUIDANCE_EMBED_KEY
 GUIDANCE_EMBED_INIT_SCALE = 0.1
 """Initial scale of the new guidance embedding (upstream's), so the student starts close
 to the teacher's conditional velocity."""
@@ -122,9 +126,11 @@ def read_inference_defaults(directory: str | Path) -> InferenceDefaults | None:
 class GuidedDialogNetwork(DialogTTSNetwork):
     """A dialogue (mono or stereo) network whose decoder also embeds a guidance scale.
 
-    Identical to :class:`DialogTTSNetwork` for ``config`` plus
-    ``fm_decoder.guidance_scale_embed`` (upstream's name and initialisation), and
-    :meth:`forward_fm_decoder` accepts ``guidance_scale`` whatever the variant.
+    Identical to :class:`DialogTTSNetwork` for ``config`` with ``guidance_input=True``
+    (``fm_decoder.guidance_scale_embed``, upstream's name and initialisation), which its
+    saved ``network.json`` carries, so ``model.checkpoint.load_checkpoint`` loads it
+    strictly too. The embedding is drawn after the rest of the network, so a seed gives
+    the same weights as a teacher of ``config`` plus the new embedding.
 
     Args:
         config: A ``dialog`` or ``dialog_stereo`` configuration.
@@ -139,7 +145,8 @@ class GuidedDialogNetwork(DialogTTSNetwork):
                 f"GuidedDialogNetwork is for dialog/dialog_stereo; a {config.variant!r} "
                 "teacher distils into the 'distill' variant"
             )
-        super().__init__(config)
+        super().__init__(config.replace(guidance_input=False))
+        self.config = config.replace(guidance_input=True)
         from model.zipformer.encoder import GUIDANCE_SCALE_EMBED_DIM
         from model.zipformer.scaling import scaled_linear
 
@@ -150,38 +157,15 @@ class GuidedDialogNetwork(DialogTTSNetwork):
             initial_scale=guidance_init_scale,
         )
 
-    def forward_fm_decoder(
-        self,
-        t: Tensor | float,
-        xt: Tensor,
-        text_condition: Tensor,
-        speech_condition: Tensor,
-        padding_mask: Tensor | None = None,
-        guidance_scale: Tensor | float | None = None,
-    ) -> Tensor:
-        """Velocity at ``xt`` for guidance ``guidance_scale`` (see the parent class).
-
-        ``guidance_scale=None`` leaves the embedding out (the teacher's conditional
-        velocity at initialisation).
-        """
-        batch_size = xt.size(0)
-        x = torch.cat([xt, text_condition, speech_condition], dim=2)
-        t = _as_batch_vector(t, batch_size, xt.device)
-        if guidance_scale is not None:
-            guidance_scale = _as_batch_vector(guidance_scale, batch_size, xt.device)
-        return self.fm_decoder(x=x, t=t, padding_mask=padding_mask, guidance_scale=guidance_scale)
-
 
 def takes_guidance_input(network: Any) -> bool:
-    """Whether ``network``'s decoder embeds a guidance scale (a distilled network).
+    """Whether ``network`` takes the guidance scale as an input (a distilled network).
 
-    Also answers for :class:`model.onnx_runtime.OnnxNetwork` (its ``guidance_input``).
+    The network's own ``takes_guidance_input`` property: ``DialogTTSNetwork`` (its
+    decoder's guidance embedding) and :class:`model.onnx_runtime.OnnxNetwork` (its decoder
+    graph's inputs) answer it; anything else is not distilled.
     """
-    flag = getattr(network, "guidance_input", None)
-    if isinstance(flag, bool):
-        return flag
-    decoder = getattr(network, "fm_decoder", None)
-    return getattr(decoder, "guidance_scale_embed", None) is not None
+    return bool(getattr(network, "takes_guidance_input", False))
 
 
 def build_student(teacher_config: NetworkConfig) -> DialogTTSNetwork:
@@ -254,12 +238,22 @@ class LoadedModel:
         return takes_guidance_input(self.network)
 
 
+def build_network(config: NetworkConfig) -> DialogTTSNetwork:
+    """The network of a saved configuration: :class:`GuidedDialogNetwork` for a dialogue
+    student (``guidance_input``), else :class:`DialogTTSNetwork`."""
+    if config.guidance_input and config.is_dialog:
+        return GuidedDialogNetwork(config)
+    return DialogTTSNetwork(config)
+
+
 def load_model(directory: str | Path, *, device: torch.device | str = "cpu") -> LoadedModel:
     """Loads a teacher or a distilled student checkpoint directory (strict keys).
 
-    Directories without ``inference.json`` (ours or upstream's) go through
-    :func:`model.checkpoint.load_checkpoint`; a student's weights are loaded into
-    :func:`build_student` of its saved configuration.
+    Our directories are built from ``network.json`` (whose ``guidance_input`` marks a
+    student) by :func:`build_network`; upstream ones go through
+    :func:`model.checkpoint.load_checkpoint`. Students saved before ``network.json`` had
+    that flag are recognised by their ``inference.json``. Without ``inference.json`` the
+    defaults are upstream's for the variant.
 
     Raises:
         model.checkpoint.CheckpointError: missing files or key/shape mismatches.
@@ -268,23 +262,20 @@ def load_model(directory: str | Path, *, device: torch.device | str = "cpu") -> 
 
     directory = Path(directory)
     defaults = read_inference_defaults(directory)
-    if defaults is None or not defaults.guidance_input:
-        loaded = ckpt.load_checkpoint(directory, device=device)
-        return LoadedModel(
-            loaded.network,
-            loaded.config,
-            loaded.tokens,
-            directory,
-            defaults or InferenceDefaults.for_variant(loaded.config.variant),
-        )
     if not (directory / ckpt.CONFIG_FILE).is_file():
-        raise ckpt.CheckpointError(f"{directory / ckpt.CONFIG_FILE} does not exist")
-    config = NetworkConfig.from_json(directory / ckpt.CONFIG_FILE)
-    network = build_student(config)
-    ckpt.load_network_state(network, ckpt.read_state_dict(directory / ckpt.WEIGHTS_FILE))
-    network.to(device).eval()
-    tokens = ckpt.read_token_table(directory / ckpt.TOKENS_FILE)
-    return LoadedModel(network, config, tokens, directory, defaults)
+        loaded = ckpt.load_checkpoint(directory, device=device)
+        network, config, tokens = loaded.network, loaded.config, loaded.tokens
+    else:
+        config = NetworkConfig.from_json(directory / ckpt.CONFIG_FILE)
+        if defaults is not None and defaults.guidance_input and not config.guidance_input:
+            config = config.replace(guidance_input=True)  # a student saved without the flag
+        network = build_network(config)
+        ckpt.load_network_state(network, ckpt.read_state_dict(directory / ckpt.WEIGHTS_FILE))
+        network.to(device).eval()
+        tokens = ckpt.read_token_table(directory / ckpt.TOKENS_FILE)
+    if defaults is None:
+        defaults = InferenceDefaults.for_variant(config.variant)
+    return LoadedModel(network, network.config, tokens, directory, defaults)
 
 
 def save_model(

@@ -13,6 +13,11 @@ turns a validated script plus a prepared prompt into audio:
 5. each chunk vocoded (per channel for stereo), cross-faded, edge-trimmed and scaled back to
    the prompt's original loudness.
 
+The network is a torch checkpoint (ours, upstream's, or a distilled student) or an ONNX
+export (``python -m model.onnx_export``: ``onnx.json`` + graphs, run on onnxruntime's CPU
+provider by ``model.onnx_runtime``, optionally its int8 graphs). Whether a network is a
+distilled one is its own ``takes_guidance_input``, the same for torch and ONNX students.
+
 What can be checked without weights (:func:`inspect_checkpoint`, :func:`check_script`,
 :meth:`PromptSpec.prepare`) is separate from loading, so callers validate input first.
 """
@@ -61,6 +66,10 @@ INFERENCE_FILE = "inference.json"
 """Optional file in a checkpoint directory with the checkpoint's own sampling defaults:
 ``{"num_step": 4, "guidance_scale": 1.5, "t_shift": 0.5, ...}`` (``model.student`` writes it
 for distilled students)."""
+ONNX_META_FILE = "onnx.json"
+"""What marks an ONNX export directory (``model.onnx_export.META_FILE``, named here so that
+inspecting a checkpoint does not import torch)."""
+ONNX_RUNTIMES = ("onnx", "onnx-int8")
 DEFAULT_SEED = 666
 OUTPUT_EDGE_SILENCE_S = 0.1
 MAX_LOG_MEL = 12.0
@@ -130,6 +139,8 @@ class CheckpointInfo:
         feature_name: feature preset name (``offline``, ``upstream`` ...).
         variant: network variant, or None until the weights are read (upstream dirs).
         defaults: its sampling defaults.
+        runtime: ``torch``, or ``onnx`` / ``onnx-int8`` for an ONNX export run on
+            onnxruntime with its fp32 / int8 graphs.
     """
 
     directory: Path
@@ -137,6 +148,12 @@ class CheckpointInfo:
     feature_name: str
     variant: str | None
     defaults: SamplingDefaults
+    runtime: str = "torch"
+
+    @property
+    def is_onnx(self) -> bool:
+        """Whether this is an ONNX export."""
+        return self.runtime in ONNX_RUNTIMES
 
     @property
     def num_channels(self) -> int | None:
@@ -157,12 +174,41 @@ def _looks_like_hub_name(name: str) -> bool:
     return name in _HUB_MODEL_NAMES or name.count("/") == 2
 
 
-def inspect_checkpoint(checkpoint: str | os.PathLike) -> CheckpointInfo:
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise InputError(f"{path}: {error}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return data
+
+
+def _check_onnx_graphs(path: Path, int8: bool) -> None:
+    """The graphs an ONNX export needs for the fp32 or int8 runtime are listed and present."""
+    files = _read_json(path / ONNX_META_FILE).get("files", {})
+    names = ("text_encoder_int8", "fm_decoder_int8") if int8 else ("text_encoder", "fm_decoder")
+    if any(name not in files for name in names):
+        kind = "int8 " if int8 else ""
+        raise InputError(f"ONNX export {path} has no {kind}graphs"
+                         + (" (export with python -m model.onnx_export --int8)" if int8 else ""))
+    for name in names:
+        if not (path / files[name]).is_file():
+            raise InputError(f"ONNX export {path} lacks {files[name]}")
+
+
+def inspect_checkpoint(checkpoint: str | os.PathLike, *, onnx_int8: bool = False
+                       ) -> CheckpointInfo:
     """Find a checkpoint and read its small files (no weights, no torch import).
 
     ``checkpoint`` is our directory (``network.json``, ``model.safetensors``,
-    ``tokens.txt``, ``features.json``), an upstream one (``model.json``, ``tokens.txt``,
+    ``tokens.txt``, ``features.json``), an ONNX export of one (``onnx.json``, the graphs,
+    and the same small files), an upstream one (``model.json``, ``tokens.txt``,
     ``model.pt`` or ``*.safetensors``) or a hub model name (``zipvoice_dialog``).
+
+    Args:
+        checkpoint: the directory or hub name.
+        onnx_int8: run an ONNX export's int8 graphs (an error for other checkpoints).
 
     Raises:
         InputError: the directory is missing or incomplete (one-line message).
@@ -179,23 +225,26 @@ def inspect_checkpoint(checkpoint: str | os.PathLike) -> CheckpointInfo:
             raise InputError(f"checkpoint {checkpoint!r}: {error}") from None
     if not (path / "tokens.txt").is_file():
         raise InputError(f"checkpoint {path} has no tokens.txt")
+    runtime = "torch"
+    if (path / ONNX_META_FILE).is_file():
+        _check_onnx_graphs(path, onnx_int8)
+        runtime = "onnx-int8" if onnx_int8 else "onnx"
+    elif onnx_int8:
+        raise InputError(f"int8 graphs need an ONNX export (python -m model.onnx_export); "
+                         f"{path} has no {ONNX_META_FILE}")
     variant = None
     if (path / "network.json").is_file():
-        try:
-            network = json.loads((path / "network.json").read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise InputError(f"{path / 'network.json'}: {error}") from None
+        network = _read_json(path / "network.json")
         variant = network.get("variant", "dialog")
         feat_dim = int(network.get("feat_dim", 100))
-        if not (path / "model.safetensors").is_file():
+        if runtime == "torch" and not (path / "model.safetensors").is_file():
             raise InputError(
                 f"checkpoint {path} has no model.safetensors (training not finished?)"
             )
+    elif runtime != "torch":
+        raise InputError(f"ONNX export {path} has no network.json")
     elif (path / "model.json").is_file():
-        try:
-            model_json = json.loads((path / "model.json").read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise InputError(f"{path / 'model.json'}: {error}") from None
+        model_json = _read_json(path / "model.json")
         feat_dim = int(model_json.get("model", model_json).get("feat_dim", 100))
         if not (path / "model.pt").is_file() and not list(path.glob("*.safetensors")):
             raise InputError(f"checkpoint {path} has no model.pt or *.safetensors")
@@ -203,7 +252,7 @@ def inspect_checkpoint(checkpoint: str | os.PathLike) -> CheckpointInfo:
         raise InputError(f"{path} is not a checkpoint: no network.json or model.json")
     if (path / "features.json").is_file():
         try:
-            features = json.loads((path / "features.json").read_text(encoding="utf-8"))
+            features = _read_json(path / "features.json")
             feature_name, sample_rate = features["name"], int(features["sample_rate"])
         except (ValueError, KeyError) as error:
             raise InputError(f"{path / 'features.json'}: {error}") from None
@@ -211,35 +260,48 @@ def inspect_checkpoint(checkpoint: str | os.PathLike) -> CheckpointInfo:
         feature_name, sample_rate = _FEATURES_BY_DIM[feat_dim]
     else:
         raise InputError(f"checkpoint {path}: no features.json and no preset has {feat_dim} mels")
-    return CheckpointInfo(
-        path, sample_rate, feature_name, variant, SamplingDefaults.for_checkpoint(path, variant)
-    )
+    return CheckpointInfo(path, sample_rate, feature_name, variant,
+                          SamplingDefaults.for_checkpoint(path, variant), runtime)
 
 
-def load_network(directory: Path, device: str) -> Any:
+def load_network(directory: Path, device: str, *, onnx_int8: bool = False,
+                 num_threads: int | None = None) -> Any:
     """The network of a checkpoint directory, in eval mode on ``device``.
 
-    Distilled dialogue students (``model.student``: a guidance embedding on a dialog
-    network, flagged in ``inference.json``) need that module's loader; every other
-    directory (ours, upstream's) loads through ``model.checkpoint.load_checkpoint``.
+    An ONNX export (``onnx.json``) gives a ``model.onnx_runtime.OnnxNetwork`` (CPU only;
+    ``onnx_int8`` picks its int8 graphs, ``num_threads`` its intra-op threads). Torch
+    directories (ours, upstream's, distilled students) load strictly through
+    ``model.student.load_model``, which builds a student's guided network.
     """
-    try:
-        from model.student import load_model
-    except ImportError:  # the distillation module is optional here
-        load_model = None
-    if load_model is not None:
-        return load_model(directory, device=device).network
-    from model.checkpoint import load_checkpoint
+    if (Path(directory) / ONNX_META_FILE).is_file():
+        from model.onnx_runtime import load_onnx_network
 
-    return load_checkpoint(directory, device=device).network
+        try:
+            return load_onnx_network(directory, device, int8=onnx_int8,
+                                     num_threads=num_threads)
+        except (ValueError, FileNotFoundError) as error:
+            raise InputError(f"ONNX export {directory}: {error}") from None
+    if onnx_int8:
+        raise InputError(f"{directory} is not an ONNX export: no int8 graphs")
+    from model.student import load_model
+
+    return load_model(directory, device=device).network
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str = "auto", *, onnx: bool = False) -> str:
     """``auto`` -> ``cuda:0`` if available, else ``mps``, else ``cpu``; other names as given.
 
+    An ONNX export (``onnx``) runs on onnxruntime's CPU provider: ``auto`` -> ``cpu``.
+
     Raises:
-        InputError: a CUDA device is asked for and none is available.
+        InputError: a CUDA device is asked for and none is available, or a device other
+            than ``cpu``/``auto`` for an ONNX export.
     """
+    if onnx:
+        if device not in ("cpu", "auto"):
+            raise InputError(f"--device {device}: ONNX exports run on onnxruntime's CPU "
+                             "provider here (use --device cpu or auto)")
+        return "cpu"
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -495,14 +557,18 @@ class Synthesizer:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike | CheckpointInfo, *, device: str = "auto",
-             vocoder: str | None = None) -> Synthesizer:
-        """Load a checkpoint directory (ours or upstream's) and its vocoder.
+             vocoder: str | None = None, onnx_int8: bool = False,
+             num_threads: int | None = None) -> Synthesizer:
+        """Load a checkpoint directory (ours, upstream's or an ONNX export) and its vocoder.
 
         Args:
             checkpoint: a directory, hub model name, or :func:`inspect_checkpoint` result.
-            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps`` (ONNX: ``cpu``/``auto``).
             vocoder: ``hifigan``, ``griffinlim``, a local Vocos folder, a hub id; None picks
                 the one that matches the checkpoint's features.
+            onnx_int8: an ONNX export's int8 graphs (ignored for a ``CheckpointInfo``,
+                which carries its runtime).
+            num_threads: onnxruntime intra-op threads of an ONNX export (None: its default).
 
         Raises:
             InputError: missing files, or a vocoder that does not fit.
@@ -512,15 +578,16 @@ class Synthesizer:
         from model.tokenizer import Tokenizer, TokenTable
 
         info = checkpoint if isinstance(checkpoint, CheckpointInfo) else inspect_checkpoint(
-            checkpoint)
-        device = resolve_device(device)
+            checkpoint, onnx_int8=onnx_int8)
+        device = resolve_device(device, onnx=info.is_onnx)
         features_path = info.directory / "features.json"
         if features_path.is_file():
             feature_config = FeatureConfig.from_json(features_path.read_text(encoding="utf-8"))
         else:
             feature_config = FeatureConfig.preset(info.feature_name)
         voc = load_matching_vocoder(vocoder, feature_config, device)
-        network = load_network(info.directory, device)
+        network = load_network(info.directory, device, onnx_int8=info.runtime == "onnx-int8",
+                               num_threads=num_threads)
         if network.config.feat_dim != feature_config.n_mels:
             raise InputError(f"checkpoint {info.directory}: {network.config.feat_dim} mels in the "
                              f"network but {feature_config.n_mels} in its features")
@@ -529,9 +596,12 @@ class Synthesizer:
         if mode != "dialog":
             logger.warning("%s has no [S1]/[S2] tokens: not a dialogue model", info.directory)
         defaults = SamplingDefaults.for_checkpoint(info.directory, network.config.variant)
-        logger.info("loaded %s (%s, %d parameters) on %s; vocoder %s; defaults: %d steps, "
+        logger.info("loaded %s (%s%s, %d parameters) on %s%s; vocoder %s; defaults: %d steps, "
                     "guidance %.2f, t-shift %.2f (%s)", info.directory, network.config.variant,
-                    network.num_parameters(), device, type(voc).__name__,
+                    ", distilled" if getattr(network, "takes_guidance_input", False) else "",
+                    network.num_parameters(), device,
+                    f" ({info.runtime} on onnxruntime)" if info.is_onnx else "",
+                    type(voc).__name__,
                     defaults.num_step, defaults.guidance_scale, defaults.t_shift, defaults.source)
         return cls(network, Tokenizer(table, mode=mode), feature_config, voc, defaults,
                    device)
@@ -550,9 +620,11 @@ class Synthesizer:
 
     @property
     def is_distill(self) -> bool:
-        """Whether the network takes the guidance scale as an input (a distilled one)."""
-        decoder = getattr(self.network, "fm_decoder", None)
-        return getattr(decoder, "guidance_scale_embed", None) is not None
+        """Whether the network takes the guidance scale as an input (a distilled one): its
+        own ``takes_guidance_input``, for torch and ONNX networks alike."""
+        from model.student import takes_guidance_input
+
+        return takes_guidance_input(self.network)
 
     # ------------------------------------------------------------------ API
 

@@ -205,16 +205,60 @@ def test_student_checkpoint_round_trip(tmp_path):
     )
     save_model(student, tmp_path, tokens, defaults)
     assert read_inference_defaults(tmp_path) == defaults
+    assert json.loads((tmp_path / "network.json").read_text())["guidance_input"] is True
     loaded = load_model(tmp_path)
     assert loaded.guidance_input and loaded.defaults.num_step == 4
+    assert loaded.config.variant == "dialog" and loaded.config.guidance_input
     for key, value in student.state_dict().items():
         assert torch.equal(loaded.network.state_dict()[key], value)
-    # the plain loader is strict: it refuses the extra embedding instead of dropping it
+    # network.json's flag is enough for the plain loader: right variant, strict keys
+    plain = load_checkpoint(tmp_path)
+    assert plain.config.variant == "dialog" and plain.network.takes_guidance_input
+    for key, value in student.state_dict().items():
+        assert torch.equal(plain.network.state_dict()[key], value)
+    # a student saved before the flag existed: the plain loader refuses the extra embedding
+    # instead of dropping it; load_model knows the student from its inference.json
+    config = json.loads((tmp_path / "network.json").read_text())
+    del config["guidance_input"]
+    (tmp_path / "network.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointKeyError, match="guidance_scale_embed"):
         load_checkpoint(tmp_path)
+    assert load_model(tmp_path).network.takes_guidance_input
     teacher_dir = tmp_path / "teacher"
     save_model(_random_teacher(), teacher_dir, tokens, InferenceDefaults.for_variant("dialog"))
     assert not load_model(teacher_dir).guidance_input
+
+
+@pytest.mark.parametrize("variant", ["dialog", "dialog_stereo"])
+def test_dialog_student_weights_are_not_upstream_distill(variant, tmp_path):
+    """A dialogue student's state dict holds upstream's distill embedding *and* the turn
+    embedding: it is a distilled dialog(-stereo) network, and an upstream-layout directory
+    of it (model.json + model.pt, no network.json) loads strictly as one."""
+    from model.checkpoint import (
+        detect_variant,
+        has_guidance_embed,
+        load_upstream_model_dir,
+        write_token_table,
+    )
+    from model.student import student_from_teacher
+
+    student = student_from_teacher(_random_teacher(variant)).eval()
+    state = student.state_dict()
+    assert detect_variant(state) == variant and has_guidance_embed(state)
+    teacher_state = _random_teacher(variant).state_dict()
+    assert detect_variant(teacher_state) == variant and not has_guidance_embed(teacher_state)
+    torch.save({"model": state}, tmp_path / "model.pt")
+    (tmp_path / "model.json").write_text(
+        json.dumps({"model": student.config.upstream_model_dict()})
+    )
+    write_token_table(
+        {"_": 0, "[S1]": 1, "[S2]": 2, **{f"t{i}": i for i in range(3, 40)}},
+        tmp_path / "tokens.txt",
+    )
+    loaded = load_upstream_model_dir(tmp_path)
+    assert loaded.config.variant == variant and loaded.network.takes_guidance_input
+    for key, value in state.items():
+        assert torch.equal(loaded.network.state_dict()[key], value)
 
 
 def test_cli_rejects_a_wrong_teacher(trained_tiny_checkpoint, tmp_path, capsys):

@@ -4,7 +4,9 @@ The exported graphs run the session's trained tiny model (and a distilled studen
 it) on the memorised real dialogue cut; every comparison is against the torch network on the
 same inputs. Tolerances: fp32 velocities and text conditions max |diff| < 1e-3 (measured
 ~1e-6), a whole fp32 sample (4 student steps, 3 teacher CFG steps) max |diff| < 1e-3 (model
-space); int8 graphs only loosely (relative mean L1 of the sampled mel < 0.1).
+space); int8 graphs only loosely (relative mean L1 of the sampled mel < 0.1). Through the
+CLI (``python -m model.infer --checkpoint <onnx dir>``), the written wav's log-mel is within
+0.01 mean L1 of the torch student's (measured 3.0e-3).
 """
 
 from __future__ import annotations
@@ -220,3 +222,123 @@ def test_int8_graphs_stay_close(exported, trained_tiny_checkpoint):
     assert 0.0 < relative < INT8_REL_TOL  # quantised (not identical) yet close
     with pytest.raises(FileNotFoundError, match="int8"):
         OnnxNetwork(exported["teacher_onnx"], int8=True)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+CLI_MEL_L1_TOL = 0.01
+"""Mean |log-mel difference| (natural-log mel of the written wavs) between what the CLI
+synthesises from the torch student and from its fp32 ONNX export (same seed, HiFi-GAN):
+measured 3.0e-3, with a waveform correlation of 1 - 1.4e-8."""
+CLI_WAVE_CORRELATION = 0.999
+CLI_INT8_MEL_L1_TOL = 0.5
+"""The same for the int8 graphs: quantisation noise, loosely bounded (measured 0.19)."""
+
+
+def _run_infer(*args: str):
+    import subprocess
+    import sys
+
+    from tests.model.test_infer import REPO
+
+    return subprocess.run(
+        [sys.executable, "-m", "model.infer", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_prompt(trained_tiny_checkpoint, tmp_path_factory):
+    """The memorised cut's first exchange as a prompt wav; (wav, prompt text, target text)."""
+    import soundfile as sf
+
+    from tests.model.test_infer import SAMPLE_WAV
+
+    start_s = trained_tiny_checkpoint.window_s[0]
+    audio, rate = sf.read(SAMPLE_WAV, dtype="float32")
+    wav = tmp_path_factory.mktemp("cli_prompt") / "prompt.wav"
+    sf.write(wav, audio[int(start_s * rate) : int((start_s + PROMPT_END_S) * rate)], rate)
+    return wav, trained_tiny_checkpoint.prompt_text, trained_tiny_checkpoint.target_text
+
+
+def _log_mel(path):
+    import soundfile as sf
+
+    from model.features import FeatureConfig, MelExtractor
+
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    assert rate == 22050
+    return audio.T, MelExtractor(FeatureConfig.offline())(torch.from_numpy(audio.T.copy())).numpy()
+
+
+def test_cli_runs_the_onnx_export_like_the_torch_student(exported, cli_prompt, tmp_path):
+    """``--checkpoint <onnx dir>`` synthesises what the torch student does (same seed, its
+    inference.json defaults: 4 steps, guidance 1.5 as an input); ``--onnx-int8`` runs the
+    quantised graphs."""
+    wav, prompt_text, target = cli_prompt
+    common = ["--text", target, "--prompt-wav", str(wav), "--prompt-text", prompt_text,
+              "--seed", "11", "--device", "cpu"]
+    outputs = {}
+    for name, extra in (("torch", [str(exported["student_dir"])]),
+                        ("onnx", [str(exported["student_onnx"])]),
+                        ("int8", [str(exported["student_onnx"]), "--onnx-int8"])):
+        outputs[name] = tmp_path / f"{name}.wav"
+        proc = _run_infer("--checkpoint", *extra, *common, "--out", str(outputs[name]))
+        assert proc.returncode == 0, proc.stderr
+        assert "defaults: 4 steps, guidance 1.50" in proc.stderr, proc.stderr
+        assert "distilled" in proc.stderr
+    assert "onnx-int8 on onnxruntime" in proc.stderr
+    torch_audio, torch_mel = _log_mel(outputs["torch"])
+    onnx_audio, onnx_mel = _log_mel(outputs["onnx"])
+    _, int8_mel = _log_mel(outputs["int8"])
+    assert torch_audio.shape == onnx_audio.shape
+    mel_l1 = float(np.abs(onnx_mel - torch_mel).mean())
+    correlation = float(np.corrcoef(torch_audio.ravel(), onnx_audio.ravel())[0, 1])
+    frames = min(len(int8_mel), len(torch_mel))
+    int8_l1 = float(np.abs(int8_mel[:frames] - torch_mel[:frames]).mean())
+    print(f"\nCLI torch vs ONNX fp32: log-mel L1 {mel_l1:.2e}, waveform correlation "
+          f"1 - {1 - correlation:.1e}; vs int8: log-mel L1 {int8_l1:.3f} ({len(int8_mel)} vs "
+          f"{len(torch_mel)} frames)")
+    assert mel_l1 < CLI_MEL_L1_TOL and correlation > CLI_WAVE_CORRELATION
+    assert 0.0 < int8_l1 < CLI_INT8_MEL_L1_TOL
+
+
+def test_cli_onnx_input_errors_are_one_line(exported, cli_prompt, tmp_path, capsys):
+    from model.infer import main
+
+    wav, prompt_text, target = cli_prompt
+    out = tmp_path / "out.wav"
+    common = ["--text", target, "--prompt-wav", str(wav), "--prompt-text", prompt_text,
+              "--out", str(out)]
+    cases = [
+        ([str(exported["student_onnx"]), "--device", "cuda"], "CPU provider"),
+        ([str(exported["student_onnx"]), "--device", "mps"], "use --device cpu or auto"),
+        ([str(exported["teacher_onnx"]), "--onnx-int8"], "no int8 graphs"),
+        ([str(exported["student_dir"]), "--onnx-int8"], "need an ONNX export"),
+    ]
+    for args, message in cases:
+        assert main(["--checkpoint", *args, *common]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not out.exists()
+
+
+def test_inspect_and_defaults_of_an_onnx_export(exported):
+    from model import onnx_export
+    from model.synthesis import ONNX_META_FILE, InputError, inspect_checkpoint, resolve_device
+
+    assert ONNX_META_FILE == onnx_export.META_FILE
+    info = inspect_checkpoint(exported["student_onnx"])
+    assert info.is_onnx and info.runtime == "onnx" and info.variant == "dialog"
+    assert (info.defaults.num_step, info.defaults.guidance_scale) == (4, 1.5)
+    assert info.sample_rate == 22050 and info.num_channels == 1
+    assert inspect_checkpoint(exported["student_onnx"], onnx_int8=True).runtime == "onnx-int8"
+    teacher = inspect_checkpoint(exported["teacher_onnx"])
+    assert teacher.is_onnx and teacher.defaults.num_step == 16
+    assert resolve_device("auto", onnx=True) == "cpu"
+    with pytest.raises(InputError, match="CPU"):
+        resolve_device("cuda:0", onnx=True)
