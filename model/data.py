@@ -309,32 +309,57 @@ class BatchStream:
         return {"epoch": self.epoch, "batches_done": self.batches_done}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        # one DataLoader over all epochs: its workers start once, not once per epoch (a toy
+        # corpus of one batch an epoch would otherwise pay a worker start-up every step)
+        loader = torch.utils.data.DataLoader(
+            _EpochTagged(self.dataset),
+            sampler=_EpochsSampler(self),
+            batch_size=None,
+            num_workers=self.num_workers,
+        )
+        for epoch, batch in loader:
+            if epoch != self.epoch:
+                logger.debug("epoch %d done (%d batches on rank %d)",
+                             self.epoch, self.batches_done, self.rank)
+                self.epoch, self.batches_done = epoch, 0
+            self.batches_done += 1
+            yield batch
+
+
+class _EpochsSampler(torch.utils.data.Sampler):
+    """``(epoch, cuts)`` for every batch of a :class:`BatchStream`, epoch after epoch, from its
+    saved position on."""
+
+    def __init__(self, stream: BatchStream) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        stream = self.stream
+        epoch, skip = stream.epoch, stream.batches_done
         while True:
-            shard = ShardedBatches(
-                self.sampler,
-                epoch=self.epoch,
-                rank=self.rank,
-                world_size=self.world_size,
-                skip=self.batches_done,
-            )
-            loader = torch.utils.data.DataLoader(
-                self.dataset, sampler=shard, batch_size=None, num_workers=self.num_workers
-            )
-            yielded = False
-            for batch in loader:
-                yielded = True
-                self.batches_done += 1
-                yield batch
-            if not yielded and self.batches_done == 0:
+            shard = ShardedBatches(stream.sampler, epoch=epoch, rank=stream.rank,
+                                   world_size=stream.world_size, skip=skip)
+            count = 0
+            for cuts in shard:
+                count += 1
+                yield epoch, cuts
+            if count == 0 and skip == 0:
                 raise ValueError(
-                    f"epoch {self.epoch} gives rank {self.rank} no batch: fewer batches than "
-                    f"world_size={self.world_size} (too few cuts, or max_duration too large)"
+                    f"epoch {epoch} gives rank {stream.rank} no batch: fewer batches than "
+                    f"world_size={stream.world_size} (too few cuts, or max_duration too large)"
                 )
-            logger.debug(
-                "epoch %d done (%d batches on rank %d)", self.epoch, self.batches_done, self.rank
-            )
-            self.epoch += 1
-            self.batches_done = 0
+            epoch, skip = epoch + 1, 0
+
+
+class _EpochTagged(torch.utils.data.Dataset):
+    """``dataset[cuts]`` with the epoch it was drawn in."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, item: tuple[int, Any]) -> tuple[int, Any]:
+        epoch, cuts = item
+        return epoch, self.dataset[cuts]
 
 
 # ------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ config=tiny              # tiny (CPU) | base (ZipVoice scale, GPU)
 num_steps=300
 init_from=""             # e.g. k2-fsa/ZipVoice/zipvoice or a local upstream model dir
 device=auto
+guidance=""             # stage 4: classifier-free guidance (default: the checkpoint's own)
 name=""
 
 while [ $# -gt 0 ]; do
@@ -34,6 +35,7 @@ while [ $# -gt 0 ]; do
     --num-steps|--num_steps) num_steps=$2; shift 2 ;;
     --init-from|--init_from) init_from=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
+    --guidance-scale|--guidance_scale) guidance=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -75,18 +77,26 @@ if run_stage 3; then
   # duration buckets need enough cuts to estimate their bins: none for a toy corpus
   ncuts=$(gzip -dc "$data/prepared/cuts.jsonl.gz" | wc -l)
   buckets=$([ "$ncuts" -ge 300 ] && echo 30 || echo 1)
-  # base on GPUs, as upstream's dialogue stage: --config base --init-from <zipvoice model dir>
-  #   --lr 1e-4 --lr-schedule fixed --max-duration 500 --amp bf16 (torchrun --nproc_per_node=8)
+  if [ -n "$init_from" ]; then
+    # fine-tuning an upstream model, as upstream's dialogue stage (on GPUs: --config base
+    # --max-duration 500 --amp bf16, torchrun --nproc_per_node=8): the trainer's defaults,
+    # lr 1e-4 fixed, upstream's scheduled dropout
+    schedule=(--init-from "$init_from")
+  else
+    # from scratch on a toy corpus (CPU): what made the tests' tiny model memorise its cut:
+    # a short warm-up, cosine decay from 3e-3, tight gradient clipping, no dropout
+    schedule=(--lr 3e-3 --lr-schedule cosine --warmup-steps 20 --grad-clip 0.05
+              --ema-decay 0.995 --regularisation none)
+  fi
   "$py" -m model.train --cuts "$data/prepared/cuts.jsonl.gz" --exp-dir "$exp" \
     --config "$config" --num-steps "$num_steps" --device "$device" --no-progress \
-    --num-buckets "$buckets" \
-    ${init_from:+--init-from "$init_from"}
+    --num-buckets "$buckets" --save-every "$num_steps" --log-every 50 "${schedule[@]}"
 fi
 
 if run_stage 4; then
   log 4 "synthesize $data/prepared/test_list.tsv → $exp/samples"
   "$py" -m model.infer --checkpoint "$exp" --test-list "$data/prepared/test_list.tsv" \
-    --res-dir "$exp/samples" --device "$device"
+    --res-dir "$exp/samples" --device "$device" ${guidance:+--guidance-scale "$guidance"}
 fi
 
 if run_stage 5; then

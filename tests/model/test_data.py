@@ -171,3 +171,23 @@ def test_options_validation():
         DataOptions(min_cut_duration_s=5, max_cut_duration_s=2)
     with pytest.raises(FileNotFoundError):
         load_cuts(["/nonexistent/cuts.jsonl.gz"], DataOptions())
+
+
+class PidDataset(torch.utils.data.Dataset):
+    def __getitem__(self, cuts):
+        import os
+
+        return os.getpid()
+
+
+def test_batch_stream_keeps_its_workers_across_epochs(dialog_cuts_path):
+    # one batch an epoch (a toy corpus): the worker must not be restarted every step
+    options = DataOptions(max_duration_s=100.0, num_buckets=1, seed=0)
+    cuts = load_cuts([dialog_cuts_path], options)
+    stream = BatchStream(PidDataset(), make_sampler(cuts, options), num_workers=1)
+    it = iter(stream)
+    pids = [next(it) for _ in range(4)]
+    import os
+
+    assert len(set(pids)) == 1 and pids[0] != os.getpid()
+    assert stream.state_dict() == {"epoch": 3, "batches_done": 1}
