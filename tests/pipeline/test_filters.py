@@ -72,6 +72,23 @@ def test_batched_dnsmos_matches_speechmos_on_the_sample(work):
     assert scores[0].num_windows == 7  # 23.4 s: windows 0..6 (the reference skips 7..14)
 
 
+def test_spread_windows_keep_the_clip_score(work, dnsmos):
+    """The default run scores 3 evenly spread windows a dialogue: close to all of them."""
+    from pipeline.quality.dnsmos import spread
+
+    rows = np.arange(7)[:, None]
+    assert spread(rows, 3)[:, 0].tolist() == [0, 3, 6] and spread(rows, 0).shape[0] == 7
+    assert spread(rows, 9).shape[0] == 7
+    clips = [clip(work.mono, a, b) for a, b in [(0.0, 48.0), (5.0, 35.0), (6.0, 26.0)]]
+    full = dnsmos.score(clips)
+    capped = DnsmosScorer(max_windows=3).score(clips)
+    for f, c in zip(full, capped):
+        assert f.num_windows > 3 and c.num_windows == 3
+        assert abs(f.ovrl - c.ovrl) < 0.06, (f, c)
+    with pytest.raises(ValueError):
+        DnsmosScorer(max_windows=-1)
+
+
 def test_windows_follow_the_reference_positions():
     x = np.arange(30 * 16000, dtype=np.float32) / 1e6
     w = clip_windows(x)
