@@ -13,7 +13,7 @@
 #   3  train: python -m model.train → exp/<name>
 #   4  synthesize the test list: python -m model.infer → exp/<name>/samples
 #   5  evaluate: python -m model.evaluate → exp/<name>/results.md
-# Everything is written under recipes/opendialog/{data,exp}; delete them to start over.
+# Everything is written under recipes/opendialog/{data,exp} (or --dir DIR); delete them to start over.
 set -euo pipefail
 
 stage=0
@@ -25,6 +25,7 @@ init_from=""             # e.g. k2-fsa/ZipVoice/zipvoice or a local upstream mod
 device=auto
 guidance=""             # stage 4: classifier-free guidance (default: the checkpoint's own)
 name=""
+workdir=""               # where data/ and exp/ go (default: next to this script)
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --guidance-scale|--guidance_scale) guidance=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
+    --dir) workdir=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -44,8 +46,10 @@ done
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 py="$repo/.venv/bin/python"
-data="$here/data"
-exp="$here/exp/${name:-$config}"
+mkdir -p "${workdir:-$here}"
+workdir=$(cd "${workdir:-$here}" && pwd)
+data="$workdir/data"
+exp="$workdir/exp/${name:-$config}"
 cd "$repo"
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [stage $1] $2"; }
@@ -101,8 +105,15 @@ fi
 
 if run_stage 5; then
   log 5 "evaluate → $exp/results.md"
+  # reference row: the curated dialogues' real audio, scored by the same metric models
+  "$py" -m model.evaluate --test-list "$data/prepared/test_list.tsv" \
+    --res-dir "$data/prepared/ground_truth" --out "$exp/results.md" \
+    --model-name "ground truth (curated audio)" --params "-"
   "$py" -m model.evaluate --test-list "$data/prepared/test_list.tsv" --res-dir "$exp/samples" \
-    --out "$exp/results.md" --model-name "$config (ours)" --checkpoint "$exp"
+    --out "$exp/results.md" --append --model-name "$config (ours, $num_steps steps)" \
+    --params "$("$py" -c "import sys; from model.checkpoint import load_checkpoint as load
+print(f'{load(sys.argv[1]).network.num_parameters() / 1e6:.2f}M')" "$exp")" \
+    --synthesis-times "$exp/samples/synthesis_times.tsv"
   cat "$exp/results.md"
 fi
 log done "outputs: $data, $exp"
