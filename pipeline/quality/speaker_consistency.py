@@ -23,14 +23,16 @@ SAMPLE_RATE = 16000
 
 
 class Ge2eEmbedder:
-    """The Resemblyzer GE2E speaker encoder, run on many clips in one batched forward pass.
+    """The Resemblyzer GE2E speaker encoder, run on many clips in batched forward passes.
 
     Args:
         device: torch device for the LSTM (``"cpu"`` by default).
         num_threads: torch intra-op threads for this process (0 leaves torch's setting).
+        batch_size: partials per LSTM call. The LSTM's activations cost ~0.5 MB a partial, so
+            an unbounded batch over an hour-long recording's turns took gigabytes.
     """
 
-    def __init__(self, device: str = "cpu", num_threads: int = 0):
+    def __init__(self, device: str = "cpu", num_threads: int = 0, batch_size: int = 64):
         import torch
         from resemblyzer import VoiceEncoder
 
@@ -39,13 +41,14 @@ class Ge2eEmbedder:
         self._torch = torch
         self._encoder = VoiceEncoder(device=device, verbose=False)
         self._encoder.eval()
+        self.batch_size = max(1, batch_size)
 
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised d-vectors of 16 kHz mono clips, shape ``(len(clips), 256)``.
 
         Each clip is volume-normalised as Resemblyzer's ``preprocess_wav`` does (its silence
         trimming is skipped: the clips are diarized speech), cut into 1.6 s partials at 1.3
-        partials per second, and all partials of all clips go through the LSTM at once; a clip's
+        partials per second, and the partials of all clips go through the LSTM in batches; a clip's
         embedding is the normalised mean of its partials' (as ``embed_utterance``).
         """
         from resemblyzer import audio as ge2e_audio
@@ -65,7 +68,10 @@ class Ge2eEmbedder:
                 mels.append(mel[s])
                 owner.append(i)
         with self._torch.no_grad():
-            partials = self._encoder(self._torch.from_numpy(np.stack(mels))).cpu().numpy()
+            partials = np.concatenate([
+                self._encoder(self._torch.from_numpy(np.stack(mels[i:i + self.batch_size])))
+                .cpu().numpy()
+                for i in range(0, len(mels), self.batch_size)])
         owner_arr = np.asarray(owner)
         out = np.zeros((len(clips), partials.shape[1]), dtype=np.float32)
         for i in range(len(clips)):
