@@ -248,8 +248,8 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, ge2e=None
     Args:
         work: the recording with its dialogues, turns and 16 kHz audio.
         opts: thresholds.
-        dnsmos: a :class:`pipeline.quality.dnsmos.DnsmosScorer` (all windows of all surviving
-            dialogues go through it in one call).
+        dnsmos: a :class:`pipeline.quality.dnsmos.DnsmosScorer` (the surviving dialogues'
+            clips are handed to it one at a time).
         ge2e: a :class:`pipeline.quality.speaker_consistency.Ge2eEmbedder`, or None to skip
             the speaker check.
 
@@ -272,7 +272,7 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, ge2e=None
     if not survivors:
         return [], rejects
 
-    scores = dnsmos.score([clip(mono, d.start, d.end) for d, _ in survivors])
+    scores = dnsmos.score(clip(mono, d.start, d.end) for d, _ in survivors)  # one at a time
     after_dnsmos = []
     for (dialogue, quality), score in zip(survivors, scores):
         quality.update(dnsmos_ovrl=score.ovrl, dnsmos_sig=score.sig, dnsmos_bak=score.bak)
@@ -303,7 +303,7 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, ge2e=None
 
 def _speaker_margins(work: RecordingWork, dialogues: Sequence[Dialogue], opts: FilterOptions,
                      ge2e) -> list[float]:
-    """GE2E speaker margin of each dialogue (NaN when skipped); one batched forward pass."""
+    """GE2E speaker margin of each dialogue (NaN when skipped)."""
     if ge2e is None or not dialogues:
         return [math.nan] * len(dialogues)
     from pipeline.quality.speaker_consistency import EMBEDDING_DIM, speaker_margin
@@ -312,20 +312,16 @@ def _speaker_margins(work: RecordingWork, dialogues: Sequence[Dialogue], opts: F
     for turn in work.dialogue_turns:
         if turn.end - turn.start >= opts.consistency_min_turn_s:
             by_dialogue.setdefault(turn.dialogue_id, []).append(turn)
-    clips, owners = [], []
-    for k, dialogue in enumerate(dialogues):
-        for turn in by_dialogue.get(dialogue.dialogue_id, []):
-            source = work.audio[turn.channel] if dialogue.channel_layout == "stereo" \
-                else work.mono
-            clips.append(clip(source, turn.start, turn.end))
-            owners.append((k, turn.role))
-    embeddings = ge2e.embed(clips) if clips else np.zeros((0, EMBEDDING_DIM))
     margins = []
-    for k, dialogue in enumerate(dialogues):
-        rows = [i for i, (owner, _) in enumerate(owners) if owner == k]
-        roles = [owners[i][1] for i in rows]
+    for dialogue in dialogues:  # one dialogue's turns at a time: memory flat in file length
+        turns = by_dialogue.get(dialogue.dialogue_id, [])
+        if not turns:
+            margins.append(math.nan)
+            continue
+        clips = [clip(work.audio[t.channel] if dialogue.channel_layout == "stereo"
+                      else work.mono, t.start, t.end) for t in turns]
         refs = _embedding_references(work, dialogue, EMBEDDING_DIM)
-        margins.append(speaker_margin(embeddings[rows], roles, refs) if rows else math.nan)
+        margins.append(speaker_margin(ge2e.embed(clips), [t.role for t in turns], refs))
     return margins
 
 

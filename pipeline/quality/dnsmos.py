@@ -1,9 +1,9 @@
-"""DNSMOS P.835 (SIG/BAK/OVRL), batched: every 9.01 s window of many clips in one ONNX call.
+"""DNSMOS P.835 (SIG/BAK/OVRL), batched: a clip's 9.01 s windows go through ONNX in batches.
 
 The models are the ONNX files the ``speechmos`` package ships (``dnsmos_models/``, Microsoft,
 MIT). Windowing, tiling of short clips and the polynomial calibration follow
 ``speechmos.dnsmos.run`` (itself Microsoft's ``dnsmos_local.py``), so scores agree with it; the
-difference is that all windows go through one ``InferenceSession.run`` and P.808 (a second model
+difference is that a clip's windows go through ``InferenceSession.run`` in batches and P.808 (a second model
 on a mel spectrogram) is skipped unless asked for.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,28 +130,25 @@ class DnsmosScorer:
             raise ValueError(f"max_windows={max_windows}: expected 0 (all) or more")
         self.max_windows = max_windows
 
-    def score(self, clips: Sequence[np.ndarray]) -> list[DnsmosScore]:
-        """DNSMOS of each clip (16 kHz mono float32 in [-1, 1]); one ONNX call per batch."""
-        if not clips:
-            return []
-        per_clip = [spread(clip_windows(c), self.max_windows) for c in clips]
-        counts = [w.shape[0] for w in per_clip]
-        windows = np.concatenate(per_clip)
-        raw = np.concatenate([
-            self._p835.run(None, {"input_1": windows[i:i + self.max_batch_windows]})[0]
-            for i in range(0, windows.shape[0], self.max_batch_windows)])
+    def score(self, clips: Iterable[np.ndarray]) -> list[DnsmosScore]:
+        """DNSMOS of each clip (16 kHz mono float32 in [-1, 1]).
+
+        Clips are taken one at a time (a generator keeps memory flat over a long recording's
+        dialogues); a clip's windows go through the models in batches of ``max_batch_windows``.
+        """
+        return [self._score_one(clip) for clip in clips]
+
+    def _score_one(self, clip: np.ndarray) -> DnsmosScore:
+        windows = spread(clip_windows(clip), self.max_windows)
+        step = self.max_batch_windows
+        raw = np.concatenate([self._p835.run(None, {"input_1": windows[i:i + step]})[0]
+                              for i in range(0, windows.shape[0], step)])
         sig, bak, ovr = _POLY_SIG(raw[:, 0]), _POLY_BAK(raw[:, 1]), _POLY_OVR(raw[:, 2])
-        p808 = np.full(windows.shape[0], np.nan)
+        p808 = math.nan
         if self._p808 is not None:
             feats = np.stack([_p808_features(w) for w in windows])
-            p808 = np.concatenate([
-                self._p808.run(None, {"input_1": feats[i:i + self.max_batch_windows]})[0][:, 0]
-                for i in range(0, feats.shape[0], self.max_batch_windows)])
-        scores, offset = [], 0
-        for n in counts:
-            sl = slice(offset, offset + n)
-            scores.append(DnsmosScore(ovrl=float(np.mean(ovr[sl])), sig=float(np.mean(sig[sl])),
-                                      bak=float(np.mean(bak[sl])),
-                                      p808=float(np.mean(p808[sl])), num_windows=n))
-            offset += n
-        return scores
+            p808 = float(np.mean(np.concatenate([
+                self._p808.run(None, {"input_1": feats[i:i + step]})[0][:, 0]
+                for i in range(0, feats.shape[0], step)])))
+        return DnsmosScore(ovrl=float(np.mean(ovr)), sig=float(np.mean(sig)),
+                           bak=float(np.mean(bak)), p808=p808, num_windows=windows.shape[0])

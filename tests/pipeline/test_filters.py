@@ -159,6 +159,15 @@ def test_bandwidth_of_telephone_and_wideband_audio(work):
     assert estimate_bandwidth_hz(np.zeros(16000), 16000) == 0.0
 
 
+def test_ge2e_batches_do_not_change_the_embeddings(work, ge2e):
+    turns = [t for t in work.turns if t.end - t.start >= 1.0][:4]
+    clips = [clip(work.mono, t.start, t.end) for t in turns]
+    one_batch = ge2e.embed(clips)
+    small = Ge2eEmbedder(batch_size=3)
+    np.testing.assert_allclose(small.embed(clips), one_batch, atol=1e-5)
+    assert len(clips) == 4 and one_batch.shape == (4, 256)
+
+
 def test_speaker_margin_rules():
     a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     assert speaker_margin(np.stack([a, b, a, b]), ["S1", "S2", "S1", "S2"]) == pytest.approx(1.0)
