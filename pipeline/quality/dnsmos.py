@@ -134,21 +134,37 @@ class DnsmosScorer:
         """DNSMOS of each clip (16 kHz mono float32 in [-1, 1]).
 
         Clips are taken one at a time (a generator keeps memory flat over a long recording's
-        dialogues); a clip's windows go through the models in batches of ``max_batch_windows``.
+        dialogues) and their windows go through the models in batches of exactly
+        ``max_batch_windows`` (fixed shapes keep onnxruntime's memory planning reusable).
         """
-        return [self._score_one(clip) for clip in clips]
+        pending: list[np.ndarray] = []
+        owners: list[int] = []
+        rows: list[np.ndarray] = []  # per window: sig, bak, ovrl, p808
+        for index, clip in enumerate(clips):
+            windows = spread(clip_windows(clip), self.max_windows)
+            pending.extend(windows)
+            owners.extend([index] * len(windows))
+            while len(pending) >= self.max_batch_windows:
+                rows.append(self._run(np.stack(pending[:self.max_batch_windows])))
+                del pending[:self.max_batch_windows]
+        if pending:
+            rows.append(self._run(np.stack(pending)))
+        if not owners:
+            return []
+        table, owner = np.concatenate(rows), np.asarray(owners)
+        scores = []
+        for index in range(int(owner.max()) + 1):
+            sig, bak, ovr, p808 = table[owner == index].mean(axis=0)
+            scores.append(DnsmosScore(ovrl=float(ovr), sig=float(sig), bak=float(bak),
+                                      p808=float(p808), num_windows=int((owner == index).sum())))
+        return scores
 
-    def _score_one(self, clip: np.ndarray) -> DnsmosScore:
-        windows = spread(clip_windows(clip), self.max_windows)
-        step = self.max_batch_windows
-        raw = np.concatenate([self._p835.run(None, {"input_1": windows[i:i + step]})[0]
-                              for i in range(0, windows.shape[0], step)])
-        sig, bak, ovr = _POLY_SIG(raw[:, 0]), _POLY_BAK(raw[:, 1]), _POLY_OVR(raw[:, 2])
-        p808 = math.nan
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        """Calibrated (sig, bak, ovrl, p808) of each window, shape ``(k, 4)``."""
+        raw = self._p835.run(None, {"input_1": windows})[0]
+        p808 = np.full(windows.shape[0], np.nan)
         if self._p808 is not None:
             feats = np.stack([_p808_features(w) for w in windows])
-            p808 = float(np.mean(np.concatenate([
-                self._p808.run(None, {"input_1": feats[i:i + step]})[0][:, 0]
-                for i in range(0, feats.shape[0], step)])))
-        return DnsmosScore(ovrl=float(np.mean(ovr)), sig=float(np.mean(sig)),
-                           bak=float(np.mean(bak)), p808=p808, num_windows=windows.shape[0])
+            p808 = self._p808.run(None, {"input_1": feats})[0][:, 0]
+        return np.stack([_POLY_SIG(raw[:, 0]), _POLY_BAK(raw[:, 1]), _POLY_OVR(raw[:, 2]),
+                         p808], axis=1)
