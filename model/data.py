@@ -550,3 +550,36 @@ def store_features(cuts: Any, extractor: MelFeatures, storage_dir: str | Path) -
             )
             out.append(cut)
     return CutSet.from_cuts(out)
+
+
+# ------------------------------------------------------------------------------------------
+# command line (shared by model.train and model.distill)
+
+
+def add_data_arguments(add: Any) -> None:
+    """Declare the data-loading flags of the training CLIs through ``add(*flags, **kwargs)``
+    (the CLI's own ``add_argument``, which may also register ``--snake_case`` aliases)."""
+    defaults = DataOptions()
+    add("--max-duration", type=float, default=defaults.max_duration_s,
+        help="seconds of audio per batch and process")
+    add("--num-buckets", type=int, default=defaults.num_buckets)
+    add("--min-cut-duration", type=float, default=defaults.min_cut_duration_s)
+    add("--max-cut-duration", type=float, default=defaults.max_cut_duration_s)
+    add("--no-shuffle", action="store_true")
+    add("--precomputed-feats", action="store_true",
+        help="read lhotse feature storage instead of computing mels on the fly")
+    add("--num-workers", type=int, default=defaults.num_workers)
+
+
+def data_options_from_args(args: Any) -> DataOptions:
+    """:class:`DataOptions` from the flags of :func:`add_data_arguments` (and ``--seed``)."""
+    return DataOptions(
+        max_duration_s=args.max_duration,
+        num_buckets=args.num_buckets,
+        min_cut_duration_s=args.min_cut_duration,
+        max_cut_duration_s=args.max_cut_duration,
+        shuffle=not args.no_shuffle,
+        seed=args.seed,
+        on_the_fly_feats=not args.precomputed_feats,
+        num_workers=args.num_workers,
+    )

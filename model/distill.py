@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.data import DataOptions
+from model.data import DataOptions, add_data_arguments, data_options_from_args
 from model.flow import FlowOptions, masked_mse, target_mask
 
 logger = logging.getLogger(__name__)
@@ -813,7 +813,6 @@ def get_parser() -> argparse.ArgumentParser:
         parser.add_argument(*flags, **kw)
 
     d = DistillOptions.__dataclass_fields__
-    dd = DataOptions()
     add("--teacher", required=True, help="teacher checkpoint dir (stage 2: the stage-1 student)")
     add("--cuts", nargs="+", required=True, help="training cuts manifest(s)")
     add("--exp-dir", required=True, help="output dir (the student checkpoint)")
@@ -846,28 +845,13 @@ def get_parser() -> argparse.ArgumentParser:
     add("--device", choices=("auto", "cpu", "cuda"), default="auto")
     add("--amp", choices=("none", "bf16"), default="none")
     add("--no-progress", action="store_true")
-    add("--max-duration", type=float, default=dd.max_duration_s)
-    add("--num-buckets", type=int, default=dd.num_buckets)
-    add("--min-cut-duration", type=float, default=dd.min_cut_duration_s)
-    add("--max-cut-duration", type=float, default=dd.max_cut_duration_s)
-    add("--no-shuffle", action="store_true")
-    add("--precomputed-feats", action="store_true")
-    add("--num-workers", type=int, default=dd.num_workers)
+    add_data_arguments(add)
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> DistillOptions:
     """Typed options from parsed arguments."""
-    data = DataOptions(
-        max_duration_s=args.max_duration,
-        num_buckets=args.num_buckets,
-        min_cut_duration_s=args.min_cut_duration,
-        max_cut_duration_s=args.max_cut_duration,
-        shuffle=not args.no_shuffle,
-        seed=args.seed,
-        on_the_fly_feats=not args.precomputed_feats,
-        num_workers=args.num_workers,
-    )
+    data = data_options_from_args(args)
     return DistillOptions(
         teacher=args.teacher,
         cuts=tuple(args.cuts),

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from model.data import DataOptions
+from model.data import add_data_arguments, data_options_from_args
 from model.train_options import (
     AMP_MODES,
     LR_SCHEDULES,
@@ -150,7 +150,6 @@ def get_parser() -> argparse.ArgumentParser:
         group.add_argument(*flags, **kw)
 
     d = TrainOptions.__dataclass_fields__
-    dd = DataOptions()
     run_group = parser.add_argument_group("run")
     add(run_group, "--cuts", nargs="+", required=True, help="training cuts manifest(s)")
     add(run_group, "--exp-dir", required=True, help="experiment directory")
@@ -222,39 +221,13 @@ def get_parser() -> argparse.ArgumentParser:
     add(ck, "--valid-cuts", nargs="+", default=[])
     add(ck, "--max-valid-batches", type=int, default=d["max_valid_batches"].default)
     data = parser.add_argument_group("data")
-    add(
-        data,
-        "--max-duration",
-        type=float,
-        default=dd.max_duration_s,
-        help="seconds of audio per batch and process",
-    )
-    add(data, "--num-buckets", type=int, default=dd.num_buckets)
-    add(data, "--min-cut-duration", type=float, default=dd.min_cut_duration_s)
-    add(data, "--max-cut-duration", type=float, default=dd.max_cut_duration_s)
-    add(data, "--no-shuffle", action="store_true")
-    add(
-        data,
-        "--precomputed-feats",
-        action="store_true",
-        help="read lhotse feature storage instead of computing mels on the fly",
-    )
-    add(data, "--num-workers", type=int, default=dd.num_workers)
+    add_data_arguments(lambda *names, **kw: add(data, *names, **kw))
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
     """Typed options from parsed arguments."""
-    data = DataOptions(
-        max_duration_s=args.max_duration,
-        num_buckets=args.num_buckets,
-        min_cut_duration_s=args.min_cut_duration,
-        max_cut_duration_s=args.max_cut_duration,
-        shuffle=not args.no_shuffle,
-        seed=args.seed,
-        on_the_fly_feats=not args.precomputed_feats,
-        num_workers=args.num_workers,
-    )
+    data = data_options_from_args(args)
     return TrainOptions(
         cuts=tuple(args.cuts),
         exp_dir=args.exp_dir,
