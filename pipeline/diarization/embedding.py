@@ -162,7 +162,27 @@ class OnnxEmbedder:
 
 
 def load_embedder(spec: str, num_threads: int = 1) -> Embedder:
-    """``"ge2e"`` (the default) or a path to an ONNX speaker-embedding model."""
+    """``"campplus"`` (the default), ``"ecapa"``, ``"ge2e"`` or a path to an ONNX model."""
+    if spec.lower() == "campplus":
+        from pipeline.diarization.campplus import CamPlusEmbedder
+
+        return CamPlusEmbedder(num_threads=num_threads)
     if spec.lower() == GE2E:
         return Ge2eEmbedder(num_threads=num_threads)
     return OnnxEmbedder(spec, num_threads=num_threads)
+
+
+def embedder_weights(spec: str) -> str:
+    """Where the weights of an embedding model spec live (a file, a directory or the spec)."""
+    import importlib.util
+    import os
+
+    name = spec.lower()
+    if name == "campplus":
+        from pipeline.diarization.campplus import bundled_weights
+
+        return str(bundled_weights())
+    if name == GE2E:
+        found = importlib.util.find_spec("resemblyzer")
+        return os.path.join(os.path.dirname(found.origin), "pretrained.pt") if found else spec
+    return spec

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.diarization import clustering, segmentation, timeline
+from pipeline.diarization import clustering, pieces, segmentation, timeline
 from pipeline.diarization.embedding import Embedder
 from pipeline.records import SpeakerSegment, SpeechRegion
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _FPS = segmentation.SAMPLE_RATE / segmentation.FRAME_STEP_SAMPLES  # frames per second (~59.26)
+_MIN_SHORT_S = 0.25  # shorter chunks are not embedded at all
 
 
 @dataclass
@@ -66,25 +67,6 @@ def speech_window_mask(starts: np.ndarray, regions: Sequence[SpeechRegion],
     return keep
 
 
-def _clean_spans(local: clustering.LocalRuns, members: np.ndarray, alone: np.ndarray,
-                 starts_frames: np.ndarray) -> list[tuple[int, int]]:
-    """Global-frame runs where the given local runs' speaker talks alone in its window."""
-    frames = []
-    for r in members:
-        w = local.window[r]
-        offset = starts_frames[w]
-        inside = alone[w, local.first[r] - offset:local.stop[r] - offset]
-        frames.append(local.first[r] + np.flatnonzero(inside))
-    if not frames:
-        return []
-    unique = np.unique(np.concatenate(frames))
-    if not len(unique):
-        return []
-    mask = np.zeros(unique[-1] - unique[0] + 1, dtype=bool)
-    mask[unique - unique[0]] = True
-    return [(first + int(unique[0]), stop + int(unique[0])) for first, stop in timeline.runs(mask)]
-
-
 def budget_spans(spans: list[tuple[int, int]], max_frames: int) -> list[tuple[int, int]]:
     """Keep the longest spans up to ``max_frames`` frames in total, returned in time order."""
     chosen, total = [], 0
@@ -104,65 +86,6 @@ def track_audio(samples: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray
         a, b = timeline.frame_span_samples(first, stop)
         pieces.append(samples[a:b])
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-
-
-def _attach_small(labels: np.ndarray, durations: np.ndarray, min_s: float,
-                  embeddings: np.ndarray, has_embedding: np.ndarray, same: np.ndarray,
-                  diff: np.ndarray, scale: clustering.EmbeddingScale) -> np.ndarray:
-    """Give the units of speakers with under ``min_s`` of speech to the best larger speaker.
-
-    "Best" is the merge score of :func:`clustering.cluster_units` (votes + embedding); a small
-    speaker every larger one is voted different from is dropped (label -1): a voice that only a
-    few windows heard, against all the others.
-    """
-    valid = labels >= 0
-    if not valid.any():
-        return labels
-    centroids, has_k, _, same_k, diff_k = clustering.cluster_sums(
-        labels, embeddings, durations, has_embedding, same, diff)
-    totals = np.bincount(labels[valid], weights=durations[valid], minlength=len(centroids))
-    big = totals >= min_s
-    if big.all() or not big.any():
-        return labels
-    out = labels.copy()
-    for k in np.flatnonzero(~big):
-        score = (same_k[k] - diff_k[k]) / (same_k[k] + diff_k[k] + 1.0)
-        score = score + np.where(has_k & has_k[k], scale.evidence(centroids @ centroids[k]), 0.0)
-        allowed = big & (diff_k[k] - same_k[k] < clustering.BLOCK_MARGIN)
-        score = np.where(allowed, score, -np.inf)
-        out[labels == k] = int(np.argmax(score)) if np.isfinite(score).any() else -1
-    return _renumber(out)
-
-
-def _renumber(labels: np.ndarray) -> np.ndarray:
-    """Labels ``0..K-1`` in order of first unit, ``-1`` kept."""
-    out = np.full(len(labels), -1, dtype=np.int64)
-    valid = labels >= 0
-    if valid.any():
-        _, first, inverse = np.unique(labels[valid], return_index=True, return_inverse=True)
-        out[valid] = np.argsort(np.argsort(first))[inverse]
-    return out
-
-
-def _merge_clusters(labels: np.ndarray, embeddings: np.ndarray, has_embedding: np.ndarray,
-                    clean_s: np.ndarray, same: np.ndarray, diff: np.ndarray,
-                    scale: clustering.EmbeddingScale, opts: DiarizeOptions) -> np.ndarray:
-    """A second clustering pass over whole clusters, with the votes of every unit.
-
-    The first pass clusters embedded units only; once the short units have joined, the votes
-    between clusters are complete and their centroids rest on more speech.
-    """
-    valid = labels >= 0
-    if not valid.any():
-        return labels
-    centroids, has_k, weights_k, same_k, diff_k = clustering.cluster_sums(
-        labels, embeddings, clean_s, has_embedding, same, diff)
-    np.fill_diagonal(same_k, 0.0)
-    np.fill_diagonal(diff_k, 0.0)
-    merged = clustering.cluster_units(
-        centroids, has_k, weights_k, same_k, diff_k, scale, num_speakers=opts.num_speakers,
-        min_speakers=opts.min_speakers or 1, max_speakers=opts.max_speakers)
-    return _renumber(np.where(valid, merged[np.maximum(labels, 0)], -1))
 
 
 def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
@@ -197,90 +120,156 @@ def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
         log_probs = models.segmentation(batch)
         activity[first:first + len(batch)] = segmentation.powerset_to_multilabel(log_probs) > 0.5
     starts_frames = starts // segmentation.FRAME_STEP_SAMPLES
-    local, run_labels, embeddings = _speakers(samples, activity, starts_frames, opts,
-                                              models.embedder)
-    return _reconstruct(samples, local, run_labels, starts_frames, embeddings, opts,
-                        recording_id)
+    num_frames = min(int(starts_frames[-1]) + segmentation.FRAMES_PER_WINDOW,
+                     max(1, timeline.time_to_frame(len(samples) / segmentation.SAMPLE_RATE)))
+    evidence = pieces.frame_evidence(activity, starts_frames, num_frames)
+    chunks = [c for p in pieces.single_speaker_pieces(
+                  evidence, min_pause_frames=_frames(opts.diar_min_pause_s),
+                  min_change_share=opts.diar_change_share)
+              for c in pieces.chunk(*p, _frames(opts.diar_max_chunk_s))]
+    chunks = np.array(chunks, dtype=np.int64).reshape(-1, 2)
+    labels, centres = _cluster_chunks(samples, chunks, activity, starts_frames, opts,
+                                      models.embedder)
+    slot_labels = _slot_labels(activity, starts_frames, chunks, labels)
+    return _reconstruct(activity, starts_frames, slot_labels, chunks, labels, centres,
+                        num_frames, opts, recording_id)
 
 
-def _speakers(samples: np.ndarray, activity: np.ndarray, starts_frames: np.ndarray,
-              opts: DiarizeOptions, embedder: Embedder):
-    """File-wide speaker per local run, and the mean embedding of each speaker.
+def _chunk_slots(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray,
+                 min_share: float = 0.8) -> list[tuple[int, int, int]]:
+    """``(chunk, window, slot)`` for every window that hears a chunk as one local speaker.
 
-    Returns:
-        ``(local runs, speaker index per run (-1 = none), {speaker index: embedding})``.
+    A chunk belongs to local speaker ``slot`` of window ``w`` when the window covers all of it
+    and at least ``min_share`` of its frames have that slot active alone.
     """
-    local = clustering.local_runs(activity, starts_frames)
-    if not len(local):
-        return local, np.zeros(0, dtype=np.int64), {}
-    units = clustering.stitch_runs(local, starts_frames, segmentation.FRAMES_PER_WINDOW,
-                                   min_agreement=opts.diar_stitch_agreement,
-                                   min_common_frames=_frames(opts.diar_stitch_min_s))
-    num_units = int(units.max()) + 1
-    same, diff = clustering.vote_matrices(
-        clustering.window_votes(local, units, cap_frames=_frames(1.0)), num_units)
+    out = []
+    frames_per_window = activity.shape[1]
     alone = activity.sum(axis=2) == 1
-    order = np.argsort(units, kind="stable")
-    members = np.split(order, np.flatnonzero(np.diff(units[order])) + 1)
-    spans = [_clean_spans(local, m, alone, starts_frames) for m in members]
-    clean_s = np.array([sum(b - a for a, b in s) for s in spans]) / _FPS
-    durations = np.array([local.stop[m].max() - local.first[m].min() for m in members]) / _FPS
-    has = clean_s >= opts.diar_min_embedding_s
-    waves = [track_audio(samples, budget_spans(spans[u], _frames(opts.diar_max_embedding_s)))
-             for u in np.flatnonzero(has)]
-    rows = embedder.embed(waves) if waves else np.zeros((0, 1), dtype=np.float32)
-    embeddings = np.zeros((num_units, rows.shape[1]), dtype=np.float32)
-    embeddings[has] = rows
-    default = clustering.EmbeddingScale(center=1.0 - opts.diar_cluster_threshold, width=0.1)
-    scale = clustering.calibrate(embeddings @ embeddings.T, same, diff, has, default)
-    labels = np.full(num_units, -1, dtype=np.int64)
-    anchors = np.flatnonzero(has) if has.any() else np.arange(num_units)
-    labels[anchors] = clustering.cluster_units(
-        embeddings[anchors], has[anchors], clean_s[anchors], same[np.ix_(anchors, anchors)],
-        diff[np.ix_(anchors, anchors)], scale, num_speakers=opts.num_speakers,
-        min_speakers=opts.min_speakers or 1, max_speakers=opts.max_speakers)
-    labels = clustering.assign_by_votes(labels, same, diff)
-    labels = _merge_clusters(labels, embeddings, has, clean_s, same, diff, scale, opts)
+    for c, (first, stop) in enumerate(chunks):
+        lo = np.searchsorted(starts_frames, stop - frames_per_window, side="left")
+        hi = np.searchsorted(starts_frames, first, side="right")
+        for w in range(lo, hi):
+            a, b = first - starts_frames[w], stop - starts_frames[w]
+            if a < 0 or b > frames_per_window:
+                continue
+            counts = (activity[w, a:b] & alone[w, a:b, None]).sum(axis=0)
+            slot = int(np.argmax(counts))
+            if counts[slot] >= min_share * (b - a):
+                out.append((c, w, slot))
+    return out
+
+
+def cannot_links(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray,
+                 min_overlap_frames: int) -> np.ndarray:
+    """``(n, n)`` bool: chunks that one window hears as two local speakers who talk at once.
+
+    Two local speakers of a window that are active together for ``min_overlap_frames`` are two
+    people; every chunk of the one is then linked apart from every chunk of the other.
+    """
+    n = len(chunks)
+    links = np.zeros((n, n), dtype=bool)
+    members: dict[tuple[int, int], list[int]] = {}
+    for c, w, slot in _chunk_slots(activity, starts_frames, chunks):
+        members.setdefault((w, slot), []).append(c)
+    for w in {w for w, _ in members}:
+        both = activity[w, :, :, None] & activity[w, :, None, :]
+        together = both.sum(axis=0)
+        for a in range(activity.shape[2]):
+            for b in range(a + 1, activity.shape[2]):
+                if together[a, b] >= min_overlap_frames:
+                    left, right = members.get((w, a), []), members.get((w, b), [])
+                    if left and right:
+                        links[np.ix_(left, right)] = True
+    return links | links.T
+
+
+def _cluster_chunks(samples: np.ndarray, chunks: np.ndarray, activity: np.ndarray,
+                    starts_frames: np.ndarray, opts: DiarizeOptions, embedder: Embedder):
+    """Speaker label per chunk (``-1``: none) and each speaker's centroid.
+
+    Chunks of at least ``diar_min_embedding_s`` are clustered; shorter ones (at least
+    ``_MIN_SHORT_S``) join the speaker whose centroid they are closest to, which gives their
+    windows' local speakers a label when no long chunk does (a backchannel, a first "hello").
+    """
+    labels = np.full(len(chunks), -1, dtype=np.int64)
+    lengths = chunks[:, 1] - chunks[:, 0] if len(chunks) else np.zeros(0, dtype=np.int64)
+    embedded = np.flatnonzero(lengths >= _frames(_MIN_SHORT_S))
+    long = lengths[embedded] >= _frames(opts.diar_min_embedding_s)
+    if not long.any():
+        return labels, np.zeros((0, 1), dtype=np.float32)
+    waves = [track_audio(samples, [tuple(chunks[c])]) for c in embedded]
+    embeddings = embedder.embed(waves).astype(np.float64)
+    weights = lengths[embedded] / _FPS
+    rows = embedded[long]
+    links = (cannot_links(activity, starts_frames, chunks[rows], _frames(opts.diar_cannot_link_s))
+             if opts.diar_cannot_link_s > 0 else None)
+    threshold = opts.diar_cluster_threshold or clustering.THRESHOLDS.get(embedder.name, 0.5)
+    found = clustering.constrained_ahc(
+        embeddings[long], weights[long], threshold, cannot_link=links,
+        num_speakers=opts.num_speakers, min_speakers=opts.min_speakers or 1,
+        max_speakers=opts.max_speakers)
     if not opts.num_speakers:
-        labels = _attach_small(labels, durations, opts.diar_min_speaker_s, embeddings, has,
-                               same, diff, scale)
-    logger.debug("%d local runs -> %d units (%d embedded), scale %s -> %d speakers",
-                 len(local), num_units, int(has.sum()), scale, int(labels.max()) + 1)
-    speaker_embeddings = {}
-    for k in range(int(labels.max()) + 1):
-        weight = np.where((labels == k) & has, clean_s, 0.0)
-        if weight.sum() > 0:
-            mean = (embeddings * weight[:, None]).sum(axis=0)
-            speaker_embeddings[k] = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
-    return local, labels[units], speaker_embeddings
+        found = clustering.absorb_small(found, embeddings[long], weights[long],
+                                        opts.diar_min_speaker_s, links)
+    centres = clustering.centroids(embeddings[long], weights[long], found)
+    labels[rows] = found
+    short = embedded[~long]
+    if len(short):
+        labels[short] = np.argmax(embeddings[~long] @ centres.T, axis=1)
+    logger.debug("%d chunks (%d clustered, %d short) -> %d speakers at threshold %.2f",
+                 len(chunks), len(rows), len(short), int(found.max()) + 1, threshold)
+    return labels, centres.astype(np.float32)
 
 
-def _reconstruct(samples: np.ndarray, local: clustering.LocalRuns, run_labels: np.ndarray,
-                 starts_frames: np.ndarray, embeddings: dict[int, np.ndarray],
+def _slot_labels(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray,
+                 labels: np.ndarray) -> np.ndarray:
+    """File-wide speaker of each local speaker of each window, ``(W, L)`` (``-1``: unknown).
+
+    A local speaker takes the label that most of its embedded chunks' frames carry; two local
+    speakers of one window never take the same label (the stronger claim wins).
+    """
+    num_windows, _, num_slots = activity.shape
+    out = np.full((num_windows, num_slots), -1, dtype=np.int64)
+    if not len(labels) or labels.max() < 0:
+        return out
+    support = np.zeros((num_windows, num_slots, int(labels.max()) + 1))
+    lengths = chunks[:, 1] - chunks[:, 0]
+    for c, w, slot in _chunk_slots(activity, starts_frames, chunks):
+        if labels[c] >= 0:
+            support[w, slot, labels[c]] += lengths[c]
+    for w in np.flatnonzero(support.sum(axis=(1, 2)) > 0):
+        table = support[w].copy()
+        while table.max() > 0:
+            slot, label = np.unravel_index(int(np.argmax(table)), table.shape)
+            out[w, slot] = label
+            table[slot, :] = 0
+            table[:, label] = 0
+    return out
+
+
+def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: np.ndarray,
+                 chunks: np.ndarray, labels: np.ndarray, centres: np.ndarray, num_frames: int,
                  opts: DiarizeOptions, recording_id: str) -> Diarization:
-    """Average each speaker's window activity on the frame grid, binarise, cut segments."""
-    num_speakers = int(run_labels.max()) + 1 if len(run_labels) else 0
+    """Per-frame speaker scores: clustered chunks speak for themselves; everything else
+    (overlap, short pieces) is the windows' labelled local activity averaged over the windows
+    that cover it. Then hysteresis, gap filling, segments with overlap flags."""
+    num_speakers = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
     if num_speakers <= 0:
         return Diarization([], {})
-    num_frames = int(starts_frames[-1]) + segmentation.FRAMES_PER_WINDOW
-    # per window, a speaker counts once even if two of its local runs were given the same label
+    frames_per_window = activity.shape[1]
     votes = np.zeros((num_frames, num_speakers), dtype=np.float32)
-    window_mask = np.zeros((segmentation.FRAMES_PER_WINDOW, num_speakers), dtype=bool)
-    order = np.argsort(local.window, kind="stable")
-    bounds = np.flatnonzero(np.diff(local.window[order])) + 1
-    for group in np.split(order, bounds):
-        window_mask[:] = False
-        start = starts_frames[local.window[group[0]]]
-        for r in group:
-            if run_labels[r] >= 0:
-                window_mask[local.first[r] - start:local.stop[r] - start, run_labels[r]] = True
-        votes[start:start + segmentation.FRAMES_PER_WINDOW] += window_mask
     coverage = np.zeros(num_frames, dtype=np.float32)
-    for start in starts_frames:
-        coverage[start:start + segmentation.FRAMES_PER_WINDOW] += 1
+    for w, start in enumerate(starts_frames):
+        stop = min(start + frames_per_window, num_frames)
+        coverage[start:stop] += 1
+        for slot in np.flatnonzero(slot_labels[w] >= 0):
+            votes[start:stop, slot_labels[w, slot]] += activity[w, :stop - start, slot]
     score = votes / np.maximum(coverage, 1)[:, None]
-    last = max(1, timeline.time_to_frame(len(samples) / segmentation.SAMPLE_RATE))
-    score = score[:last]
+    lengths = chunks[:, 1] - chunks[:, 0]
+    for (first, stop), label, length in zip(chunks, labels, lengths):
+        if label >= 0 and length >= _frames(opts.diar_min_embedding_s):
+            score[first:stop] = 0.0
+            score[first:stop, label] = 1.0
     binary = np.zeros(score.shape, dtype=bool)
     for k in range(num_speakers):
         mask = timeline.hysteresis(score[:, k], opts.diar_onset, opts.diar_offset)
@@ -291,6 +280,6 @@ def _reconstruct(samples: np.ndarray, local: clustering.LocalRuns, run_labels: n
     segments = timeline.activity_to_segments(recording_id, binary[:, used], names,
                                              split_overlap=opts.diar_split_overlap)
     segments, mapping = timeline.relabel_by_first_appearance(segments)
-    speaker_embeddings = {mapping[f"k{k}"]: embeddings[k] for k in used
-                          if k in embeddings and f"k{k}" in mapping}
+    speaker_embeddings = {mapping[f"k{k}"]: centres[k] for k in used
+                          if k < len(centres) and f"k{k}" in mapping}
     return Diarization(segments, speaker_embeddings)

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.diarization import clustering, segmentation, timeline
+from pipeline.diarization import clustering, pieces, segmentation, timeline
 from pipeline.diarize import DiarizeOptions, diarize, diarize_work, load_models
 from pipeline.records import Recording, RecordingWork, SpeakerSegment, SpeechRegion
 from tests.pipeline import diar_conversations as conv
@@ -97,64 +97,44 @@ def test_rttm_round_trip_and_relabel(tmp_path):
         timeline.parse_rttm("SPEAKER rec 1 0.0")
 
 
-def test_stitching_chains_windows_and_refuses_two_runs_of_one_window():
-    # two windows 100 frames apart that both see turn A then turn B (in other slots)
-    activity = np.zeros((2, segmentation.FRAMES_PER_WINDOW, 3), bool)
-    activity[0, 150:250, 0] = True  # A
-    activity[0, 300:400, 1] = True  # B
-    activity[1, 50:150, 2] = True  # A again
-    activity[1, 200:300, 0] = True  # B again
-    starts = np.array([0, 100])
-    local = clustering.local_runs(activity, starts)
-    units = clustering.stitch_runs(local, starts, segmentation.FRAMES_PER_WINDOW,
-                                   min_agreement=0.6, min_common_frames=10)
-    turn_a, turn_b = set(units[local.first == 150]), set(units[local.first == 300])
-    assert len(turn_a) == 1 and len(turn_b) == 1 and turn_a != turn_b
-    # window 1 now hears A and B as one run: it may join one of them, never both
-    activity[1] = False
-    activity[1, 50:300, 0] = True
-    activity[0, 260:300, 1] = True  # B starts at 260 in window 0
-    local = clustering.local_runs(activity, starts)
-    units = clustering.stitch_runs(local, starts, segmentation.FRAMES_PER_WINDOW,
-                                   min_agreement=0.5, min_common_frames=10)
-    first_window = units[local.window == 0]
-    assert len(set(first_window)) == 2
+def test_pieces_cut_at_voice_changes_pauses_and_overlap():
+    """Three windows that agree: A speaks, B answers with no pause (latching), a long pause,
+    B again overlapped by A at the end."""
+    frames = segmentation.FRAMES_PER_WINDOW
+    activity = np.zeros((3, frames, 3), bool)
+    starts = np.array([0, 20, 40])
+    for w, start in enumerate(starts):
+        a, b = (w % 3), ((w + 1) % 3)  # local slots differ from window to window
+        activity[w, 100 - start:200 - start, a] = True  # A
+        activity[w, 200 - start:300 - start, b] = True  # B, no pause
+        activity[w, 360 - start:450 - start, b] = True  # B after a 1 s pause
+        activity[w, 430 - start:480 - start, a] = True  # A overlaps B's end
+    evidence = pieces.frame_evidence(activity, starts, 40 + frames)
+    assert evidence.change[195:206].max() >= 0.5 and evidence.change[250] == 0
+    found = pieces.single_speaker_pieces(evidence, min_pause_frames=18)
+    assert found == [(100, 200), (200, 300), (360, 430), (450, 480)]
+    # a pause shorter than min_pause_frames between one voice's frames is bridged
+    assert pieces.single_speaker_pieces(evidence, min_pause_frames=61)[1] == (200, 430)
+    assert pieces.chunk(0, 250, 100) == [(0, 83), (83, 167), (167, 250)]
 
 
-def test_cluster_units_respects_different_votes_and_counts():
+def test_constrained_clustering_threshold_links_and_counts():
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(2, 16))
-    embeddings = np.stack([centres[k] + 0.1 * rng.normal(size=16) for k in (0, 0, 1, 1)])
-    has = np.ones(4, bool)
-    weights = np.ones(4)
-    same = np.zeros((4, 4))
-    diff = np.zeros((4, 4))
-    scale = clustering.EmbeddingScale(center=0.5, width=0.2)
-    labels = clustering.cluster_units(embeddings, has, weights, same, diff, scale)
-    assert labels.tolist() == [0, 0, 1, 1]
-    diff[0, 1] = diff[1, 0] = 3.0  # windows say 0 and 1 are different voices: never merged
-    labels = clustering.cluster_units(embeddings, has, weights, same, diff, scale)
-    assert labels[0] != labels[1]
-    forced = clustering.cluster_units(embeddings, has, weights, same, diff, scale,
-                                      num_speakers=1)
-    assert set(forced.tolist()) == {0}
-
-
-def test_calibration_weakens_useless_embeddings():
-    rng = np.random.default_rng(1)
-    cos = rng.uniform(0.7, 0.8, size=(12, 12))
-    cos = (cos + cos.T) / 2
-    same = np.zeros((12, 12))
-    diff = np.zeros((12, 12))
-    same[:6, :6] = 1
-    diff[:6, 6:] = diff[6:, :6] = 1
-    same[6:, 6:] = 1
-    default = clustering.EmbeddingScale(center=0.75, width=0.1)
-    weak = clustering.calibrate(cos, same, diff, np.ones(12, bool), default)
-    assert weak.gain < 0.5
-    cos[:6, :6] = cos[6:, 6:] = 0.95  # same-voted pairs now clearly more alike
-    strong = clustering.calibrate(cos, same, diff, np.ones(12, bool), default)
-    assert strong.gain == 1.0 and 0.8 < strong.center < 0.95
+    centres = rng.normal(size=(3, 32))
+    rows = np.stack([centres[k] + 0.3 * rng.normal(size=32) for k in (0, 0, 1, 1, 2, 2)])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    weights = np.ones(6)
+    assert clustering.constrained_ahc(rows, weights, 0.5).tolist() == [0, 0, 1, 1, 2, 2]
+    links = np.zeros((6, 6), bool)
+    links[0, 1] = links[1, 0] = True  # heard talking at once: never one speaker
+    assert len(set(clustering.constrained_ahc(rows, weights, 0.5, cannot_link=links)[:2])) == 2
+    assert clustering.constrained_ahc(rows, weights, 0.5, num_speakers=2).max() == 1
+    assert clustering.constrained_ahc(rows, weights, 0.5, max_speakers=1).max() == 0
+    assert clustering.constrained_ahc(rows, weights, -1.0, min_speakers=3).max() == 2
+    # a light cluster joins the closest heavy one
+    labels = clustering.absorb_small(np.array([0, 0, 1, 1, 2, 2]), rows,
+                                     np.array([5, 5, 5, 5, 0.2, 0.2]), 1.0)
+    assert labels.max() == 1
 
 
 def test_options_validate():
@@ -181,7 +161,7 @@ def test_sample_der(models, sample):
     # the reference has four overlaps (1.9 s): some of it is found and flagged
     assert 0.3 < sum(s.duration for s in result.segments if s.overlap) < 6.0
     assert set(result.embeddings) == {"SPK0", "SPK1"}
-    assert all(v.shape == (256,) for v in result.embeddings.values())
+    assert all(v.shape == (192,) for v in result.embeddings.values())
 
 
 def test_two_voice_conversation_der(models):

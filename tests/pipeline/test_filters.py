@@ -19,8 +19,8 @@ from pipeline.filters import (
     LOW_BANDWIDTH,
     LOW_DNSMOS,
     OVERLAP_RATIO,
+    ROLE_IMPURE,
     SPEAKER_IMBALANCE,
-    SPEAKER_INCONSISTENT,
     FilterDialogues,
     FilterOptions,
     cheap_checks,
@@ -30,7 +30,7 @@ from pipeline.filters import (
 from pipeline.quality.bandwidth import estimate_bandwidth_hz
 from pipeline.quality.cps import CpsBounds, chars_per_second, count_chars
 from pipeline.quality.dnsmos import DnsmosScorer, clip_windows
-from pipeline.quality.speaker_consistency import Ge2eEmbedder, speaker_margin
+from pipeline.quality.role_purity import THRESHOLDS, purity_failure, role_measures
 from pipeline.records import Dialogue, RecordingWork
 from pipeline.stage import replace
 from tests.pipeline.dialogue_fixtures import make_turn, sample_work
@@ -50,8 +50,10 @@ def dnsmos() -> DnsmosScorer:
 
 
 @pytest.fixture(scope="module")
-def ge2e() -> Ge2eEmbedder:
-    return Ge2eEmbedder()
+def embedder():
+    from pipeline.diarization.campplus import CamPlusEmbedder
+
+    return CamPlusEmbedder(num_threads=1)
 
 
 # --- DNSMOS ------------------------------------------------------------------------------------
@@ -159,38 +161,48 @@ def test_bandwidth_of_telephone_and_wideband_audio(work):
     assert estimate_bandwidth_hz(np.zeros(16000), 16000) == 0.0
 
 
-def test_ge2e_batches_do_not_change_the_embeddings(work, ge2e):
+def test_embedding_batches_do_not_change_the_embeddings(work, embedder):
+    """Clips are batched by equal length only: a clip's embedding never depends on the others."""
     turns = [t for t in work.turns if t.end - t.start >= 1.0][:4]
     clips = [clip(work.mono, t.start, t.end) for t in turns]
-    one_batch = ge2e.embed(clips)
-    small = Ge2eEmbedder(batch_size=3)
-    np.testing.assert_allclose(small.embed(clips), one_batch, atol=1e-5)
-    assert len(clips) == 4 and one_batch.shape == (4, 256)
+    together = embedder.embed(clips + [clips[0][:16000], clips[1][:16000]])[:4]
+    alone = np.stack([embedder.embed([c])[0] for c in clips])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert together.shape == (4, 192)
 
 
-def test_speaker_margin_rules():
-    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-    assert speaker_margin(np.stack([a, b, a, b]), ["S1", "S2", "S1", "S2"]) == pytest.approx(1.0)
-    assert speaker_margin(np.stack([a, b, b, b]), ["S1", "S2", "S1", "S2"]) < 0
-    assert math.isnan(speaker_margin(np.stack([a, b]), ["S1", "S2"]))  # nothing to compare
-    refs = {"S1": a, "S2": b}
-    assert speaker_margin(np.stack([a, b]), ["S1", "S2"], refs) == pytest.approx(1.0)
+def test_role_measures_and_failures():
+    a, b, c = np.eye(3)
+    pure = role_measures(np.stack([a, b, a, b]), ["S1", "S2", "S1", "S2"])
+    assert pure["role_margin"] == pytest.approx(1.0)
+    assert pure["role_self_similarity"] == pytest.approx(1.0)
+    assert pure["role_cross_similarity"] == pytest.approx(0.0)
+    limits = THRESHOLDS["campplus"]
+    assert purity_failure(pure, limits) is None
+    swapped = role_measures(np.stack([a, b, b, b]), ["S1", "S2", "S1", "S2"])
+    assert purity_failure(swapped, limits) is not None
+    third = role_measures(np.stack([a, b, c, b, a]), ["S1", "S2", "S1", "S2", "S1"])
+    assert "role_self_similarity" in purity_failure(third, limits)
+    one = role_measures(np.stack([a, a * 0.9 + b * 0.1]), ["S1", "S2"])  # one voice, two roles
+    assert math.isnan(one["role_margin"]) and "role_cross_similarity" in purity_failure(one,
+                                                                                      limits)
+    assert purity_failure(role_measures(np.stack([a]), ["S1"]), limits) is None
 
 
 # --- models on the sample ----------------------------------------------------------------------
 
 
-def test_default_filters_keep_the_sample_dialogue(work, dnsmos, ge2e):
-    kept, rejects = filter_dialogues(work, FilterOptions(), dnsmos, ge2e)
+def test_default_filters_keep_the_sample_dialogue(work, dnsmos, embedder):
+    kept, rejects = filter_dialogues(work, FilterOptions(), dnsmos, embedder)
     assert rejects == [] and len(kept) == 1
     q = kept[0].quality
     assert q["dnsmos_ovrl"] >= 2.8 and 5 <= q["cps"] <= 25
     assert 3300 <= kept[0].bandwidth_hz <= 4100 and kept[0].sample_rate == 16000
-    assert q["speaker_margin"] > FilterOptions().min_speaker_margin
+    assert q["role_margin"] > THRESHOLDS["campplus"].min_margin
     assert kept[0].text == work.dialogues[0].text
 
 
-def test_dnsmos_and_speaker_filters_drop_with_their_reason(work, dnsmos, ge2e):
+def test_dnsmos_and_role_filters_drop_with_their_reason(work, dnsmos, embedder):
     _, rejects = filter_dialogues(work, FilterOptions(min_dnsmos_ovrl=4.5), dnsmos, None)
     assert [r.reason for r in rejects] == [LOW_DNSMOS]
     assert rejects[0].message.startswith("dnsmos_ovrl=") and rejects[0].stage == "filters"
@@ -200,8 +212,9 @@ def test_dnsmos_and_speaker_filters_drop_with_their_reason(work, dnsmos, ge2e):
             key=lambda k: turns[k].end - turns[k].start)
     turns[i] = dataclasses.replace(turns[i], role="S2")
     swapped = replace(work, dialogue_turns=tuple(turns))
-    kept, rejects = filter_dialogues(swapped, FilterOptions(min_dnsmos_ovrl=0.0), dnsmos, ge2e)
-    assert kept == [] and [r.reason for r in rejects] == [SPEAKER_INCONSISTENT]
+    kept, rejects = filter_dialogues(swapped, FilterOptions(min_dnsmos_ovrl=0.0), dnsmos,
+                                     embedder)
+    assert kept == [] and [r.reason for r in rejects] == [ROLE_IMPURE]
 
 
 def test_filter_dialogues_transform():
@@ -210,7 +223,7 @@ def test_filter_dialogues_transform():
                                              DialogueOptions(max_dialogue_s=10.0))
     # two short dialogues (one DNSMOS window each): one passes, one is too unbalanced
     w = replace(w, dialogues=tuple(dialogues[:2]), dialogue_turns=tuple(dturns))
-    opts = FilterOptions(speaker_consistency=False, min_speaker_share=0.3, min_dnsmos_ovrl=2.0)
+    opts = FilterOptions(role_purity=False, min_speaker_share=0.3, min_dnsmos_ovrl=2.0)
     with BeamTestPipeline() as p:
         out = p | beam.Create([w]) | "FilterDialogues" >> FilterDialogues(opts)
         assert_that(out.main | beam.Map(lambda x: (
