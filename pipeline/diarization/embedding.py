@@ -167,6 +167,10 @@ def load_embedder(spec: str, num_threads: int = 1) -> Embedder:
         from pipeline.diarization.campplus import CamPlusEmbedder
 
         return CamPlusEmbedder(num_threads=num_threads)
+    if spec.lower() == "ecapa":
+        from pipeline.diarization.ecapa import EcapaEmbedder
+
+        return EcapaEmbedder(num_threads=num_threads)
     if spec.lower() == GE2E:
         return Ge2eEmbedder(num_threads=num_threads)
     return OnnxEmbedder(spec, num_threads=num_threads)
@@ -182,6 +186,10 @@ def embedder_weights(spec: str) -> str:
         from pipeline.diarization.campplus import bundled_weights
 
         return str(bundled_weights())
+    if name == "ecapa":
+        from pipeline.diarization.ecapa import bundled_directory
+
+        return str(bundled_directory() / "embedding_model.ckpt")
     if name == GE2E:
         found = importlib.util.find_spec("resemblyzer")
         return os.path.join(os.path.dirname(found.origin), "pretrained.pt") if found else spec
