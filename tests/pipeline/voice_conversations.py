@@ -7,7 +7,8 @@ three-person conversations whose reference (who spoke when) is known exactly.
 
 How a conversation is built (deterministic: seeded by its name):
   * a turn is one or a few consecutive clips of one voice (1-8 s), or a short backchannel clip;
-    its reference segment spans its clips' trimmed extent (pauses inside a clip stay inside);
+    its reference segments span its speech: pauses of at least 0.5 s (inside a clip or between
+    two clips) are cut out, shorter ones stay inside, as in turn-level references;
   * speakers mostly alternate, with some same-speaker runs; gaps of 0.15-1.0 s, and about 15 % of
     the speaker changes overlap the previous turn by 0.2-0.8 s (the audio is summed);
   * a voice with less material gets shorter turns, so no clip is used twice in a conversation;
@@ -45,6 +46,8 @@ OVERLAP_P = 0.15
 SAME_SPEAKER_P = 0.1
 BACKCHANNEL_P = 0.12
 SNR_DB = (35.0, 40.0)
+REFERENCE_MIN_PAUSE_S = 0.5  # a silence this long inside a turn is not speech in the reference
+REFERENCE_FLOOR_DB = 40.0  # a 10 ms frame this far below the clip's loudest frame is silence
 
 # Which voices talk together, per split. The channel follows from the voices (see module doc);
 # pairs are chosen so that voices of one recording condition meet where the split allows it.
@@ -281,6 +284,29 @@ def _plan_turns(voices: Sequence[Voice], rng: np.random.Generator, target_s: flo
     return turns
 
 
+def speech_runs(clip: np.ndarray, min_pause_s: float = REFERENCE_MIN_PAUSE_S,
+                floor_db: float = REFERENCE_FLOOR_DB) -> list[tuple[int, int]]:
+    """Sample runs of speech in one clean clip: 10 ms frames within ``floor_db`` of its loudest,
+    pauses shorter than ``min_pause_s`` bridged (as turn-level references do)."""
+    hop = SAMPLE_RATE // 100
+    frames = len(clip) // hop
+    if frames == 0:
+        return [(0, len(clip))]
+    energy = (np.asarray(clip[: frames * hop], dtype=np.float64).reshape(frames, hop) ** 2).mean(1)
+    db = 10 * np.log10(energy + 1e-12)
+    active = db > db.max() - floor_db
+    on = np.flatnonzero(active)
+    runs, first, last = [], int(on[0]), int(on[0])
+    for f in on[1:]:
+        if f - last - 1 >= min_pause_s * 100:
+            runs.append((first * hop, (last + 1) * hop))
+            first = int(f)
+        last = int(f)
+    runs.append((first * hop, min(len(clip), (last + 1) * hop)))
+    kept = [(a, b) for a, b in runs if b - a >= SAMPLE_RATE // 10]  # a lone click is no speech
+    return kept or runs
+
+
 def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversation:
     """Build one conversation of the given voices (deterministic in prefix and voices)."""
     import soxr
@@ -299,20 +325,26 @@ def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversat
     segments = []
     for turn in turns:
         pos = round(turn.start * SAMPLE_RATE)
-        first = pos
+        spans: list[list[int]] = []  # the turn's speech, pauses of REFERENCE_MIN_PAUSE_S cut out
         for k, clip in enumerate(turn.clips):
             audio[pos : pos + len(clip)] += clip
+            for a, b in speech_runs(clip):
+                if spans and pos + a - spans[-1][1] < REFERENCE_MIN_PAUSE_S * SAMPLE_RATE:
+                    spans[-1][1] = pos + b
+                else:
+                    spans.append([pos + a, pos + b])
             pos += len(clip)
             if k < len(turn.pauses):
                 pos += round(turn.pauses[k] * SAMPLE_RATE)
-        segments.append(
+        segments += [
             SpeakerSegment(
                 recording_id=name,
                 speaker=turn.voice,
-                start=round(first / SAMPLE_RATE, 3),
-                end=round(pos / SAMPLE_RATE, 3),
+                start=round(a / SAMPLE_RATE, 3),
+                end=round(b / SAMPLE_RATE, 3),
             )
-        )
+            for a, b in spans
+        ]
     speech = np.zeros(len(audio), dtype=bool)
     for s in segments:
         speech[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] = True
