@@ -286,15 +286,16 @@ def _plan_turns(voices: Sequence[Voice], rng: np.random.Generator, target_s: flo
 
 def speech_runs(clip: np.ndarray, min_pause_s: float = REFERENCE_MIN_PAUSE_S,
                 floor_db: float = REFERENCE_FLOOR_DB) -> list[tuple[int, int]]:
-    """Sample runs of speech in one clean clip: 10 ms frames within ``floor_db`` of its loudest,
-    pauses shorter than ``min_pause_s`` bridged (as turn-level references do)."""
+    """Sample runs of speech in one clean clip: 10 ms frames within ``floor_db`` of its loudest
+    and at least 12 dB above its own noise floor (its quietest tenth of frames), pauses shorter
+    than ``min_pause_s`` bridged (as turn-level references do)."""
     hop = SAMPLE_RATE // 100
     frames = len(clip) // hop
     if frames == 0:
         return [(0, len(clip))]
     energy = (np.asarray(clip[: frames * hop], dtype=np.float64).reshape(frames, hop) ** 2).mean(1)
     db = 10 * np.log10(energy + 1e-12)
-    active = db > db.max() - floor_db
+    active = db > max(db.max() - floor_db, np.percentile(db, 10) + 12.0)
     on = np.flatnonzero(active)
     runs, first, last = [], int(on[0]), int(on[0])
     for f in on[1:]:
