@@ -11,7 +11,8 @@ Inputs: conversations built from the vendored real voices (``tests/assets/voices
 ``dev`` and ``heldout`` with disjoint voices, exact references; see
 ``tests/pipeline/voice_conversations.py``) and the bundled telephone sample. DER =
 pyannote.metrics, no collar, overlap scored. RTF = wall seconds of :func:`pipeline.diarize.diarize`
-(models loaded before, one warm-up call) / audio seconds.
+(models loaded before, one warm-up call; VAD regions from the pipeline's VAD, computed outside the
+timing) / audio seconds.
 
 ``--purity`` writes the conversations as WAV files, runs the pipeline on them as a user would
 (``pipeline.run.run``), with and without the role-purity guard, and with the quality filters
@@ -79,6 +80,19 @@ def _value(text: str):
     return text
 
 
+def vad_regions(audio) -> list:
+    """The pipeline's own VAD stage on one array (the diarizer is gated by it in the pipeline)."""
+    from pipeline.records import SpeechRegion
+    from pipeline.vad import VadOptions, detect_speech, load_vad_model
+
+    global _VAD
+    _VAD = _VAD or load_vad_model()
+    return [SpeechRegion("r", s, e) for s, e in detect_speech(audio, _VAD, VadOptions())]
+
+
+_VAD = None
+
+
 def der_table(all_cases, embedding: str, threads: int, extra: dict) -> None:
     opts = DiarizeOptions(embedding_model=embedding, diar_num_threads=threads, **extra)
     models = load_models(opts)
@@ -89,8 +103,9 @@ def der_table(all_cases, embedding: str, threads: int, extra: dict) -> None:
     print(f"{'set':8s} {'conversation':40s} {'audio_s':>7s} {'DER %':>6s} {'miss':>5s} "
           f"{'FA':>5s} {'conf':>5s} {'spk':>3s} {'ref':>3s}")
     for set_name, name, audio, reference in all_cases:
+        speech = vad_regions(audio)
         started = time.perf_counter()
-        result = diarize(audio, opts, models, name)
+        result = diarize(audio, opts, models, name, speech)
         wall_s += time.perf_counter() - started
         audio_s += len(audio) / SR
         error, parts = conv.der(reference, result.segments)

@@ -63,9 +63,11 @@ class DiarizeOptions:
                                    "voice change for a piece to be cut there")
     diar_max_chunk_s: float = opt(3.0, "pieces longer than this (s) are embedded in equal chunks "
                                   "of at most this length, so a missed change costs one chunk")
-    diar_cannot_link_s: float = opt(0.2, "two local speakers of a window active together this "
+    diar_cannot_link_s: float = opt(0.0, "two local speakers of a window active together this "
                                     "long (s) are two people: their chunks never share a "
                                     "speaker (0: off)")
+    diar_vad_bridge_s: float = opt(0.3, "speaker segments are cut to the VAD's speech, its "
+                                   "pauses shorter than this (s) bridged (0: no VAD gate)")
     diar_cluster_threshold: float = opt(0.0, "cosine similarity at which two clusters of chunks "
                                         "merge (0: the embedding model's fitted value)")
     diar_min_embedding_s: float = opt(1.0, "least length (s) of a chunk for an embedding; "

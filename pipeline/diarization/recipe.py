@@ -138,8 +138,18 @@ def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
     labels, centres = _cluster_chunks(samples, chunks, activity, starts_frames, opts,
                                       models.embedder)
     slot_labels = _slot_labels(activity, starts_frames, chunks, labels)
+    gate = (vad_mask(speech, num_frames, _frames(opts.diar_vad_bridge_s))
+            if speech is not None and opts.diar_vad_bridge_s > 0 else None)
     return _reconstruct(activity, starts_frames, slot_labels, chunks, labels, centres,
-                        num_frames, opts, recording_id)
+                        num_frames, opts, recording_id, gate)
+
+
+def vad_mask(regions: Sequence[SpeechRegion], num_frames: int, bridge_frames: int) -> np.ndarray:
+    """Frames inside VAD speech, pauses shorter than ``bridge_frames`` bridged."""
+    mask = np.zeros(num_frames, dtype=bool)
+    for region in regions:
+        mask[timeline.time_to_frame(region.start):timeline.time_to_frame(region.end) + 1] = True
+    return timeline.fill_gaps(mask, bridge_frames)
 
 
 def _chunk_slots(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray,
@@ -256,7 +266,8 @@ def _slot_labels(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.nda
 
 def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: np.ndarray,
                  chunks: np.ndarray, labels: np.ndarray, centres: np.ndarray, num_frames: int,
-                 opts: DiarizeOptions, recording_id: str) -> Diarization:
+                 opts: DiarizeOptions, recording_id: str,
+                 gate: np.ndarray | None = None) -> Diarization:
     """Per-frame speaker scores: clustered chunks speak for themselves; everything else
     (overlap, short pieces) is the windows' labelled local activity averaged over the windows
     that cover it. Then hysteresis, gap filling, segments with overlap flags."""
@@ -277,6 +288,8 @@ def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: n
         if label >= 0 and length >= _frames(opts.diar_min_embedding_s):
             score[first:stop] = 0.0
             score[first:stop, label] = 1.0
+    if gate is not None:  # the segmentation model bridges pauses the VAD hears as silence
+        score[~gate[:len(score)]] = 0.0
     binary = np.zeros(score.shape, dtype=bool)
     for k in range(num_speakers):
         mask = timeline.hysteresis(score[:, k], opts.diar_onset, opts.diar_offset)
