@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 STAGE = "diarize"
 BACKENDS = ("onnx", "pyannote")
 
-
 @dataclass(frozen=True)
 class DiarizeOptions:
     """Options of the diarization stage (each field is a command-line flag of the same name).
@@ -74,8 +73,9 @@ class DiarizeOptions:
                                       "shorter ones take their speaker from the windows")
     diar_max_embedding_s: float = opt(5.0, "2-channel calls: most clean speech (s) embedded per "
                                       "turn for a channel's voice")
-    diar_min_speaker_s: float = opt(1.0, "a speaker with less speech (s) is merged into the "
-                                    "closest other one (or dropped)")
+    diar_min_speaker_s: float = opt(4.0, "a speaker with less clustered speech (s) joins the "
+                                    "most similar other one (a few noisy chunks of a voice "
+                                    "otherwise stay apart as a speaker of their own)")
     diar_onset: float = opt(0.5, "activation to switch a speaker on (hysteresis)")
     diar_offset: float = opt(0.5, "activation under which a speaker switches off")
     diar_min_duration_on_s: float = opt(0.0, "drop speaker segments shorter than this (s)")
@@ -116,7 +116,6 @@ class DiarizeOptions:
         if self.diar_batch_windows < 1 or self.diar_num_threads < 1:
             raise ValueError("diar_batch_windows and diar_num_threads must be >= 1")
 
-
 @dataclass
 class DiarizationModels:
     """The loaded models of one backend (``onnx`` or ``pyannote``), made by :func:`load_models`."""
@@ -124,7 +123,6 @@ class DiarizationModels:
     backend: str
     onnx: Any = None
     pyannote: Any = None
-
 
 def load_models(opts: DiarizeOptions) -> DiarizationModels:
     """Load the models ``opts`` asks for (once per worker).
@@ -144,7 +142,6 @@ def load_models(opts: DiarizeOptions) -> DiarizationModels:
     return DiarizationModels("onnx", onnx=OnnxModels(
         SegmentationModel(num_threads=opts.diar_num_threads),
         load_embedder(opts.embedding_model, num_threads=opts.diar_num_threads)))
-
 
 def diarize(samples: np.ndarray, opts: DiarizeOptions, models: DiarizationModels,
             recording_id: str = "", speech: Sequence[SpeechRegion] | None = None):
@@ -174,7 +171,6 @@ def diarize(samples: np.ndarray, opts: DiarizeOptions, models: DiarizationModels
 
     return diarize_array(samples, opts, models.onnx, recording_id, speech)
 
-
 def diarize_work(work: RecordingWork, opts: DiarizeOptions, models: DiarizationModels):
     """Diarize one recording: nothing without VAD speech, per channel for speaker-per-channel
     stereo, otherwise the mono mix."""
@@ -189,7 +185,6 @@ def diarize_work(work: RecordingWork, opts: DiarizeOptions, models: DiarizationM
             logger.info("%s: one speaker per channel", work.recording_id)
             return diarize_channels(work.audio, opts, models.onnx, work.recording_id)
     return diarize(work.mono, opts, models, work.recording_id, work.speech)
-
 
 class DiarizeFn(RecordingStageFn):
     """Fills ``work.diarization`` and ``work.speaker_embeddings``; models load in ``setup``."""
@@ -211,7 +206,6 @@ class DiarizeFn(RecordingStageFn):
         result = diarize_work(work, self.opts, self.models)
         return replace(work, diarization=tuple(result.segments),
                        speaker_embeddings=dict(result.embeddings)), []
-
 
 class Diarize(beam.PTransform):
     """Speaker diarization of each :class:`RecordingWork` (see the module docstring).

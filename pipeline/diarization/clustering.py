@@ -19,7 +19,7 @@ import numpy as np
 
 # Cosine-similarity thresholds per embedding model, fitted on the development set of many real
 # voices (tests/assets/voices, split "dev"); see the README's diarization section.
-THRESHOLDS = {"campplus": 0.35, "ecapa": 0.30, "ge2e": 0.75}
+THRESHOLDS = {"campplus": 0.45, "ecapa": 0.30, "ge2e": 0.75}
 
 
 def _row_best(sim: np.ndarray, i: int) -> tuple[int, float]:
