@@ -47,11 +47,14 @@ def get_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["dev"],
                         choices=["dev", "heldout", "sample"])
-    parser.add_argument("--embeddings", nargs="+", default=["campplus"],
+    parser.add_argument("--embeddings", nargs="*", default=["campplus"],
                         help="embedding models of the ONNX recipe (campplus, ecapa, ge2e, path)")
     parser.add_argument("--threads", type=int, default=1, help="diar_num_threads")
     parser.add_argument("--purity", action="store_true",
                         help="also run the pipeline and report role purity and yield")
+    parser.add_argument("--keep", default="", help="--purity: keep inputs and outputs here")
+    parser.add_argument("--guards", nargs="+", default=["true", "false"],
+                        help="--purity: role-purity guard settings to run")
     parser.add_argument("--option", action="append", default=[],
                         help="extra DiarizeOptions field=value (repeatable)")
     return parser.parse_args()
@@ -120,20 +123,22 @@ def der_table(all_cases, embedding: str, threads: int, extra: dict) -> None:
     print(f"diarize RTF {wall_s / audio_s:.4f} ({audio_s:.0f} s of audio)")
 
 
-def purity_table(all_cases, extra_args: list[str]) -> None:
+def purity_table(all_cases, extra_args: list[str], keep: str = "",
+                 guards: tuple[str, ...] = ("true", "false")) -> None:
     import pandas as pd
     import soundfile as sf
 
     from pipeline.run import run
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = keep or scratch
         inputs = Path(tmp) / "in"
-        inputs.mkdir()
+        inputs.mkdir(parents=True, exist_ok=True)
         references = {}
         for _set, name, audio, reference in all_cases:
             sf.write(inputs / f"{name}.wav", audio, SR, subtype="PCM_16")
             references[name] = reference
-        for guard in ("true", "false"):
+        for guard in guards:
             out = Path(tmp) / f"out_{guard}"
             started = time.perf_counter()
             run(["--runner=DirectRunner", f"--input={inputs}", f"--output={out}",
@@ -175,7 +180,8 @@ def main() -> None:
     for embedding in args.embeddings:
         der_table(all_cases, embedding, args.threads, extra)
     if args.purity:
-        purity_table(all_cases, [f"--{k}={v}" for k, v in extra.items()])
+        purity_table(all_cases, [f"--{k}={v}" for k, v in extra.items()], args.keep,
+                     tuple(args.guards))
 
 
 def _value_pair(text: str):

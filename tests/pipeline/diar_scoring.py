@@ -2,7 +2,7 @@
 
 Used by the diarization tests and ``bench/bench_diarize.py`` on conversations with exact
 references (``voice_conversations.py``). A role is *pure* when at least ``min_share`` of its
-turns' time belongs to one reference speaker; a dialogue is pure when both roles are, and their
+turns' time (0.5 s from their edges ignored) belongs to one reference speaker; a dialogue is pure when both roles are, and their
 people differ. Purity = pure kept dialogue seconds / kept dialogue seconds; yield = kept
 dialogue seconds / seconds of the two-person conversations' speech.
 """
@@ -27,16 +27,42 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
 
+def solo_spans(reference: Sequence[SpeakerSegment]) -> list[tuple[str, float, float]]:
+    """``(speaker, start, end)`` stretches where exactly one reference speaker talks."""
+    edges = sorted({t for s in reference for t in (s.start, s.end)})
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        active = {s.speaker for s in reference if s.start < b and s.end > a}
+        if len(active) == 1:
+            out.append((active.pop(), a, b))
+    return out
+
+
 def judge_dialogue(dialogue_id: str, duration: float, turns: Iterable[tuple[str, float, float]],
-                   reference: Sequence[SpeakerSegment], min_share: float = 0.95
-                   ) -> DialogueVerdict:
-    """Judge one dialogue from its ``(role, start, end)`` turns (recording times)."""
-    time: dict[str, dict[str, float]] = {"S1": {}, "S2": {}}
-    for role, start, end in turns:
-        for seg in reference:
-            shared = _overlap(start, end, seg.start, seg.end)
-            if shared > 0:
-                time[role][seg.speaker] = time[role].get(seg.speaker, 0.0) + shared
+                   reference: Sequence[SpeakerSegment], min_share: float = 0.95,
+                   collar_s: float = 0.5) -> DialogueVerdict:
+    """Judge one dialogue from its ``(role, start, end)`` turns (recording times).
+
+    Only time where one reference speaker talks alone counts (at a real overlap both people are
+    heard, whichever role the turn carries), and not within ``collar_s`` of a turn's edges (where
+    a boundary a few hundred ms off is not a second person, as DER's collar)."""
+    solo = solo_spans(reference)
+    turns = list(turns)
+
+    def role_time(collar: float) -> dict[str, dict[str, float]]:
+        time: dict[str, dict[str, float]] = {"S1": {}, "S2": {}}
+        for role, start, end in turns:
+            start, end = start + collar, end - collar
+            for speaker, a, b in solo:
+                shared = _overlap(start, end, a, b)
+                if shared > 0:
+                    time[role][speaker] = time[role].get(speaker, 0.0) + shared
+        return time
+
+    time, whole = role_time(collar_s), role_time(0.0)
+    for role in time:  # a role of short turns only: judged on their whole length
+        if not time[role]:
+            time[role] = whole[role]
     people, shares = [], []
     for role in ("S1", "S2"):
         total = sum(time[role].values())
