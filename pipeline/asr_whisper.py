@@ -13,6 +13,11 @@ for each batch of up to ``batch_size`` chunks (each at most 30 s, one speaker tu
 5. word timestamps by cross-attention alignment (``WhisperModel.add_word_timestamps``), one
    call per language present in the batch.
 
+With :class:`DecodeGuards` (off by default; the evaluation's ASR turns them on), step 4 is
+Whisper's own guarded decoding: a chunk whose text compresses too well (a loop) or whose tokens
+are too unlikely is decoded again at rising sampling temperatures (seeded, so a rerun on the same
+machine gives the same text), and a chunk that is most likely silence comes back empty.
+
 Chunks whose language is in ``defer_languages`` are only language-identified, not decoded (the
 caller hands them to another recogniser, e.g. Paraformer for Chinese). A chunk may also be a
 packed window of several turns (:meth:`WhisperBatchTranscriber.transcribe_windows` returns its words
@@ -33,7 +38,7 @@ from pipeline.records import ANALYSIS_SAMPLE_RATE, Word
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChunkTranscript", "WhisperBatchTranscriber", "compression_ratio"]
+__all__ = ["ChunkTranscript", "DecodeGuards", "WhisperBatchTranscriber", "compression_ratio"]
 
 WINDOW_S = 30.0
 # generous cap on tokens per second of audio: stops a looping decoder early (speech rarely
@@ -62,6 +67,8 @@ class ChunkTranscript:
         compression_ratio: gzip ratio of ``text``.
         words: word timings in recording time.
         decoded: False when the chunk was deferred (its language is in ``defer_languages``).
+        temperature: the sampling temperature of the decode kept (0: beam search).
+        skipped: True when :class:`DecodeGuards` judged the chunk silence (its text dropped).
     """
 
     text: str
@@ -72,6 +79,52 @@ class ChunkTranscript:
     compression_ratio: float = 0.0
     words: tuple[Word, ...] = ()
     decoded: bool = True
+    temperature: float = 0.0
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class DecodeGuards:
+    """Whisper's hallucination guards, as in openai-whisper's ``transcribe`` (same defaults).
+
+    A beam-search decode whose text has a gzip compression ratio above
+    ``compression_ratio_threshold`` (a loop) or a mean token log-probability below
+    ``log_prob_threshold`` is redone by sampling at each of ``temperatures[1:]`` in turn
+    (``best_of`` samples, the likeliest kept) until one passes; if none passes, the likeliest
+    decode that is not a loop is kept. A chunk whose no-speech probability is above
+    ``no_speech_threshold`` while its log-probability is below ``log_prob_threshold`` is silence:
+    its text is dropped. Sampling is seeded with ``seed`` before each call, so the fallback gives
+    the same text on every run on one machine (different machines may still differ: their
+    arithmetic does).
+    """
+
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    best_of: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.temperatures or self.temperatures[0] != 0.0:
+            raise ValueError(f"temperatures must start with 0.0 (beam search), got "
+                             f"{self.temperatures}")
+        if list(self.temperatures) != sorted(set(self.temperatures)):
+            raise ValueError(f"temperatures must rise, got {self.temperatures}")
+
+    def needs_fallback(self, ratio: float, avg_logprob: float, no_speech_prob: float) -> bool:
+        if self.is_silence(avg_logprob, no_speech_prob):
+            return False
+        too_repetitive = (self.compression_ratio_threshold is not None
+                          and ratio > self.compression_ratio_threshold)
+        too_unlikely = (self.log_prob_threshold is not None
+                        and avg_logprob < self.log_prob_threshold)
+        return too_repetitive or too_unlikely
+
+    def is_silence(self, avg_logprob: float, no_speech_prob: float) -> bool:
+        return (self.no_speech_threshold is not None and self.log_prob_threshold is not None
+                and no_speech_prob > self.no_speech_threshold
+                and avg_logprob < self.log_prob_threshold)
 
 
 def clamp_words(words: Sequence[Word], start: float, end: float) -> tuple[Word, ...]:
@@ -96,16 +149,20 @@ class WhisperBatchTranscriber:
         batch_size: chunks per encoder/decoder call.
         word_timestamps: align words to audio.
         language: force this language code (language ID still reports its probability).
+        guards: Whisper's fallback and no-speech guards (``None``: one beam-search decode per
+            chunk, its text kept whatever it is).
 
     >>> # engine = WhisperBatchTranscriber(load_whisper(path), beam_size=5, batch_size=8)
     >>> # results = engine.transcribe([audio_a, audio_b], offsets_s=[3.2, 7.9])
     """
 
     def __init__(self, model: Any, beam_size: int = 5, batch_size: int = 8,
-                 word_timestamps: bool = True, language: str | None = None):
+                 word_timestamps: bool = True, language: str | None = None,
+                 guards: DecodeGuards | None = None):
         from faster_whisper.tokenizer import Tokenizer
 
         self.model = model
+        self.guards = guards
         self.beam_size = beam_size
         self.batch_size = batch_size
         self.word_timestamps = word_timestamps
@@ -202,33 +259,58 @@ class WhisperBatchTranscriber:
         if not todo:
             return results  # type: ignore[return-value]
         encoded = self._subset(encoder_output, features, todo, len(chunks))
-        outputs = self._generate(encoded, [languages[i][0] for i in todo],
-                                 max(durations[i] for i in todo))
+        todo_languages = [languages[i][0] for i in todo]
+        longest_s = max(durations[i] for i in todo)
+        outputs = self._generate(encoded, todo_languages, longest_s)
+        temperatures = [0.0] * len(todo)
+        skipped = [False] * len(todo)
+        if self.guards is not None:
+            outputs, temperatures, skipped = self._guarded(encoded, features[todo],
+                                                           todo_languages, longest_s, outputs)
         words: dict[int, tuple[Word, ...]] = {}
-        if self.word_timestamps:
-            words = self._align(encoded, features[todo], todo, outputs, languages, durations)
+        aligned = [k for k in range(len(todo)) if not skipped[k] and outputs[k][0]]
+        if self.word_timestamps and aligned:
+            words = self._align(self._subset(encoded, features[todo], aligned, len(todo)),
+                                features[todo][aligned], [todo[k] for k in aligned],
+                                [outputs[k] for k in aligned], languages, durations)
         for k, i in enumerate(todo):
             tokens, avg_logprob, no_speech_prob = outputs[k]
-            text = self._tokenizer(languages[i][0]).decode(tokens).strip()
+            text = "" if skipped[k] else self._tokenizer(languages[i][0]).decode(tokens).strip()
             results[i] = ChunkTranscript(
                 text=text, language=languages[i][0], language_prob=float(languages[i][1]),
                 avg_logprob=float(avg_logprob), no_speech_prob=float(no_speech_prob),
-                compression_ratio=compression_ratio(text), words=words.get(i, ()))
+                compression_ratio=compression_ratio(text), words=words.get(i, ()),
+                temperature=temperatures[k], skipped=skipped[k])
         return results  # type: ignore[return-value]
 
-    def _generate(self, encoded: Any, languages: list[str],
-                  longest_s: float) -> list[tuple[list[int], float, float]]:
+    def _max_length(self, prompts: list[list[int]], longest_s: float) -> int:
+        return min(self.model.max_length,
+                   max(len(p) for p in prompts) + 8 + int(longest_s * _MAX_TOKENS_PER_S))
+
+    def _prompts(self, languages: list[str]) -> list[list[int]]:
+        return [self.model.get_prompt(self._tokenizer(lang), [], without_timestamps=True)
+                for lang in languages]
+
+    def _generate(self, encoded: Any, languages: list[str], longest_s: float,
+                  temperature: float = 0.0) -> list[tuple[list[int], float, float]]:
+        """Beam search (``temperature`` 0), else the likeliest of ``best_of`` samples."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        prompts = [self.model.get_prompt(self._tokenizer(lang), [], without_timestamps=True)
-                   for lang in languages]
-        max_length = min(self.model.max_length,
-                         max(len(p) for p in prompts) + 8 + int(longest_s * _MAX_TOKENS_PER_S))
+        prompts = self._prompts(languages)
         suppress = list(get_suppressed_tokens(self._tokenizer(languages[0]), [-1]))
+        if temperature > 0:
+            import ctranslate2
+
+            assert self.guards is not None
+            ctranslate2.set_random_seed(self.guards.seed)
+            search = {"beam_size": 1, "num_hypotheses": self.guards.best_of,
+                      "sampling_topk": 0, "sampling_temperature": temperature}
+        else:
+            search = {"beam_size": self.beam_size, "patience": 1.0}
         generated = self.model.model.generate(
-            encoded, prompts, beam_size=self.beam_size, patience=1.0, length_penalty=1.0,
-            max_length=max_length, suppress_blank=True, suppress_tokens=suppress,
-            return_scores=True, return_no_speech_prob=True)
+            encoded, prompts, length_penalty=1.0, max_length=self._max_length(prompts, longest_s),
+            suppress_blank=True, suppress_tokens=suppress, return_scores=True,
+            return_no_speech_prob=True, **search)
         outputs = []
         for result in generated:
             tokens = result.sequences_ids[0]
@@ -236,6 +318,50 @@ class WhisperBatchTranscriber:
             cum_logprob = result.scores[0] * len(tokens)
             outputs.append((tokens, cum_logprob / (len(tokens) + 1), result.no_speech_prob))
         return outputs
+
+    def _guarded(self, encoded: Any, features: np.ndarray, languages: list[str],
+                 longest_s: float,
+                 outputs: list[tuple[list[int], float, float]]
+                 ) -> tuple[list[tuple[list[int], float, float]], list[float], list[bool]]:
+        """:class:`DecodeGuards` over a batch: chunks that fail are decoded again, together, at
+        each higher temperature; returns the kept decodes, their temperatures, and which chunks
+        are silence."""
+        guards = self.guards
+        assert guards is not None
+        size = len(outputs)
+        tried: list[list[tuple[tuple[list[int], float, float], float, float]]] = [
+            [] for _ in range(size)]
+        kept: list[tuple[list[int], float, float] | None] = [None] * size
+        temperature_of = [0.0] * size
+        pending = list(range(size))
+        current = outputs
+        for step, temperature in enumerate(guards.temperatures):
+            if step > 0:
+                current = self._generate(self._subset(encoded, features, pending, size),
+                                         [languages[k] for k in pending], longest_s,
+                                         temperature)
+            still = []
+            for k, out in zip(pending, current):
+                text = self._tokenizer(languages[k]).decode(out[0]).strip()
+                ratio = compression_ratio(text)
+                tried[k].append((out, ratio, temperature))
+                if guards.needs_fallback(ratio, out[1], out[2]):
+                    still.append(k)
+                else:
+                    kept[k], temperature_of[k] = out, temperature
+            pending = still
+            if not pending:
+                break
+        for k in pending:  # every temperature failed: the likeliest decode that is not a loop
+            limit = guards.compression_ratio_threshold
+            candidates = [t for t in tried[k] if limit is None or t[1] <= limit] or tried[k]
+            best = max(candidates, key=lambda t: t[0][1])
+            kept[k], temperature_of[k] = best[0], best[2]
+            logger.debug("chunk %d: no decode passed the guards; kept T=%.1f (ratio %.2f, "
+                         "avg_logprob %.2f)", k, best[2], best[1], best[0][1])
+        final = [out for out in kept if out is not None]
+        skipped = [guards.is_silence(out[1], out[2]) for out in final]
+        return final, temperature_of, skipped
 
     def _align(self, encoded: Any, features: np.ndarray, todo: list[int],
                outputs: list[tuple[list[int], float, float]],

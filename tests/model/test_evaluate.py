@@ -32,6 +32,7 @@ from model.metrics.turns import diarized_turn_sequence, merge_turns, score_turns
 from model.metrics.wer import align, cp_wer, dialogue_wer
 from pipeline.records import SpeakerSegment, Word
 from pipeline.wer import error_counts
+from tests.conftest import TEST_THREADS
 
 SPEAKER_TAGS = {"Diane": "S1", "Sheila": "S2"}
 
@@ -188,6 +189,26 @@ def test_summary_uses_corpus_rates_and_limits_cpwer_length():
     assert s.prompt_mode == "split" and s.hours == pytest.approx(50 / 3600)
 
 
+# ---------------------------------------------------------------- ASR windows
+
+
+def test_speech_windows_cut_at_the_largest_pauses_and_pad_into_silence():
+    from model.metrics.asr import speech_windows
+
+    assert speech_windows([], 10.0) == []
+    assert speech_windows([(1.0, 4.0)], 4.1) == [(0.8, 4.1)]  # padding stops at the clip's end
+    regions = [(1.0, 8.0), (8.3, 20.0), (22.0, 29.0), (29.5, 45.0), (46.0, 50.0)]
+    windows = speech_windows(regions, 60.0)
+    assert windows == [(0.8, 20.2), (21.8, 50.2)]  # cut at the largest (2 s) pause
+    # padding never reaches past halfway to the next window
+    assert speech_windows([(0.0, 20.0), (20.3, 40.0)], 40.0) == [(0.0, 20.15), (20.15, 40.0)]
+    assert all(b - a <= 30.0 for a, b in windows)
+    # one region longer than a window: equal parts, none over 30 s
+    long = speech_windows([(0.0, 70.0)], 70.0)
+    assert len(long) == 3 and all(b - a <= 30.0 for a, b in long)
+    assert long[0][0] == 0.0 and long[-1][1] == 70.0
+
+
 # ---------------------------------------------------------------- real speech
 
 
@@ -214,7 +235,7 @@ def sample(sample_wav, sample_stm):
 def evaluator():
     from model.evaluate import EvalOptions, Evaluator
 
-    return Evaluator(EvalOptions(asr_model="base", cpwer_mode="turns", num_threads=2))
+    return Evaluator(EvalOptions(asr_model="base", cpwer_mode="turns", num_threads=TEST_THREADS))
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +268,7 @@ def _true_labels(segments, sample_rttm):
             for label in {s.speaker for s in segments}}
 
 
-def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm):
+def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm, figure):
     from model.evaluate import score_item
 
     script = to_script(sample["turns"])
@@ -264,12 +285,15 @@ def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm):
     print(f"transcript: {result.transcript}")
     # WER is Whisper base's own error on this narrow-band call; the tags change nothing
     assert result.ref_words == len(plain_text(script).split())
-    assert 0.0 < result.wer < 0.3
-    assert result.wer == dialogue_wer(plain_text(script), analysis.transcript.text).rate
+    counts = dialogue_wer(plain_text(script), analysis.transcript.text)
+    assert result.wer == counts.rate
+    figure("wer", result.wer, at_most=0.3)
+    # nothing invented: a looping decode added 110 words here (issue 20)
+    figure("insertions", counts.insertions, at_most=3)
     # cpWER stays near the ASR error when the voices are attributed right ...
-    for cp in (result, words):
-        assert abs(cp.cpwer - result.wer) < 0.12
-        assert cp.cpwer_swapped > cp.cpwer + 0.5
+    for mode, cp in (("turns", result), ("words", words)):
+        figure(f"cpwer_minus_wer_{mode}", abs(cp.cpwer - result.wer), at_most=0.12)
+        figure(f"cpwer_swap_gain_{mode}", cp.cpwer_swapped - cp.cpwer, at_least=0.5)
     # ... and the pairing it picks is the true one (found from the reference RTTM)
     truth = _true_labels(analysis.segments, sample_rttm)
     assert sorted(truth.values()) == ["S1", "S2"]
@@ -277,14 +301,16 @@ def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm):
     assert tuple(sorted(result.cpwer_mapping)) == true_pairs
     # cpSIM: the true speaker assignment is the best one and beats the swapped one
     assert tuple(sorted(result.cpsim_mapping)) == true_pairs
-    assert result.cpsim - result.cpsim_swapped > 0.05
+    figure("cpsim_margin", result.cpsim - result.cpsim_swapped, at_least=0.05)
     # turn-taking: nearly every turn on the right voice; the switch count is only as good as the
     # diarizer (it may miss the two 0.5 s "Hello?" at the start), see the RTTM test below
-    assert result.turn_accuracy >= 7 / 9 and abs(result.switches_found - 8) <= 2
-    assert 2.5 < result.dnsmos_ovrl < 3.6 and result.num_speakers_found == 2
+    figure("turn_accuracy", result.turn_accuracy, at_least=7 / 9)
+    figure("switch_error", abs(result.switches_found - 8), at_most=2)
+    figure("dnsmos_ovrl", result.dnsmos_ovrl, at_least=2.5, at_most=3.6)
+    assert result.num_speakers_found == 2
 
 
-def test_turn_metrics_on_the_reference_diarization(analysis, sample, sample_rttm):
+def test_turn_metrics_on_the_reference_diarization(analysis, sample, sample_rttm, figure):
     """With the hand-made RTTM as the diarization, the sample's 9 turns / 8 switches come out
     exactly and Whisper's word times put the script's turns on the right speakers."""
     from tests.conftest import read_rttm
@@ -302,10 +328,11 @@ def test_turn_metrics_on_the_reference_diarization(analysis, sample, sample_rttm
           f"{score.switches_found}/{score.switches_expected}, cpWER (words) "
           f"{cp.counts.rate:.4f} vs WER {wer.rate:.4f}")
     assert dict(cp.mapping) == {"S1": "speaker90", "S2": "speaker91"}
-    assert cp.counts.errors <= wer.errors + 0.08 * wer.reference_units
+    figure("cpwer_extra_errors", (cp.counts.errors - wer.errors) / wer.reference_units,
+           at_most=0.08)
     assert (score.num_turns, score.switches_expected, score.switches_found) == (9, 8, 8)
     assert dict(score.mapping) == {"S1": "speaker90", "S2": "speaker91"}
-    assert score.turns_correct >= 8
+    figure("turns_correct", score.turns_correct, at_least=8)
 
 
 def test_speaker_swapped_script_raises_cpwer_not_wer(analysis, prompt, sample):
@@ -324,7 +351,7 @@ def test_speaker_swapped_script_raises_cpwer_not_wer(analysis, prompt, sample):
             assert result.cpwer_errors > base.cpwer_errors
 
 
-def test_held_out_prompts_cpsim(evaluator, sample, sample_rttm):
+def test_held_out_prompts_cpsim(evaluator, sample, sample_rttm, figure):
     """cpSIM with prompts and output disjoint in time: output = the call after 17.7 s, prompts =
     each speaker's STM segments before it (the honest case: GE2E on narrow-band speech)."""
     from model.metrics.audio import SAMPLE_RATE, cut
@@ -348,20 +375,21 @@ def test_held_out_prompts_cpsim(evaluator, sample, sample_rttm):
           f"pairing {result.mapping}, truth {true_pairs}")
     assert sorted(truth.values()) == ["S1", "S2"]
     assert tuple(sorted(result.mapping)) == true_pairs
-    assert result.score > result.other_score
+    figure("cpsim_margin_held_out", result.score - result.other_score, at_least=1e-6)
 
 
-def test_dnsmos_drops_with_added_noise(evaluator, analysis, sample):
+def test_dnsmos_drops_with_added_noise(evaluator, analysis, sample, figure):
     rng = np.random.default_rng(0)
     audio = sample["audio"]
     noisy = audio + rng.normal(scale=3 * np.std(audio), size=audio.shape).astype(np.float32)
     clean, degraded = analysis.dnsmos, evaluator.quality(noisy)
     print(f"\nDNSMOS clean OVRL {clean.ovrl:.3f} BAK {clean.bak:.3f}; with noise OVRL "
           f"{degraded.ovrl:.3f} BAK {degraded.bak:.3f}")
-    assert degraded.ovrl < clean.ovrl - 0.5 and degraded.bak < clean.bak - 0.5
+    figure("ovrl_drop", clean.ovrl - degraded.ovrl, at_least=0.5)
+    figure("bak_drop", clean.bak - degraded.bak, at_least=0.5)
 
 
-def test_cli_writes_the_results_table(tmp_path, sample, sample_wav):
+def test_cli_writes_the_results_table(tmp_path, sample, sample_wav, figure):
     """``python -m model.evaluate`` on a merged-prompt test list: the first 14.3 s of the call
     (both voices) is the prompt, the rest stands for a generated dialogue."""
     from model.evaluate import main
@@ -388,7 +416,7 @@ def test_cli_writes_the_results_table(tmp_path, sample, sample_wav):
     status = main(["--test-list", str(tmp_path / "list.tsv"), "--res-dir", str(tmp_path / "res"),
                    "--out", str(out), "--json", str(tmp_path / "r.json"), "--model-name", "ours",
                    "--params", "123M", "--synthesis-times", str(tmp_path / "times.tsv"),
-                   "--append", "--num-threads", "2"])
+                   "--append", "--num-threads", str(TEST_THREADS)])
     assert status == 0
     text = out.read_text()
     print("\n" + text)
@@ -406,4 +434,61 @@ def test_cli_writes_the_results_table(tmp_path, sample, sample_wav):
     assert report["missing"] == ["gone"] and item["prompt_mode"] == "merged"
     assert item["rtf"] == pytest.approx(0.78 / item["duration_s"])
     assert f"{100 * report['summary']['wer']:.2f}" in rows["ours"]
-    assert item["wer"] < 0.35 and item["cpsim"] > item["cpsim_swapped"]
+    figure("wer", item["wer"], at_most=0.35)
+    assert item["cpsim"] > item["cpsim_swapped"]
+
+
+# ---------------------------------------------------------------- the evaluation's ASR
+
+
+def _retimed_conversation(audio, rows, seed: int = 0):
+    """Every STM line of the sample twice, shuffled, each in one of three voices (the real one
+    and two resampled, pitch-shifted ones) at one of three levels, with 0.3-1.2 s pauses, a 5 s
+    silence halfway and 2 s of silence at both ends; returns (audio, reference text)."""
+    import soxr
+
+    from model.metrics.audio import SAMPLE_RATE
+
+    rng = np.random.default_rng(seed)
+    order = [*rng.permutation(len(rows)), *rng.permutation(len(rows))]
+    pieces, texts = [np.zeros(2 * SAMPLE_RATE, np.float32)], []
+    for k, index in enumerate(order):
+        _, start, end, text = rows[index]
+        piece = audio[int((start - 0.05) * SAMPLE_RATE):int((end + 0.05) * SAMPLE_RATE)]
+        factor = (1.0, 0.88, 1.12)[int(rng.integers(3))]
+        if factor != 1.0:  # played back at the same rate: pitch and tempo times `factor`
+            piece = soxr.resample(piece, SAMPLE_RATE, round(SAMPLE_RATE / factor))
+        pieces.append(piece * (0.5, 1.0, 2.0)[int(rng.integers(3))])
+        texts.append(text)
+        pause = 5.0 if k == len(rows) - 1 else rng.uniform(0.3, 1.2)
+        pieces.append(np.zeros(round(pause * SAMPLE_RATE), np.float32))
+    pieces.append(np.zeros(2 * SAMPLE_RATE, np.float32))
+    out = np.concatenate(pieces).astype(np.float32)
+    return np.clip(out, -1.0, 1.0), " ".join(texts)
+
+
+def test_evaluation_asr_reads_a_retimed_multi_voice_conversation(evaluator, sample, sample_stm,
+                                                                 figure):
+    """The evaluation's Whisper on 26 turns of three voices (81 s, three VAD windows): every
+    window read once, no loop and no invented text."""
+    rows = _stm_rows(sample_stm)
+    audio, reference = _retimed_conversation(sample["audio"], rows)
+    transcript = evaluator.recognizer.transcribe(audio)
+    counts = dialogue_wer(reference, transcript.text)
+    print(f"\nre-timed conversation ({len(audio) / 16000:.1f} s, windows "
+          f"{transcript.windows}): WER {counts.rate:.3f} ({counts})\n{transcript.text}")
+    assert len(transcript.windows) >= 3
+    assert all(b - a <= 30.0 for a, b in transcript.windows)
+    figure("wer", counts.rate, at_most=0.3)
+    figure("insertions", counts.insertions, at_most=6)
+    words = [w.start for w in transcript.words]
+    assert words == sorted(words) and len(words) == len(transcript.text.split())
+
+
+def test_evaluation_asr_gives_no_text_without_speech(evaluator):
+    rng = np.random.default_rng(0)
+    silence = np.zeros(16000 * 12, np.float32)
+    hiss = (0.003 * rng.standard_normal(16000 * 12)).astype(np.float32)
+    for audio in (silence, hiss):
+        transcript = evaluator.recognizer.transcribe(audio)
+        assert (transcript.text, transcript.words, transcript.windows) == ("", (), ())

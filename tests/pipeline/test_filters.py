@@ -59,7 +59,7 @@ def embedder():
 # --- DNSMOS ------------------------------------------------------------------------------------
 
 
-def test_batched_dnsmos_matches_speechmos_on_the_sample(work):
+def test_batched_dnsmos_matches_speechmos_on_the_sample(work, figure):
     from speechmos import dnsmos as reference
 
     d = work.dialogues[0]
@@ -67,14 +67,13 @@ def test_batched_dnsmos_matches_speechmos_on_the_sample(work):
     scores = DnsmosScorer(p808=True).score(clips)
     for c, score in zip(clips, scores):
         ref = reference.run(c, sr=16000)
-        assert abs(score.ovrl - ref["ovrl_mos"]) < 0.05
-        assert abs(score.sig - ref["sig_mos"]) < 0.05
-        assert abs(score.bak - ref["bak_mos"]) < 0.05
-        assert abs(score.p808 - ref["p808_mos"]) < 0.05
+        difference = max(abs(score.ovrl - ref["ovrl_mos"]), abs(score.sig - ref["sig_mos"]),
+                         abs(score.bak - ref["bak_mos"]), abs(score.p808 - ref["p808_mos"]))
+        figure("max_abs_diff_to_speechmos", difference, at_most=0.05)
     assert scores[0].num_windows == 7  # 23.4 s: windows 0..6 (the reference skips 7..14)
 
 
-def test_spread_windows_keep_the_clip_score(work, dnsmos):
+def test_spread_windows_keep_the_clip_score(work, dnsmos, figure):
     """The default run scores 3 evenly spread windows a dialogue: close to all of them."""
     from pipeline.quality.dnsmos import spread
 
@@ -86,7 +85,7 @@ def test_spread_windows_keep_the_clip_score(work, dnsmos):
     capped = DnsmosScorer(max_windows=3).score(clips)
     for f, c in zip(full, capped):
         assert f.num_windows > 3 and c.num_windows == 3
-        assert abs(f.ovrl - c.ovrl) < 0.06, (f, c)
+        figure("ovrl_3_windows_vs_all", abs(f.ovrl - c.ovrl), at_most=0.06, detail=(f, c))
     with pytest.raises(ValueError):
         DnsmosScorer(max_windows=-1)
 
@@ -192,11 +191,12 @@ def test_role_measures_and_failures():
 # --- models on the sample ----------------------------------------------------------------------
 
 
-def test_default_filters_keep_the_sample_dialogue(work, dnsmos, embedder):
+def test_default_filters_keep_the_sample_dialogue(work, dnsmos, embedder, figure):
     kept, rejects = filter_dialogues(work, FilterOptions(), dnsmos, embedder)
     assert rejects == [] and len(kept) == 1
     q = kept[0].quality
-    assert q["dnsmos_ovrl"] >= 2.8 and 5 <= q["cps"] <= 25
+    figure("dnsmos_ovrl", q["dnsmos_ovrl"], at_least=FilterOptions().min_dnsmos_ovrl)
+    assert 5 <= q["cps"] <= 25
     assert 3300 <= kept[0].bandwidth_hz <= 4100 and kept[0].sample_rate == 16000
     assert q["role_margin"] > THRESHOLDS["campplus"].min_margin
     assert kept[0].text == work.dialogues[0].text

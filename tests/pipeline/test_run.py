@@ -20,23 +20,24 @@ from tests.pipeline.audio_factory import encode_with_pyav, tone
 from tests.pipeline.test_vad import vad_scores
 
 
-def test_default_run_curates_the_bundled_sample(sample_run):
+def test_default_run_curates_the_bundled_sample(sample_run, figure):
     recordings = read_table(sample_run.output, "recordings").to_pylist()
     assert len(recordings) == 1
     rec = recordings[0]
     assert rec["uri"].endswith("pipeline/assets/sample.wav")
     assert rec["sample_rate"] == 16000 and rec["num_channels"] == 1
     assert abs(rec["duration_s"] - 30.0) < 0.01
-    assert 0.6 < rec["speech_ratio"] < 0.9
+    figure("speech_ratio", rec["speech_ratio"], at_least=0.6, at_most=0.9)
     assert 3000 < rec["bandwidth_hz"] < 4500  # telephone band
     assert sample_run.summary["files"] == 1 and sample_run.summary["files_rejected"] == 0
 
 
-def test_speech_table_covers_the_reference(sample_run, sample_rttm):
+def test_speech_table_covers_the_reference(sample_run, sample_rttm, figure):
     speech = read_table(sample_run.output, "speech").to_pylist()
     coverage, false_alarm = vad_scores([(r["start"], r["end"]) for r in speech],
                                        [(s, e) for _, s, e in read_rttm(sample_rttm)], 30.0)
-    assert coverage >= 0.90 and false_alarm < 0.10
+    figure("coverage", coverage, at_least=0.90)
+    figure("false_alarm", false_alarm, at_most=0.10)
 
 
 def test_every_table_has_its_documented_schema(sample_run):
@@ -182,20 +183,21 @@ def _stm_words(stm, start: float = 0.0, end: float = 1e9) -> str:
     return " ".join(words)
 
 
-def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sample_stm):
+def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sample_stm,
+                                                                  figure):
     from pipeline.wer import word_error_rate
 
     turns = read_table(sample_run.output, "turns").to_pylist()
     assert len(turns) >= 6
     assert {t["language"] for t in turns} == {"en"}
     hyp = " ".join(t["text"] for t in sorted(turns, key=lambda t: t["start"]))
-    assert word_error_rate(_stm_words(sample_stm), hyp).rate <= 0.25
+    figure("wer", word_error_rate(_stm_words(sample_stm), hyp).rate, at_most=0.25)
     for turn in turns:
         assert turn["words"] and all(turn["start"] - 0.5 <= w["start"] <= w["end"] <= turn["end"] + 0.5
                                      for w in turn["words"])
 
 
-def test_the_sample_yields_a_two_speaker_dialogue(sample_run, sample_stm):
+def test_the_sample_yields_a_two_speaker_dialogue(sample_run, sample_stm, figure):
     import re
 
     from pipeline.wer import word_error_rate
@@ -206,10 +208,10 @@ def test_the_sample_yields_a_two_speaker_dialogue(sample_run, sample_stm):
     assert best["text"].startswith("[S1]") and "[S2]" in best["text"]
     assert best["s1_speaker"] != best["s2_speaker"] and best["num_turns"] >= 4
     quality = dict(best["quality"])
-    assert quality["dnsmos_ovrl"] >= 2.8
+    figure("dnsmos_ovrl", quality["dnsmos_ovrl"], at_least=2.8)
     plain = re.sub(r"\[S[12]\]", " ", best["text"])
     reference = _stm_words(sample_stm, best["start"], best["end"])
-    assert word_error_rate(reference, plain).rate <= 0.3
+    figure("dialogue_wer", word_error_rate(reference, plain).rate, at_most=0.3)
     turns = [t for t in read_table(sample_run.output, "dialogue_turns").to_pylist()
              if t["dialogue_id"] == best["dialogue_id"]]
     roles = [t["role"] for t in sorted(turns, key=lambda t: t["index"])]

@@ -28,12 +28,12 @@ def sample_audio(sample_wav):
 
 
 @pytest.mark.parametrize("backend", ["onnx", "jit"])
-def test_vad_covers_reference_speech(sample_audio, sample_rttm, backend):
+def test_vad_covers_reference_speech(sample_audio, sample_rttm, backend, figure):
     regions = detect_speech(sample_audio, load_vad_model(backend), VadOptions(vad_backend=backend))
     reference = [(s, e) for _, s, e in read_rttm(sample_rttm)]
     coverage, false_alarm = vad_scores(regions, reference, 30.0)
-    assert coverage >= 0.90, coverage
-    assert false_alarm < 0.10, false_alarm
+    figure("coverage", coverage, at_least=0.90)
+    figure("false_alarm", false_alarm, at_most=0.10)
 
 
 def test_windowed_vad_matches_whole_file(sample_audio):
