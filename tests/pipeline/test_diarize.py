@@ -152,11 +152,12 @@ def test_options_validate():
 # --- real audio ---------------------------------------------------------------------------------
 
 
-def test_sample_der(models, sample):
+def test_sample_der(models, sample, figure):
     wave, reference = sample
     result = diarize(wave, DiarizeOptions(), models, "sample")
     error, parts = conv.der(reference, result.segments)
-    assert error <= 0.10, parts  # measured 7.7 % (miss 4.6: the first "hello" and a 0.8 s "hi")
+    # measured 7.7 % (miss 4.6: the first "hello" and a 0.8 s "hi"); margin 2.3 points
+    figure("sample_der", error, at_most=0.10, detail=parts)
     labels = [s.speaker for s in result.segments]
     assert sorted(set(labels)) == ["SPK0", "SPK1"] and labels[0] == "SPK0"
     # the reference has four overlaps (1.9 s): some of it is found and flagged
@@ -186,23 +187,23 @@ def voice_results(models):
     return out
 
 
-def test_many_real_voices_dev_set(voice_results):
+def test_many_real_voices_dev_set(voice_results, figure):
     """The development set (10 voices, 18 conversations; measured: mean 8.7 %, max 14.0 %, every
     speaker count right). Bounds: +2.3 and +6 points of margin for other CPUs' arithmetic."""
     rows = voice_results["dev"]
     errors = [e for _, e, _, _ in rows]
-    assert np.mean(errors) <= 0.11, rows
-    assert max(errors) <= 0.20, rows
+    figure("dev_mean_der", np.mean(errors), at_most=0.11, detail=rows)
+    figure("dev_max_der", max(errors), at_most=0.20, detail=rows)
     assert all(found == truth for _, _, found, truth in rows), rows
 
 
-def test_many_real_voices_heldout_set(voice_results):
+def test_many_real_voices_heldout_set(voice_results, figure):
     """Voices never used in design (6 voices, 11 conversations; measured: mean 10.6 %, max
-    20.1 %, 9 of 11 speaker counts right)."""
+    20.1 %, 9 of 11 speaker counts right). Margins +2.4 and +5.9 points."""
     rows = voice_results["heldout"]
     errors = [e for _, e, _, _ in rows]
-    assert np.mean(errors) <= 0.13, rows
-    assert max(errors) <= 0.26, rows
+    figure("heldout_mean_der", np.mean(errors), at_most=0.13, detail=rows)
+    figure("heldout_max_der", max(errors), at_most=0.26, detail=rows)
     assert sum(found == truth for _, _, found, truth in rows) >= 9, rows
 
 
