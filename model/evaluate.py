@@ -292,7 +292,8 @@ class Evaluator:
 
     def model_names(self) -> dict[str, str]:
         """What computes each metric, for the results file."""
-        asr = f"Whisper {self.recognizer.name} (faster-whisper {self.options.compute_type})"
+        asr = (f"Whisper {self.recognizer.name} (faster-whisper {self.options.compute_type}, "
+               "silero-VAD windows, guarded decoding)")
         names = {
             "WER": asr,
             "cpWER": f"pyannote segmentation-3.0 ONNX + GE2E clustering (2 speakers) + {asr}, "

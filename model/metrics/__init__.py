@@ -3,7 +3,8 @@
 - :mod:`model.metrics.script`: the ``[S1] ... [S2] ...`` script split into turns and per-speaker text.
 - :mod:`model.metrics.audio`: any audio file as 16 kHz mono float32.
 - :mod:`model.metrics.wer`: WER and cpWER (with the pipeline's fixed normalisation) and word alignment.
-- :mod:`model.metrics.asr`: Whisper transcripts (whole clip with word times; per speaker turn).
+- :mod:`model.metrics.asr`: Whisper transcripts (whole clip in silero-VAD windows with word times,
+  or per speaker turn), Whisper's hallucination guards on.
 - :mod:`model.metrics.diarization`: two-speaker diarization with the pipeline's ONNX recipe.
 - :mod:`model.metrics.similarity`: cpSIM from GE2E speaker embeddings.
 - :mod:`model.metrics.turns`: speaker switches and turn accuracy.

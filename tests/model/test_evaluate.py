@@ -196,12 +196,12 @@ def test_speech_windows_cut_at_the_largest_pauses_and_pad_into_silence():
     from model.metrics.asr import speech_windows
 
     assert speech_windows([], 10.0) == []
-    assert speech_windows([(1.0, 4.0)], 4.1) == [(0.8, 4.1)]  # padding stops at the clip's end
+    assert speech_windows([(3.0, 10.0)], 60.0) == [(2.0, 11.0)]  # padded by 1 s
+    assert speech_windows([(0.5, 4.0)], 4.1) == [(0.0, 4.1)]  # never past the clip
     regions = [(1.0, 8.0), (8.3, 20.0), (22.0, 29.0), (29.5, 45.0), (46.0, 50.0)]
     windows = speech_windows(regions, 60.0)
-    assert windows == [(0.8, 20.2), (21.8, 50.2)]  # cut at the largest (2 s) pause
-    # padding never reaches past halfway to the next window
-    assert speech_windows([(0.0, 20.0), (20.3, 40.0)], 40.0) == [(0.0, 20.15), (20.15, 40.0)]
+    # cut at the largest (2 s) pause; padding stops halfway to the next window
+    assert windows == [(0.0, 21.0), (21.0, 51.0)]
     assert all(b - a <= 30.0 for a, b in windows)
     # one region longer than a window: equal parts, none over 30 s
     long = speech_windows([(0.0, 70.0)], 70.0)
@@ -469,7 +469,7 @@ def _retimed_conversation(audio, rows, seed: int = 0):
 
 def test_evaluation_asr_reads_a_retimed_multi_voice_conversation(evaluator, sample, sample_stm,
                                                                  figure):
-    """The evaluation's Whisper on 26 turns of three voices (81 s, three VAD windows): every
+    """The evaluation's Whisper on 26 turns of three voices (75 s, 4-5 VAD windows): every
     window read once, no loop and no invented text."""
     rows = _stm_rows(sample_stm)
     audio, reference = _retimed_conversation(sample["audio"], rows)
