@@ -32,8 +32,8 @@ class TwoSpeakerDiarizer:
     """The pipeline's ONNX diarizer, set to two speakers.
 
     Args:
-        embedder: a loaded speaker embedder (``Ge2eEmbedder``), shared with cpSIM; ``None`` loads
-            one.
+        embedder: a loaded speaker embedder (``Ge2eEmbedder``) for cpSIM; ``None`` loads one.
+            The diarization itself uses CAM++, the pipeline's default.
         num_threads: onnxruntime threads of the segmentation model.
     """
 
@@ -43,9 +43,13 @@ class TwoSpeakerDiarizer:
         from pipeline.diarization.segmentation import SegmentationModel
         from pipeline.diarize import DiarizeOptions
 
+        from pipeline.diarization.campplus import CamPlusEmbedder
+
         self.embedder = embedder if embedder is not None else Ge2eEmbedder()
+        # the diarizer's own embedding is the pipeline's default (CAM++): its recipe was fitted
+        # with it; GE2E (shared with cpSIM) cannot tell the sample's telephone voices apart
         self._models = OnnxModels(segmentation=SegmentationModel(num_threads=num_threads),
-                                  embedder=self.embedder)
+                                  embedder=CamPlusEmbedder(num_threads=num_threads))
         self._opts = DiarizeOptions(num_speakers=2)
 
     def __call__(self, samples: np.ndarray) -> tuple[SpeakerSegment, ...]:
