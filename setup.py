@@ -23,6 +23,7 @@ CORE = [
     "av==18.1.0",
     "soxr",
     "onnxruntime==1.32.0",
+    "onnx==1.23.2",  # torch.onnx.export: CAM++ runs as a cached ONNX export
     "scipy",
     "librosa",
     "tqdm",
@@ -38,8 +39,7 @@ EXTRAS = {
     "funasr": ["funasr==1.4.16"],
     # model text front-end
     "tts": ["piper-phonemize==1.1.0", "pypinyin==0.55.0", "jieba==0.42.1"],
-    # onnx: torch.onnx.export (ONNX embedding models in tests, model.onnx_export)
-    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff", "onnx==1.23.2"],
+    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

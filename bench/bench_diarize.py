@@ -57,6 +57,11 @@ def get_args() -> argparse.Namespace:
                         help="--purity: role-purity guard settings to run")
     parser.add_argument("--option", action="append", default=[],
                         help="extra DiarizeOptions field=value (repeatable)")
+    parser.add_argument("--baseline", action="append", default=None,
+                        help="DiarizeOptions field=value of the baseline run, timed in the same "
+                             "process on the same audio (repeatable; default: the stage as it "
+                             "was before the ONNX CAM++, diar_embedding_runtime=torch); "
+                             "--baseline none skips it")
     return parser.parse_args()
 
 
@@ -96,7 +101,8 @@ def vad_regions(audio) -> list:
 _VAD = None
 
 
-def der_table(all_cases, embedding: str, threads: int, extra: dict) -> None:
+def der_table(all_cases, embedding: str, threads: int, extra: dict) -> float:
+    """Print DER per conversation and per set; returns the stage's RTF."""
     opts = DiarizeOptions(embedding_model=embedding, diar_num_threads=threads, **extra)
     models = load_models(opts)
     diarize(all_cases[0][2][:SR * 12], opts, models)  # warm-up
@@ -121,6 +127,7 @@ def der_table(all_cases, embedding: str, threads: int, extra: dict) -> None:
         print(f"{set_name:8s} mean DER {100 * statistics.mean(errors):5.1f} %   "
               f"max {100 * max(errors):5.1f} %   ({len(errors)} conversations)")
     print(f"diarize RTF {wall_s / audio_s:.4f} ({audio_s:.0f} s of audio)")
+    return wall_s / audio_s
 
 
 def purity_table(all_cases, extra_args: list[str], keep: str = "",
@@ -177,8 +184,14 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     all_cases = cases(args.sets)
     extra = dict(_value_pair(o) for o in args.option)
+    baseline = args.baseline if args.baseline is not None else ["diar_embedding_runtime=torch"]
+    baseline = {} if baseline == ["none"] else dict(_value_pair(o) for o in baseline)
     for embedding in args.embeddings:
-        der_table(all_cases, embedding, args.threads, extra)
+        rtf = der_table(all_cases, embedding, args.threads, extra)
+        if baseline:
+            base = der_table(all_cases, embedding, args.threads, {**extra, **baseline})
+            print(f"\nRTF ratio {rtf / base:.2f} ({embedding}: {rtf:.4f} against the baseline "
+                  f"{baseline}: {base:.4f}, same process, same audio)")
     if args.purity:
         purity_table(all_cases, [f"--{k}={v}" for k, v in extra.items()], args.keep,
                      tuple(args.guards))

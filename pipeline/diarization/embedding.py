@@ -161,12 +161,14 @@ class OnnxEmbedder:
         return _normalise(np.stack(rows))
 
 
-def load_embedder(spec: str, num_threads: int = 1) -> Embedder:
-    """``"campplus"`` (the default), ``"ecapa"``, ``"ge2e"`` or a path to an ONNX model."""
+def load_embedder(spec: str, num_threads: int = 1, runtime: str = "onnx") -> Embedder:
+    """``"campplus"`` (the default), ``"ecapa"``, ``"ge2e"`` or a path to an ONNX model.
+
+    ``runtime`` (``"onnx"`` or ``"torch"``) is how CAM++ runs; the other models have one way."""
     if spec.lower() == "campplus":
         from pipeline.diarization.campplus import CamPlusEmbedder
 
-        return CamPlusEmbedder(num_threads=num_threads)
+        return CamPlusEmbedder(num_threads=num_threads, runtime=runtime)
     if spec.lower() == "ecapa":
         from pipeline.diarization.ecapa import EcapaEmbedder
 
