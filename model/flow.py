@@ -2,7 +2,7 @@
 
 The network is injected (anything with :class:`VelocityEstimator`'s ``forward_fm_decoder``), so
 this module owns only the math of ZipVoice §1.6–1.8 and §1.11 (see
-``../shared/reference/zipvoice-dialog.md``).
+the ZipVoice paper and its released code).
 
 Dimension legend (one layout everywhere, batch first as in ZipVoice):
 

@@ -38,7 +38,6 @@ reencoded_tree() {
   git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
     [ -e "$f" ] && printf '%s\0' "$f"
   done | xargs -0 cp --parents -t "$root/tree"
-  [ -d ../shared ] && ln -s "$(cd ../shared && pwd)" "$root/shared"
   "$python" scripts/portability.py reencode pipeline/assets/sample.wav \
     "$root/tree/pipeline/assets/sample.wav" >&2
   echo "$root/tree"

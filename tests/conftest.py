@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.upstream import upstream_fixture_dir
+
 # Threads of every model the tests run (torch, onnxruntime, CTranslate2), fixed so that a
 # machine's core count does not change the arithmetic; the portability check also runs 1.
 TEST_THREADS = int(os.environ.get("PORTABILITY_THREADS", "2"))
@@ -27,7 +29,6 @@ os.environ["OMP_NUM_THREADS"] = str(TEST_THREADS)
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "pipeline" / "assets"
-SHARED = REPO.parent / "shared"
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,11 @@ def sample_stm() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    return SHARED
+def upstream_fixtures() -> Path:
+    """What upstream ZipVoice's own code produced (``tests/fixtures/zipvoice-upstream``, see its
+    README). Part of the repository: a missing file is an error, never a skip."""
+    return upstream_fixture_dir()
+
 
 
 @pytest.fixture(scope="session")

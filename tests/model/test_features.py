@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from model.features import FeatureConfig, MelExtractor, mel_filterbank, num_frames
+from tests.upstream import upstream_fixture_dir
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "fixtures"
-    / "zipvoice-upstream"
-    / "mel_vocosfbank.pt"
-)
+FIXTURE = upstream_fixture_dir() / "mel_vocosfbank.pt"
 logger = logging.getLogger(__name__)
 
 

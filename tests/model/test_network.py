@@ -48,8 +48,8 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
         NetworkConfig.from_dict({**config.to_dict(), "bogus": 1})
 
 
-def test_config_from_upstream_json(shared_dir: Path) -> None:
-    path = shared_dir / "fixtures" / "zipvoice-upstream" / "zipvoice_base_config.json"
+def test_config_from_upstream_json(upstream_fixtures: Path) -> None:
+    path = upstream_fixtures / "zipvoice_base_config.json"
     if not path.is_file():
         pytest.skip(f"{path} not found")
     model_json = json.loads(path.read_text())

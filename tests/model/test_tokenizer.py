@@ -24,8 +24,9 @@ from model.tokenizer import (
     segment_text,
     split_dialogue,
 )
+from tests.upstream import upstream_fixture_dir
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "zipvoice-upstream"
+FIXTURES = upstream_fixture_dir()
 PARITY = json.loads((FIXTURES / "tokenizer_parity.json").read_text(encoding="utf-8"))
 EMILIA_TABLE = FIXTURES / "tokens_emilia_generated.txt"
 

@@ -16,10 +16,11 @@ import torch
 
 from model.ema import ModelEma
 from model.train import TrainOptions, lr_factor, main, step_seed
+from tests.upstream import upstream_fixture_dir
 
 logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "zipvoice-upstream"
+FIXTURES = upstream_fixture_dir()
 
 
 def _records(exp_dir: Path) -> list[dict]:

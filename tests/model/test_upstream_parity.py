@@ -1,5 +1,5 @@
 """Compatibility with upstream ZipVoice checkpoints, checked against numbers that the
-upstream code produced (``../shared/fixtures/zipvoice-upstream``): strict loading,
+upstream code produced (``tests/fixtures/zipvoice-upstream``): strict loading,
 numerical parity of the text path and the decoder, the full-size key/shape table, and
 upstream's checkpoint transformations."""
 
@@ -43,11 +43,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def fixture_dir(shared_dir: Path) -> Path:
-    path = shared_dir / "fixtures" / "zipvoice-upstream"
-    if not path.is_dir():
-        pytest.skip(f"upstream fixtures not found at {path}")
-    return path
+def fixture_dir(upstream_fixtures: Path) -> Path:
+    return upstream_fixtures
 
 
 def _load(fixture_dir: Path, name: str) -> dict:
