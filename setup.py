@@ -39,7 +39,7 @@ EXTRAS = {
     "funasr": ["funasr==1.4.16"],
     # model text front-end
     "tts": ["piper-phonemize==1.1.0", "pypinyin==0.55.0", "jieba==0.42.1"],
-    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff"],
+    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff", "import-linter==2.17"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
@@ -48,7 +48,8 @@ setup(
     version="0.1.0",
     description="Curate two-speaker dialogue corpora with Apache Beam and train a "
     "zero-shot dialogue TTS model on them",
-    packages=find_packages(include=["pipeline", "pipeline.*", "model", "model.*"]),
+    packages=find_packages(include=["core", "core.*", "pipeline", "pipeline.*", "model",
+                                    "model.*"]),
     package_data={"pipeline": ["assets/*"]},
     python_requires=">=3.10",
     install_requires=CORE,

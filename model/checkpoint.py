@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.dialogue_script import SPEAKER_A_TAG, SPEAKER_B_TAG
 from model.config import (
     DIALOG_EXTRA_TOKENS,
     UPSTREAM_SPK_A_ID,
@@ -45,8 +46,6 @@ TOKENS_FILE = "tokens.txt"
 UPSTREAM_CONFIG_FILE = "model.json"
 UPSTREAM_CHECKPOINT_FILE = "model.pt"
 PAD_TOKEN = "_"
-SPK_A_TOKEN = "[S1]"
-SPK_B_TOKEN = "[S2]"
 _STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -357,8 +356,8 @@ def init_stereo_from_dialog(state_dict: Mapping[str, Tensor]) -> dict[str, Tenso
 def _special_ids(tokens: Mapping[str, int]) -> dict[str, int]:
     return {
         "pad_id": tokens.get(PAD_TOKEN, 0),
-        "spk_a_id": tokens.get(SPK_A_TOKEN, UPSTREAM_SPK_A_ID),
-        "spk_b_id": tokens.get(SPK_B_TOKEN, UPSTREAM_SPK_B_ID),
+        "spk_a_id": tokens.get(SPEAKER_A_TAG, UPSTREAM_SPK_A_ID),
+        "spk_b_id": tokens.get(SPEAKER_B_TAG, UPSTREAM_SPK_B_ID),
     }
 
 

@@ -26,11 +26,11 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from core.dialogue_script import dialogue_text
+
 logger = logging.getLogger(__name__)
 
 Mode = Literal["dialog", "single", "stereo"]
-SPEAKER_TAGS = ("[S1]", "[S2]")
-_TAG_RE = re.compile(r"^\s*\[S[12]\]")
 
 
 class TextTokenizer(Protocol):
@@ -88,51 +88,6 @@ class DataOptions:
 
 # ------------------------------------------------------------------------------------------
 # text
-
-
-def dialogue_text(cut: Any) -> str:
-    """The tagged dialogue text of a cut: ``"[S1] … [S2] …"``.
-
-    Order of precedence: ``cut.custom["text"]``; a supervision text that already starts with a
-    speaker tag (ZipVoice-style single-supervision cuts); otherwise the turns (supervisions) in
-    time order, consecutive turns of the same speaker merged. Speakers ``S1``/``S2`` keep their
-    labels; other labels are mapped to S1, S2 in order of first appearance.
-
-    Args:
-        cut: a Lhotse cut.
-
-    Returns:
-        The tagged text.
-
-    Raises:
-        ValueError: no text, or more than two speakers.
-    """
-    custom = getattr(cut, "custom", None) or {}
-    if isinstance(custom.get("text"), str) and custom["text"].strip():
-        return custom["text"].strip()
-    sups = sorted(cut.supervisions, key=lambda s: (s.start, s.end))
-    if len(sups) == 1 and sups[0].text and _TAG_RE.match(sups[0].text):
-        return sups[0].text.strip()
-    if not sups:
-        raise ValueError(f"cut {cut.id}: no supervisions and no custom['text']")
-    voiced = [s for s in sups if (s.text or "").strip()]
-    speakers = list(dict.fromkeys(s.speaker or "S1" for s in voiced))
-    if len(speakers) > 2:
-        raise ValueError(f"cut {cut.id}: more than two speakers ({speakers})")
-    if set(speakers) <= {"S1", "S2"}:
-        labels = {spk: spk for spk in speakers}
-    else:  # other labels: S1, S2 by order of first appearance
-        labels = {spk: f"S{i + 1}" for i, spk in enumerate(speakers)}
-    turns: list[tuple[str, str]] = []
-    for sup in voiced:
-        tag, text = labels[sup.speaker or "S1"], sup.text.strip()
-        if turns and turns[-1][0] == tag:
-            turns[-1] = (tag, f"{turns[-1][1]} {text}")
-        else:
-            turns.append((tag, text))
-    if not turns:
-        raise ValueError(f"cut {cut.id}: all supervision texts are empty")
-    return " ".join(f"[{tag}] {text}" for tag, text in turns)
 
 
 def plain_text(cut: Any) -> str:

@@ -4,7 +4,7 @@ The protocol follows ZipVoice-Dialog's (paper §6, ``egs/zipvoice_dialog/run_eva
 offline stand-in models (see :mod:`model.metrics`):
 
 - **WER**: Whisper transcript of the whole output against the script, tags and punctuation
-  stripped, the pipeline's fixed normalisation (:mod:`pipeline.text_norm`).
+  stripped, the pipeline's fixed normalisation (:mod:`core.text_norm`).
 - **cpWER**: the output diarized into two speakers (the pipeline's ONNX diarizer); in ``words``
   mode (default) the whole-clip transcript's words are given to the diarized speaker they fall
   on, in ``turns`` mode each diarized turn (overlapped stretches and turns under ``min_turn_s``
@@ -55,7 +55,7 @@ from model.metrics.quality import DnsmosScore
 from model.metrics.script import parse_script, speaker_texts
 from model.metrics.similarity import SpeakerPair
 from model.metrics.summary import Summary, summarise
-from pipeline.records import SpeakerSegment
+from pipeline.api import SpeakerSegment
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class Evaluator:
         on slivers: "Thank you." on a 0.5 s piece of the bundled sample).
         """
         from model.metrics.audio import SAMPLE_RATE
-        from pipeline.asr_plan import plan_turns
+        from pipeline.api import plan_turns
 
         clean = [s for s in segments if not s.overlap]
         spans = plan_turns(clean, [], max_gap_s=self.options.turn_max_gap_s, max_chunk_s=30.0)

@@ -120,8 +120,7 @@ def load_audio(source: AudioSource, sample_rate: int) -> np.ndarray:
             raise PromptError(f"prompt audio not found: {path}")
         if os.path.isdir(path):
             raise PromptError(f"prompt audio is a directory: {path}")
-        from pipeline.audio_io import decode_audio
-        from pipeline.errors import DecodeError
+        from pipeline.api import DecodeError, decode_audio
 
         try:
             samples = decode_audio(path, target_rate=sample_rate).samples

@@ -3,8 +3,14 @@
 >>> from model.tokenizer import Tokenizer, TokenTable, split_dialogue
 """
 
-from model.text.dialogue import DialogueFormatError, join_dialogue, split_dialogue
-from model.text.token_table import PAD_TOKEN, SPEAKER_A_TAG, SPEAKER_B_TAG, TokenTable
+from core.dialogue_script import (
+    SPEAKER_A_TAG,
+    SPEAKER_B_TAG,
+    DialogueFormatError,
+    join_dialogue,
+    split_dialogue,
+)
+from model.text.token_table import PAD_TOKEN, TokenTable
 from model.text.tokenizer import MODES, Tokenizer, build_vocabulary, map_punctuation, segment_text
 
 __all__ = [

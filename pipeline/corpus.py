@@ -25,6 +25,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from core.dialogue_script import starts_with_first_speaker
 from pipeline import stereo
 from pipeline.errors import DUPLICATE
 from pipeline.options import opt
@@ -134,7 +135,7 @@ def duplicate_rejects(recording: Recording, dialogues: Sequence[Dialogue],
 def zipvoice_tsv_line(dialogue_id: str, text: str, wav: str, start: float, end: float) -> str:
     """A ZipVoice custom-data line ``id\\ttext\\twav\\tstart\\tend`` (text must begin with
     ``[S1]``; tabs and newlines in the fields are replaced by spaces)."""
-    if not text.startswith("[S1]"):
+    if not starts_with_first_speaker(text):
         raise ValueError(f"dialogue {dialogue_id}: ZipVoice dialogue text must start with [S1]")
     clean = [" ".join(str(v).split()) for v in (dialogue_id, text, wav)]
     return "\t".join(clean + [f"{start:.3f}", f"{end:.3f}"])

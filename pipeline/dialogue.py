@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
+from core.dialogue_script import tag_turns
 from pipeline import stereo
 from pipeline.options import opt
 from pipeline.records import (
@@ -112,13 +113,8 @@ def join_words(words: Sequence[Word], language: str = "") -> str:
 
 
 def tagged_text(turns: Sequence[DialogueTurn]) -> str:
-    """``[S1]text [S2]text …``: each tag directly followed by its turn's text.
-
-    This is the form ZipVoice-Dialog builds itself (``f"[S1]{t1}[S2]{t2}"`` in
-    ``infer_zipvoice_dialog.py``); its tokenizer splits tags out, so the space between turns
-    only keeps the text readable.
-    """
-    return " ".join(f"[{t.role}]{t.text}" for t in turns)
+    """``[S1]text [S2]text …`` (:func:`core.dialogue_script.tag_turns`)."""
+    return tag_turns([(t.role, t.text) for t in turns])
 
 
 # --- pure segmentation -------------------------------------------------------------------------

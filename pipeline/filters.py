@@ -28,7 +28,6 @@ from pipeline.quality.role_purity import PurityThresholds, purity_failure, role_
 from pipeline.records import (
     ANALYSIS_SAMPLE_RATE,
     Dialogue,
-    DialogueTurn,
     RecordingWork,
     Reject,
     Turn,

@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from core.dialogue_script import dialogue_text, starts_with_first_speaker
+
 logger = logging.getLogger(__name__)
 
 
 def _cut_text(cut) -> str:
-    from model.data import dialogue_text
-
     return dialogue_text(cut)
 
 
@@ -82,7 +82,7 @@ def from_opendialog(manifest: Path, audio_root: Path | None = None):
             if missing:
                 raise ValueError(f"{manifest}:{number}: missing {sorted(missing)}")
             text = row["text"].strip()
-            if not text.startswith("[S1]"):
+            if not starts_with_first_speaker(text):
                 raise ValueError(f"{manifest}:{number}: text must start with [S1]: {text[:40]!r}")
             path = Path(row["path"])
             recording = Recording.from_file(path if path.is_absolute() else root / path,

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from core.text_norm import is_cjk_char
 from pipeline.records import Word
-from pipeline.text_norm import is_cjk_char
 
 logger = logging.getLogger(__name__)
 

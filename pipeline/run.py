@@ -23,8 +23,13 @@ from pipeline import asr, corpus, decode, dialogue, diarize, filters, vad
 from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn
 from pipeline.options import CurateOptions, dataclass_from_options
 from pipeline.records import table_row
-from pipeline.writers import (OUTPUTS, LoadFinishedFn, PersistRecordingFn, PersistRejectFn,
-                              WriteTables)
+from pipeline.writers import (
+    OUTPUTS,
+    LoadFinishedFn,
+    PersistRecordingFn,
+    PersistRejectFn,
+    WriteTables,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the layers (core <- pipeline <- model, model through pipeline.api only): .importlinter
+.venv/bin/lint-imports --no-cache
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "${@:-tests}"
 status=$?

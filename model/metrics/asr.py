@@ -30,8 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.asr_whisper import DecodeGuards
-from pipeline.records import ANALYSIS_SAMPLE_RATE, Word
+from pipeline.api import ANALYSIS_SAMPLE_RATE, DecodeGuards, Word
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ def speech_windows(regions: Sequence[tuple[float, float]], duration_s: float,
     >>> speech_windows([(1.5, 2.0), (2.5, 20.0), (24.0, 40.0)], 41.0)
     [(0.5, 21.0), (23.0, 41.0)]
     """
-    from pipeline.asr_plan import split_span
+    from pipeline.api import split_span
 
     regions = sorted((float(a), float(b)) for a, b in regions if b > a)
     if not regions:
@@ -110,9 +109,13 @@ class Recognizer:
     def __init__(self, model: str = "base", language: str | None = "en", beam_size: int = 5,
                  device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0,
                  batch_size: int = 8, guards: DecodeGuards | None = None):
-        from pipeline.asr_models import load_whisper, resolve_asr_model
-        from pipeline.asr_whisper import WhisperBatchTranscriber
-        from pipeline.vad import VadOptions, load_vad_model
+        from pipeline.api import (
+            VadOptions,
+            WhisperBatchTranscriber,
+            load_vad_model,
+            load_whisper,
+            resolve_asr_model,
+        )
 
         self.model_dir, self.model_sha256 = resolve_asr_model(model)
         self.name = model
@@ -130,7 +133,7 @@ class Recognizer:
 
     def speech(self, samples: np.ndarray) -> list[tuple[float, float]]:
         """silero-vad speech regions ``(start_s, end_s)`` of a 16 kHz clip."""
-        from pipeline.vad import detect_speech
+        from pipeline.api import detect_speech
 
         regions = detect_speech(np.ascontiguousarray(samples, dtype=np.float32), self._vad,
                                 self.vad_options)

@@ -21,7 +21,7 @@ def load_mono_16k(path: str | os.PathLike) -> np.ndarray:
     Raises:
         pipeline.errors.DecodeError: the file cannot be decoded.
     """
-    from pipeline.audio_io import decode_audio
+    from pipeline.api import decode_audio
 
     decoded = decode_audio(os.fspath(path), target_rate=SAMPLE_RATE)
     return np.ascontiguousarray(decoded.samples.mean(axis=0), dtype=np.float32)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.records import SpeakerSegment, Word
+from pipeline.api import SpeakerSegment, Word
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +38,13 @@ class TwoSpeakerDiarizer:
     """
 
     def __init__(self, embedder: Any | None = None, num_threads: int = 1):
-        from pipeline.diarization.embedding import Ge2eEmbedder
-        from pipeline.diarization.recipe import OnnxModels
-        from pipeline.diarization.segmentation import SegmentationModel
-        from pipeline.diarize import DiarizeOptions
-
-        from pipeline.diarization.campplus import CamPlusEmbedder
+        from pipeline.api import (
+            CamPlusEmbedder,
+            DiarizeOptions,
+            Ge2eEmbedder,
+            OnnxModels,
+            SegmentationModel,
+        )
 
         self.embedder = embedder if embedder is not None else Ge2eEmbedder()
         # the diarizer's own embedding is the pipeline's default (CAM++): its recipe was fitted
@@ -54,7 +55,7 @@ class TwoSpeakerDiarizer:
 
     def __call__(self, samples: np.ndarray) -> tuple[SpeakerSegment, ...]:
         """Speaker segments of a 16 kHz mono clip (overlapped stretches flagged ``overlap``)."""
-        from pipeline.diarization.recipe import diarize_array
+        from pipeline.api import diarize_array
 
         if len(samples) == 0:
             return ()

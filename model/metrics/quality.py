@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from pipeline.quality.dnsmos import DnsmosScore
+from pipeline.api import DnsmosScore
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class QualityScorer:
     """
 
     def __init__(self, num_threads: int = 0):
-        from pipeline.quality.dnsmos import DnsmosScorer
+        from pipeline.api import DnsmosScorer
 
         self._scorer = DnsmosScorer(p808=False, num_threads=num_threads)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from model.metrics.audio import cut
 from model.metrics.diarization import speaker_labels, speaker_spans
-from pipeline.records import SpeakerSegment
+from pipeline.api import SpeakerSegment
 
 logger = logging.getLogger(__name__)
 

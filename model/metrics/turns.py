@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.text_norm import tokenize
 from model.metrics.script import SPEAKERS, ScriptTurn
 from model.metrics.wer import align
-from pipeline.records import SpeakerSegment, Word
-from pipeline.text_norm import tokenize
+from pipeline.api import SpeakerSegment, Word
 
 __all__ = ["TurnScore", "diarized_turn_sequence", "merge_turns", "score_turns"]
 

@@ -1,6 +1,6 @@
 """WER of a whole dialogue, cpWER over speaker permutations, and word alignment.
 
-Counting and normalisation are the pipeline's (:mod:`pipeline.wer`, :mod:`pipeline.text_norm`):
+Counting and normalisation are the pipeline's (:mod:`core.wer`, :mod:`core.text_norm`):
 one fixed normalisation for every WER the project reports; Chinese is scored per character.
 
 cpWER ("concatenated minimum-permutation WER", CHiME-6): each reference speaker's words are
@@ -16,9 +16,9 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from core.text_norm import tokenize
+from core.wer import ErrorCounts, error_counts, word_error_rate
 from model.metrics.script import plain_text
-from pipeline.text_norm import tokenize
-from pipeline.wer import ErrorCounts, error_counts, word_error_rate
 
 __all__ = ["CpWer", "ErrorCounts", "align", "cp_wer", "dialogue_wer"]
 
@@ -98,7 +98,7 @@ def align(reference: Sequence[str], hypothesis: Sequence[str]) -> list[tuple[int
                                                                               int | None]]:
     """A minimum-edit alignment of two token sequences, as index pairs.
 
-    Ties are broken like :func:`pipeline.wer.error_counts` (match/substitution, then deletion,
+    Ties are broken like :func:`core.wer.error_counts` (match/substitution, then deletion,
     then insertion), so the alignment has exactly its error counts.
 
     Returns:

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PAD_TOKEN = "_"
-SPEAKER_A_TAG = "[S1]"
-SPEAKER_B_TAG = "[S2]"
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from core.dialogue_script import SPEAKER_A_TAG, SPEAKER_B_TAG
 from model.text.chinese import ChineseG2P
 from model.text.english import EnglishG2P
-from model.text.token_table import PAD_TOKEN, SPEAKER_A_TAG, SPEAKER_B_TAG, TokenTable
+from model.text.token_table import PAD_TOKEN, TokenTable
 
 logger = logging.getLogger(__name__)
 

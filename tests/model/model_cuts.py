@@ -106,7 +106,7 @@ def make_dialog_cuts(with_custom_text: bool = True):
             supervisions=sups,
         )
         if with_custom_text and cut_id == MEMORISED_CUT:
-            from model.data import dialogue_text
+            from core.dialogue_script import dialogue_text
 
             cut.custom = {"text": dialogue_text(cut)}
         cuts.append(cut)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.dialogue_script import dialogue_text
 from model.data import (
     BatchStream,
     DataOptions,
     DialogTTSDataset,
     ShardedBatches,
-    dialogue_text,
     load_cuts,
     make_sampler,
     plain_text,

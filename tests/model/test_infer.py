@@ -554,10 +554,10 @@ def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path
     import torch
     from lhotse import CutSet
 
+    from core.wer import word_error_rate
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.network import DialogTTSNetwork
     from model.synthesis import Synthesizer
-    from pipeline.wer import word_error_rate
 
     trained = trained_tiny_checkpoint
     start_s, end_s = trained.window_s

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from core.text_norm import normalize_text, tokenize
+from core.wer import corpus_error_rate, error_counts, word_error_rate
 from pipeline.asr import (
     NO_TRANSCRIPT,
     TURN_TOO_SHORT,
@@ -42,8 +44,6 @@ from pipeline.asr_pack import (
 from pipeline.asr_plan import TurnSpan, merge_segments, plan_turns, split_span
 from pipeline.asr_whisper import ChunkTranscript, compression_ratio
 from pipeline.records import Recording, RecordingWork, SpeakerSegment, SpeechRegion, Word
-from pipeline.text_norm import normalize_text, tokenize
-from pipeline.wer import corpus_error_rate, error_counts, word_error_rate
 from tests.conftest import TEST_THREADS, read_rttm
 
 SR = 16000

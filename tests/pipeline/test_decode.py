@@ -9,7 +9,6 @@ from pipeline import errors
 from pipeline.audio_io import decode_audio, decode_isolated
 from pipeline.decode import DecodeOptions, check_audio, decode_recording, recording_id_for
 from pipeline.errors import DecodeError
-
 from tests.pipeline.audio_factory import encode_with_pyav, tone
 
 

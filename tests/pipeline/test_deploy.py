@@ -8,9 +8,14 @@ from __future__ import annotations
 import re
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import (FlinkRunnerOptions, GoogleCloudOptions,
-                                                  PipelineOptions, PortableOptions,
-                                                  StandardOptions, WorkerOptions)
+from apache_beam.options.pipeline_options import (
+    FlinkRunnerOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    PortableOptions,
+    StandardOptions,
+    WorkerOptions,
+)
 
 from pipeline.options import CurateOptions
 from pipeline.run import build_pipeline

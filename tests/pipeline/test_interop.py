@@ -6,7 +6,7 @@ import json
 import pytest
 from lhotse import CutSet
 
-from model.data import dialogue_text
+from core.dialogue_script import dialogue_text
 from pipeline.interop import from_opendialog, main, to_opendialog, zipvoice_tsv_lines
 
 

@@ -185,7 +185,7 @@ def _stm_words(stm, start: float = 0.0, end: float = 1e9) -> str:
 
 def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sample_stm,
                                                                   figure):
-    from pipeline.wer import word_error_rate
+    from core.wer import word_error_rate
 
     turns = read_table(sample_run.output, "turns").to_pylist()
     assert len(turns) >= 6
@@ -200,7 +200,7 @@ def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sam
 def test_the_sample_yields_a_two_speaker_dialogue(sample_run, sample_stm, figure):
     import re
 
-    from pipeline.wer import word_error_rate
+    from core.wer import word_error_rate
 
     dialogues = read_table(sample_run.output, "dialogues").to_pylist()
     assert dialogues, "the bundled sample's dialogue is kept by the default filters"

@@ -34,7 +34,7 @@ def get_args() -> argparse.Namespace:
 def main() -> None:
     from lhotse import CutSet
 
-    from model.data import dialogue_text
+    from core.dialogue_script import dialogue_text
 
     args = get_args()
     curated, out = Path(args.curated), Path(args.out)

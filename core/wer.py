@@ -1,4 +1,4 @@
-"""Word error rate with the project's fixed normalisation (:mod:`pipeline.text_norm`).
+"""Word error rate with the project's fixed normalisation (:mod:`core.text_norm`).
 
 :func:`error_counts` aligns two token sequences (Levenshtein, unit costs) and counts
 substitutions, deletions and insertions; :func:`word_error_rate` normalises and tokenises a
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline.text_norm import tokenize
+from core.text_norm import tokenize
 
 __all__ = ["ErrorCounts", "corpus_error_rate", "error_counts", "word_error_rate"]
 
