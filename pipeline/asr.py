@@ -32,7 +32,7 @@ from pipeline.asr_pack import (
 )
 from pipeline.asr_plan import TurnSpan, plan_turns
 from pipeline.asr_whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
-from pipeline.options import opt
+from pipeline.option_fields import opt
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
 from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
 

@@ -28,7 +28,7 @@ from apache_beam.metrics import Metrics
 from core.dialogue_script import starts_with_first_speaker
 from pipeline import stereo
 from pipeline.errors import DUPLICATE
-from pipeline.options import opt
+from pipeline.option_fields import opt
 from pipeline.records import (
     Dialogue,
     DialogueTurn,

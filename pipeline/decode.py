@@ -20,7 +20,7 @@ import numpy as np
 from pipeline import errors
 from pipeline.audio_io import DecodedAudio, content_sha1, decode_audio, decode_isolated
 from pipeline.errors import DecodeError
-from pipeline.options import opt
+from pipeline.option_fields import opt
 from pipeline.records import ANALYSIS_SAMPLE_RATE, Recording, RecordingWork, Reject
 from pipeline.stage import REJECTS, StageCounters, StageOutputs
 

@@ -19,7 +19,7 @@ import apache_beam as beam
 
 from core.dialogue_script import tag_turns
 from pipeline import stereo
-from pipeline.options import opt
+from pipeline.option_fields import opt
 from pipeline.records import (
     Dialogue,
     DialogueTurn,

@@ -20,7 +20,7 @@ from typing import Optional
 import apache_beam as beam
 import numpy as np
 
-from pipeline.options import opt
+from pipeline.option_fields import opt
 from pipeline.quality.bandwidth import estimate_bandwidth_hz
 from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
 from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS

@@ -19,10 +19,12 @@ from typing import Any, Optional
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import asr, corpus, decode, dialogue, diarize, filters, vad
+from pipeline import corpus
 from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn
-from pipeline.options import CurateOptions, dataclass_from_options
+from pipeline.option_fields import dataclass_from_options
+from pipeline.options import CurateOptions
 from pipeline.records import table_row
+from pipeline.stages import DECODE, STAGES
 from pipeline.writers import (
     OUTPUTS,
     LoadFinishedFn,
@@ -34,20 +36,12 @@ from pipeline.writers import (
 logger = logging.getLogger(__name__)
 
 def build_stages(options: PipelineOptions) -> list[tuple[str, beam.PTransform]]:
-    """The per-recording stages after decoding, in order, each built from its own options."""
-    def opts(cls):
+    """The per-recording stages after decoding (:data:`pipeline.stages.STAGES`), in order, each
+    built from its own options."""
+    def options_of(cls):
         return dataclass_from_options(cls, options)
 
-    split_of = corpus.split_function(opts(corpus.CorpusOptions))
-    return [
-        ("DetectSpeech", vad.DetectSpeech(opts(vad.VadOptions))),
-        ("Diarize", diarize.Diarize(opts(diarize.DiarizeOptions))),
-        ("Transcribe", asr.Transcribe(opts(asr.AsrOptions))),
-        # dialogue rows carry the split of their recording (the corpus uses the same function)
-        ("SegmentDialogues", dialogue.SegmentDialogues(opts(dialogue.DialogueOptions),
-                                                       split_fn=split_of)),
-        ("FilterDialogues", filters.FilterDialogues(opts(filters.FilterOptions))),
-    ]
+    return [(spec.label, spec.build(options_of(spec.options), options_of)) for spec in STAGES]
 
 
 def corpus_entries(rows_by_table: dict[str, beam.PCollection]) -> beam.PCollection:
@@ -64,13 +58,13 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     """Add the whole curation graph to ``pipeline``."""
     curate = options.view_as(CurateOptions)
     output = curate.output
-    decode_opts = dataclass_from_options(decode.DecodeOptions, options)
 
     uris = pipeline | "MatchInputs" >> MatchInputs(curate.input)
     split = uris | "SplitFinished" >> beam.ParDo(
         SplitFinishedFn(output, curate.resume)).with_outputs(FINISHED, main="todo")
 
-    decoded = split.todo | "DecodeAudio" >> decode.DecodeAudio(decode_opts)
+    decoded = split.todo | DECODE.label >> DECODE.build(
+        dataclass_from_options(DECODE.options, options), None)
     works = decoded.main
     for label, transform in build_stages(options):
         works = (works | label >> transform).main

@@ -66,7 +66,7 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
 
     from pipeline import asr, diarize, filters
     from pipeline.diarization.embedding import embedder_weights
-    from pipeline.options import dataclass_from_options
+    from pipeline.option_fields import dataclass_from_options
 
     models: dict[str, dict[str, str]] = {}
     vad_dir = os.path.join(os.path.dirname(silero_vad.__file__), "data")

@@ -16,7 +16,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline import errors
-from pipeline.options import opt
+from pipeline.option_fields import opt
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, SpeechRegion
 from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, replace
 

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # the layers (core <- pipeline <- model, model through pipeline.api only): .importlinter
 .venv/bin/lint-imports --no-cache
+.venv/bin/python scripts/check_import_cycles.py
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "${@:-tests}"
 status=$?

@@ -17,8 +17,8 @@ import numpy as np
 from pipeline.diarization import segmentation, timeline
 
 if TYPE_CHECKING:
+    from pipeline.diarization.options import DiarizeOptions
     from pipeline.diarization.recipe import Diarization, OnnxModels
-    from pipeline.diarize import DiarizeOptions
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pipeline.diarization.embedding import Embedder
 from pipeline.records import SpeakerSegment, SpeechRegion
 
 if TYPE_CHECKING:
-    from pipeline.diarize import DiarizeOptions
+    from pipeline.diarization.options import DiarizeOptions
 
 logger = logging.getLogger(__name__)
 
