@@ -555,18 +555,6 @@ def resolve_model_dir(
     return Path(local).parent
 
 
-def load_pretrained(
-    name_or_path: str | Path,
-    *,
-    turn_embedding: str = "tag",
-    device: torch.device | str = "cpu",
-    cache_dir: str | Path | None = None,
-) -> LoadedCheckpoint:
-    """Loads an upstream model by directory or hub name (see :func:`resolve_model_dir`)."""
-    directory = resolve_model_dir(name_or_path, cache_dir=cache_dir)
-    return load_checkpoint(directory, device=device, turn_embedding=turn_embedding)
-
-
 def parameter_shapes(network: torch.nn.Module) -> dict[str, list[int]]:
     """Every state-dict key of ``network`` with its shape (as lists, JSON-ready)."""
     return {k: list(v.shape) for k, v in network.state_dict().items()}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -215,16 +214,3 @@ def crossfade_join(chunks: Sequence[np.ndarray], fade_samples: int) -> np.ndarra
         mixed = out[:, -overlap:] * fade_out + chunk[:, :overlap] * (1.0 - fade_out)
         out = np.concatenate([out[:, :-overlap], mixed, chunk[:, overlap:]], axis=1)
     return out
-
-
-@dataclass(frozen=True)
-class ChunkPlan:
-    """How a script is generated.
-
-    Attributes:
-        chunks: chunk texts in script order, each starting with ``[S1]``.
-        batches: indices into ``chunks``, one list per generation batch.
-    """
-
-    chunks: tuple[str, ...]
-    batches: tuple[tuple[int, ...], ...]

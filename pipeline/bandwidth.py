@@ -54,10 +54,3 @@ def estimate_bandwidth(power: np.ndarray, sample_rate: int, floor_db: float = FL
     above = np.nonzero(level_db > level_db.max() - floor_db)[0]
     nyquist = sample_rate / 2
     return float(above[-1] / (len(power) - 1) * nyquist) if len(above) else 0.0
-
-
-def bandwidth_of(samples: np.ndarray, sample_rate: int) -> float:
-    """Bandwidth of a whole array (``(samples,)`` or ``(samples, channels)``)."""
-    probe = BandwidthProbe(sample_rate)
-    probe.update(samples)
-    return probe.bandwidth_hz()

@@ -499,29 +499,9 @@ def recording_id_of(row: dict) -> str:
     return row["dialogue_id"].rsplit("-d", 1)[0]
 
 
-class WriteCorpus(beam.PTransform):
-    """Composite: filtered ``RecordingWork`` → corpus files; main output = ``corpus.json`` dict.
-
-    Args:
-        output_dir: the run's output directory (local path).
-        opts: corpus options.
-
-    >>> # outputs = filtered.main | "WriteCorpus" >> WriteCorpus("output", CorpusOptions())
-    """
-
-    def __init__(self, output_dir: str, opts: CorpusOptions):
-        super().__init__()
-        self.output_dir = output_dir
-        self.opts = opts
-
-    def expand(self, works: beam.PCollection) -> StageOutputs:
-        # records only from here on: the audio is re-read from the URI by the shard writer
-        return (works | "DropAudio" >> beam.Map(to_entry)
-                | "WriteEntries" >> WriteCorpusEntries(self.output_dir, self.opts))
-
-
 class WriteCorpusEntries(beam.PTransform):
-    """Composite: corpus entries (records only) → corpus files; see :class:`WriteCorpus`.
+    """Composite: corpus entries (records only, :func:`to_entry`) → corpus files; main output =
+    the ``corpus.json`` dict.
 
     The pipeline feeds it from the table rows of every recording, those processed now and those
     an earlier run finished, so the corpus, its splits and the duplicate check always cover the

@@ -9,7 +9,7 @@ so one bad file never stops the run. Rejects are yielded on the ``rejects`` outp
 per-stage counting) and also accumulated in ``work.rejects``, which the writers persist.
 
 Counters, namespace = the stage name: ``items_in``, ``items_out``, ``dropped_<reason>``,
-``audio_s_in`` (seconds of audio entering the stage), ``seconds`` (wall time spent in the stage).
+``audio_ms_in`` (milliseconds of audio entering the stage), ``wall_ms`` (wall time spent in it).
 """
 from __future__ import annotations
 

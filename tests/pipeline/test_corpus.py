@@ -1,5 +1,5 @@
 """Corpus outputs: Lhotse cuts (mono, 2-channel, pseudo-stereo), Shar, ZipVoice TSV, splits by
-recording, duplicate recordings; written by the WriteCorpus transform from real sample audio."""
+recording, duplicate recordings; written by the WriteCorpusEntries transform from real sample audio."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,10 +14,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.corpus import (
     CorpusOptions,
-    WriteCorpus,
+    WriteCorpusEntries,
     assign_split,
     duplicate_rejects,
     find_duplicates,
+    to_entry,
     zipvoice_tsv_line,
 )
 from pipeline.dialogue import DialogueOptions, segment_dialogues
@@ -92,7 +93,7 @@ def test_zipvoice_tsv_line_format():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """WriteCorpus over: the sample (mono), a byte-identical copy under another id (duplicate),
+    """WriteCorpusEntries over: the sample (mono), a byte-identical copy under another id (duplicate),
     a pseudo-stereo rendering of the sample, and a real-speech 2-channel call."""
     tmp = tmp_path_factory.mktemp("corpus")
     out = str(tmp / "out")
@@ -108,7 +109,8 @@ def corpus(tmp_path_factory):
     opts = CorpusOptions(write_shar=True, corpus_shards=2, dev_fraction=0.3, test_fraction=0.3,
                          split_salt="f")
     with BeamTestPipeline() as p:
-        outputs = p | beam.Create(works) | "WriteCorpus" >> WriteCorpus(out, opts)
+        outputs = (p | beam.Create(works) | "DropAudio" >> beam.Map(to_entry)
+                   | "WriteCorpus" >> WriteCorpusEntries(out, opts))
         assert_that(outputs.rejects | beam.Map(lambda r: (r.recording_id, r.reason)),
                     equal_to([("zz-copy", DUPLICATE)]), label="CheckRejects")
         assert_that(outputs.main | beam.Map(lambda s: sorted(
