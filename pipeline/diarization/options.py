@@ -52,6 +52,9 @@ class DiarizeOptions:
                                     "speaker (0: off)")
     diar_vad_bridge_s: float = opt(0.3, "speaker segments are cut to the VAD's speech, its "
                                    "pauses shorter than this (s) bridged (0: no VAD gate)")
+    diar_refine_margin: float = opt(0.1, "a stretch of a clustered chunk between pauses the VAD "
+                                    "hears takes another speaker when its embedding is closer "
+                                    "to that speaker by this cosine margin (0: off)")
     diar_cluster_threshold: float = opt(0.0, "cosine similarity at which two clusters of chunks "
                                         "merge (0: the embedding model's fitted value)")
     diar_min_embedding_s: float = opt(1.0, "least length (s) of a chunk for an embedding; "

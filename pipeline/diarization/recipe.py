@@ -138,10 +138,68 @@ def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
     labels, centres = _cluster_chunks(samples, chunks, activity, starts_frames, opts,
                                       models.embedder)
     slot_labels = _slot_labels(activity, starts_frames, chunks, labels)
+    speaks = labels >= 0  # every embedded chunk (short ones took the nearest speaker)
+    if speech is not None and opts.diar_refine_margin > 0 and len(centres) > 1:
+        chunks, labels, speaks = refine_at_pauses(
+            samples, chunks, labels, speaks, centres,
+            vad_mask(speech, num_frames, _frames(opts.diar_min_pause_s) - 1),
+            opts.diar_refine_margin, models.embedder)
     gate = (vad_mask(speech, num_frames, _frames(opts.diar_vad_bridge_s))
             if speech is not None and opts.diar_vad_bridge_s > 0 else None)
-    return _reconstruct(activity, starts_frames, slot_labels, chunks, labels, centres,
+    return _reconstruct(activity, starts_frames, slot_labels, chunks, labels, speaks, centres,
                         num_frames, opts, recording_id, gate)
+
+
+def refine_at_pauses(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
+                     speaks: np.ndarray, centres: np.ndarray, heard: np.ndarray, margin: float,
+                     embedder: Embedder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parts of clustered chunks that another speaker said, found at the pauses the VAD hears.
+
+    The segmentation windows often bridge a half-second pause, so a backchannel between two
+    turns of the other person joins their piece and its chunk. Each clustered chunk with a
+    pause inside (``heard`` is False there) is split into its stretches of speech; a stretch of
+    at least ``_MIN_SHORT_S`` whose embedding is closer to another speaker's centroid by at
+    least ``margin`` (cosine) takes that speaker. Clustering is not redone: the speakers and
+    their centroids stay; only such parts change label. Chunks with no part that changes are
+    returned as they were.
+
+    Returns:
+        ``(chunks, labels, speaks)`` with split chunks replaced by their parts.
+    """
+    parts: list[tuple[int, int, int]] = []  # (chunk index, first, stop)
+    for c in np.flatnonzero(speaks):
+        first, stop = chunks[c]
+        runs = [(first + a, first + b) for a, b in timeline.runs(heard[first:stop])]
+        if len(runs) > 1:
+            parts += [(c, a, b) for a, b in runs if b - a >= _frames(_MIN_SHORT_S)]
+    if not parts:
+        return chunks, labels, speaks
+    embeddings = embedder.embed([track_audio(samples, [(a, b)]) for _, a, b in parts])
+    sims = embeddings.astype(np.float64) @ centres.T.astype(np.float64)
+    moved: dict[int, list[tuple[int, int, int]]] = {}
+    for (c, a, b), row in zip(parts, sims):
+        best = int(np.argmax(row))
+        if best != labels[c] and row[best] - row[labels[c]] >= margin:
+            moved.setdefault(int(c), []).append((a, b, best))
+    if not moved:
+        return chunks, labels, speaks
+    out_chunks, out_labels, out_speaks = [], [], []
+    for c in range(len(chunks)):
+        if c not in moved:
+            out_chunks.append(tuple(chunks[c]))
+            out_labels.append(labels[c])
+            out_speaks.append(speaks[c])
+            continue
+        first, stop = chunks[c]
+        changed = {(a, b): label for a, b, label in moved[c]}
+        for a, b in timeline.runs(heard[first:stop]):
+            span = (first + a, first + b)
+            out_chunks.append(span)
+            out_labels.append(changed.get(span, labels[c]))
+            out_speaks.append(True)
+        logger.debug("chunk %d: %d part(s) moved to another speaker", c, len(moved[c]))
+    return (np.array(out_chunks, dtype=np.int64).reshape(-1, 2),
+            np.array(out_labels, dtype=np.int64), np.array(out_speaks, dtype=bool))
 
 
 def vad_mask(regions: Sequence[SpeechRegion], num_frames: int, bridge_frames: int) -> np.ndarray:
@@ -265,7 +323,8 @@ def _slot_labels(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.nda
 
 
 def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: np.ndarray,
-                 chunks: np.ndarray, labels: np.ndarray, centres: np.ndarray, num_frames: int,
+                 chunks: np.ndarray, labels: np.ndarray, speaks: np.ndarray,
+                 centres: np.ndarray, num_frames: int,
                  opts: DiarizeOptions, recording_id: str,
                  gate: np.ndarray | None = None) -> Diarization:
     """Per-frame speaker scores: clustered chunks speak for themselves; everything else
@@ -283,9 +342,8 @@ def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: n
         for slot in np.flatnonzero(slot_labels[w] >= 0):
             votes[start:stop, slot_labels[w, slot]] += activity[w, :stop - start, slot]
     score = votes / np.maximum(coverage, 1)[:, None]
-    lengths = chunks[:, 1] - chunks[:, 0]
-    for (first, stop), label, length in zip(chunks, labels, lengths):
-        if label >= 0 and length >= _frames(opts.diar_min_embedding_s):
+    for (first, stop), label, own in zip(chunks, labels, speaks):
+        if own:
             score[first:stop] = 0.0
             score[first:stop, label] = 1.0
     if gate is not None:  # the segmentation model bridges pauses the VAD hears as silence

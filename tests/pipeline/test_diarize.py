@@ -138,6 +138,42 @@ def test_constrained_clustering_threshold_links_and_counts():
     assert labels.max() == 1
 
 
+def test_refinement_gives_a_backchannel_between_pauses_to_its_speaker(models):
+    """A chunk that swallowed another person's short reply (the segmentation windows bridged
+    the pauses around it) is split at the pauses the VAD hears, and the reply goes to the
+    speaker its embedding is closest to; the first speaker's parts keep their label. Real
+    voices of the dev split (two men)."""
+    from pipeline.diarization import recipe
+    from tests.pipeline.voice_conversations import load_voice
+
+    fps = recipe._FPS
+    first, other = load_voice("carlo").clips, load_voice("michael").clips
+    a1, a2 = [c.audio for c in first if c.duration >= 1.5][:2]
+    reply = next(c.audio for c in other if 0.5 <= c.duration <= 1.5)
+    pause = np.zeros(int(0.6 * 16000), np.float32)
+    audio = np.concatenate([a1, pause, reply, pause, a2])
+    bounds = np.cumsum([0, len(a1), len(pause), len(reply), len(pause), len(a2)]) / 16000
+    frames = int(len(audio) / 16000 * fps) + 1
+    heard = np.zeros(frames, bool)
+    for start, end in ((bounds[0], bounds[1]), (bounds[2], bounds[3]), (bounds[4], bounds[5])):
+        heard[round(start * fps):round(end * fps)] = True
+    embedder = models.onnx.embedder
+    centres = embedder.embed([np.concatenate([a1, a2]),
+                              np.concatenate([c.audio for c in other if c.duration > 1.5][:3])])
+    chunks = np.array([[0, frames - 1]])
+    out, labels, speaks = recipe.refine_at_pauses(audio, chunks, np.array([0]), np.array([True]),
+                                                  centres, heard, 0.1, embedder)
+    assert labels.tolist() == [0, 1, 0] and speaks.all()
+    reply_span = out[1] / fps
+    assert reply_span[0] == pytest.approx(bounds[2], abs=0.05)
+    assert reply_span[1] == pytest.approx(bounds[3], abs=0.05)
+    # nothing to move: the chunk comes back as it was
+    same, same_labels, _ = recipe.refine_at_pauses(
+        np.concatenate([a1, pause, a2]), np.array([[0, 10]]), np.array([0]),
+        np.array([True]), centres, np.ones(11, bool), 0.1, embedder)
+    assert same.tolist() == [[0, 10]] and same_labels.tolist() == [0]
+
+
 def test_options_validate():
     with pytest.raises(ValueError, match="diarization_backend"):
         DiarizeOptions(diarization_backend="nemo")
