@@ -52,9 +52,13 @@ class DiarizeOptions:
                                     "speaker (0: off)")
     diar_vad_bridge_s: float = opt(0.3, "speaker segments are cut to the VAD's speech, its "
                                    "pauses shorter than this (s) bridged (0: no VAD gate)")
-    diar_refine_margin: float = opt(0.1, "a stretch of a clustered chunk between pauses the VAD "
-                                    "hears takes another speaker when its embedding is closer "
-                                    "to that speaker by this cosine margin (0: off)")
+    diar_refine_margin: float = opt(0.1, "a part of a labelled chunk (between pauses the VAD "
+                                    "hears or weak voice changes) takes another speaker when "
+                                    "its embedding is closer to that speaker by this cosine "
+                                    "margin (0: off)")
+    diar_refine_change_share: float = opt(0.2, "least share of covering windows hearing a "
+                                          "voice change for a chunk to be split there for the "
+                                          "refinement (pieces are cut at diar_change_share)")
     diar_cluster_threshold: float = opt(0.0, "cosine similarity at which two clusters of chunks "
                                         "merge (0: the embedding model's fitted value)")
     diar_min_embedding_s: float = opt(1.0, "least length (s) of a chunk for an embedding; "
@@ -91,7 +95,7 @@ class DiarizeOptions:
         if not 0.1 <= self.diar_window_step_s <= 9.0:
             raise ValueError(f"diar_window_step_s must be in [0.1, 9], got "
                              f"{self.diar_window_step_s} (windows are 10 s long)")
-        for name in ("diar_change_share", "diar_onset", "diar_offset"):
+        for name in ("diar_change_share", "diar_refine_change_share", "diar_onset", "diar_offset"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.diar_offset > self.diar_onset:

@@ -140,28 +140,31 @@ def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
     slot_labels = _slot_labels(activity, starts_frames, chunks, labels)
     speaks = labels >= 0  # every embedded chunk (short ones took the nearest speaker)
     if speech is not None and opts.diar_refine_margin > 0 and len(centres) > 1:
-        chunks, labels, speaks = refine_at_pauses(
-            samples, chunks, labels, speaks, centres,
-            vad_mask(speech, num_frames, _frames(opts.diar_min_pause_s) - 1),
-            opts.diar_refine_margin, models.embedder)
+        # where a part may end: pauses the VAD hears, and voice changes too weak to cut pieces
+        joints = vad_mask(speech, num_frames, _frames(opts.diar_min_pause_s) - 1)
+        for frame in pieces.change_points(evidence.change, opts.diar_refine_change_share):
+            joints[max(frame - 1, 0):frame + 1] = False
+        chunks, labels, speaks = refine_chunks(samples, chunks, labels, speaks, centres, joints,
+                                               opts.diar_refine_margin, models.embedder)
     gate = (vad_mask(speech, num_frames, _frames(opts.diar_vad_bridge_s))
             if speech is not None and opts.diar_vad_bridge_s > 0 else None)
     return _reconstruct(activity, starts_frames, slot_labels, chunks, labels, speaks, centres,
                         num_frames, opts, recording_id, gate)
 
 
-def refine_at_pauses(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
-                     speaks: np.ndarray, centres: np.ndarray, heard: np.ndarray, margin: float,
-                     embedder: Embedder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parts of clustered chunks that another speaker said, found at the pauses the VAD hears.
+def refine_chunks(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
+                  speaks: np.ndarray, centres: np.ndarray, heard: np.ndarray, margin: float,
+                  embedder: Embedder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parts of labelled chunks that another speaker said.
 
-    The segmentation windows often bridge a half-second pause, so a backchannel between two
-    turns of the other person joins their piece and its chunk. Each clustered chunk with a
-    pause inside (``heard`` is False there) is split into its stretches of speech; a stretch of
-    at least ``_MIN_SHORT_S`` whose embedding is closer to another speaker's centroid by at
-    least ``margin`` (cosine) takes that speaker. Clustering is not redone: the speakers and
-    their centroids stay; only such parts change label. Chunks with no part that changes are
-    returned as they were.
+    The segmentation windows often bridge a half-second pause, and half of them must hear a
+    voice change for a piece to be cut there, so a short reply between or at the end of the
+    other person's turns can join their piece and its chunk. Each labelled chunk is split where
+    ``heard`` is False (the VAD's pauses and the weak voice changes, see
+    ``diar_refine_change_share``); a part of at least ``_MIN_SHORT_S`` whose embedding is closer
+    to another speaker's centroid by at least ``margin`` (cosine) takes that speaker.
+    Clustering is not redone: the speakers and their centroids stay; only such parts change
+    label. Chunks with no part that changes are returned as they were.
 
     Returns:
         ``(chunks, labels, speaks)`` with split chunks replaced by their parts.

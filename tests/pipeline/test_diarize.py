@@ -161,14 +161,14 @@ def test_refinement_gives_a_backchannel_between_pauses_to_its_speaker(models):
     centres = embedder.embed([np.concatenate([a1, a2]),
                               np.concatenate([c.audio for c in other if c.duration > 1.5][:3])])
     chunks = np.array([[0, frames - 1]])
-    out, labels, speaks = recipe.refine_at_pauses(audio, chunks, np.array([0]), np.array([True]),
+    out, labels, speaks = recipe.refine_chunks(audio, chunks, np.array([0]), np.array([True]),
                                                   centres, heard, 0.1, embedder)
     assert labels.tolist() == [0, 1, 0] and speaks.all()
     reply_span = out[1] / fps
     assert reply_span[0] == pytest.approx(bounds[2], abs=0.05)
     assert reply_span[1] == pytest.approx(bounds[3], abs=0.05)
     # nothing to move: the chunk comes back as it was
-    same, same_labels, _ = recipe.refine_at_pauses(
+    same, same_labels, _ = recipe.refine_chunks(
         np.concatenate([a1, pause, a2]), np.array([[0, 10]]), np.array([0]),
         np.array([True]), centres, np.ones(11, bool), 0.1, embedder)
     assert same.tolist() == [[0, 10]] and same_labels.tolist() == [0]
