@@ -68,6 +68,10 @@ class DialogueOptions:
                                           "speech), seconds")
     max_other_speaker_s: float = opt(0.5, "most seconds of a third speaker's diarized speech "
                                           "allowed inside a segment")
+    max_untranscribed_s: float = opt(0.4, "diarized speech of one speaker, alone, that no "
+                                          "transcribed turn of theirs covers (a reply the "
+                                          "recogniser heard no words in) ends a conversation "
+                                          "when it lasts this long, seconds (0: off)")
     pseudo_stereo: bool = opt(False, "render mono dialogues into 2 channels, each speaker's "
                                      "diarized regions on its own channel (layout "
                                      "pseudo_stereo)")
@@ -82,7 +86,7 @@ class DialogueOptions:
         if self.min_speaker_switches < 1:
             raise ValueError(f"min_speaker_switches={self.min_speaker_switches} must be >= 1")
         for name in ("max_turn_gap_s", "min_cut_pause_s", "dialogue_edge_pad_s",
-                     "max_other_speaker_s"):
+                     "max_other_speaker_s", "max_untranscribed_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
 
@@ -152,6 +156,33 @@ def _turn_pieces(turn: Turn, index: int, min_cut_pause_s: float) -> list[_Piece]
     return [_Piece(turn.speaker, g[0].start, g[-1].end,
                    clean_turn_text(join_words(g, turn.language)), index, turn.language,
                    turn.channel) for g in groups]
+
+
+def _untranscribed_pieces(turns: Sequence[Turn], diarization: Sequence[SpeakerSegment],
+                          min_s: float) -> list[_Piece]:
+    """Text-less pieces where a speaker with transcribed turns talks alone and no turn of theirs
+    covers it (a turn the recogniser found no words in is dropped with its own reject, so
+    without these a dialogue could hold that speech inside the other speaker's turn,
+    untranscribed). Speakers with no turn at all are third speakers (``max_other_speaker_s``)."""
+    covered: dict[str, list[tuple[float, float]]] = {}
+    for turn in turns:
+        covered.setdefault(turn.speaker, []).append((turn.start, turn.end))
+    # per speaker: where their speech is accounted for (their turns) or not alone (other voices)
+    taken = {spk: _union(spans + [(s.start, s.end) for s in diarization if s.speaker != spk])
+             for spk, spans in covered.items()}
+    out = []
+    for seg in diarization:
+        if seg.overlap or seg.end - seg.start < min_s or seg.speaker not in covered:
+            continue
+        spans = [(seg.start, seg.end)]
+        for a, b in taken[seg.speaker]:
+            if a >= seg.end or b <= seg.start:
+                continue
+            spans = [piece for s, e in spans
+                     for piece in ((s, min(e, a)), (max(s, b), e)) if piece[1] > piece[0]]
+        out += [_Piece(seg.speaker, s, e, "", -1, "", seg.channel)
+                for s, e in spans if e - s >= min_s]
+    return out
 
 
 def _windows(pieces: Sequence[_Piece], opts: DialogueOptions) -> list[list[_Piece]]:
@@ -324,7 +355,10 @@ def segment_dialogues(recording: Recording, turns: Sequence[Turn],
     ordered = sorted(turns, key=lambda t: (t.start, t.end))
     per_turn = [_turn_pieces(t, i, opts.min_cut_pause_s) for i, t in enumerate(ordered)]
     turn_texts = {i: (len(ps), clean_turn_text(ordered[i].text)) for i, ps in enumerate(per_turn)}
-    pieces = sorted((p for ps in per_turn for p in ps), key=lambda p: (p.start, p.end))
+    pieces = [p for ps in per_turn for p in ps]
+    if opts.max_untranscribed_s > 0:
+        pieces += _untranscribed_pieces(ordered, diarization, opts.max_untranscribed_s)
+    pieces.sort(key=lambda p: (p.start, p.end))
     channels = stereo.speaker_channels(recording, diarization, turns)
     dialogues: list[Dialogue] = []
     dturns: list[DialogueTurn] = []

@@ -102,6 +102,26 @@ def test_third_speaker_diarized_inside_is_rejected():
     assert dialogues == [] and [r.reason for r in rejects] == [THIRD_SPEAKER]
 
 
+def test_untranscribed_speech_of_a_speaker_ends_a_conversation():
+    """B's reply that the recogniser heard no words in (no turn, but diarized, alone) sits
+    between two turns of A: no dialogue may hold it inside A's merged turn."""
+    turns = [make_turn("B", 0.0, 2.0, "Hello you."), make_turn("A", 2.5, 5.0, "Hi there."),
+             make_turn("A", 6.0, 8.5, "And more."), make_turn("B", 9.0, 11.0, "Fine.")]
+    diar = [SpeakerSegment("rec", "B", 0.0, 2.0), SpeakerSegment("rec", "A", 2.5, 5.0),
+            SpeakerSegment("rec", "B", 5.2, 5.8), SpeakerSegment("rec", "A", 6.0, 8.5),
+            SpeakerSegment("rec", "B", 9.0, 11.0)]
+    opts = DialogueOptions(min_dialogue_s=1.0)
+    dialogues, _, _ = _segment(turns, opts, diar)
+    assert [(d.start, d.end) for d in dialogues] == [(0.0, 5.1), (5.9, 11.1)]
+    # overlapped, too short, or off: one dialogue as before
+    for changed, options in (
+            ([SpeakerSegment("rec", "B", 5.2, 5.8, overlap=True)], opts),
+            ([SpeakerSegment("rec", "B", 5.2, 5.4)], opts),
+            (diar[2:3], DialogueOptions(min_dialogue_s=1.0, max_untranscribed_s=0.0))):
+        dialogues, _, _ = _segment(turns, options, diar[:2] + changed + diar[3:])
+        assert len(dialogues) == 1 and dialogues[0].num_turns == 3
+
+
 def test_max_duration_cuts_at_pauses_and_inside_a_turn_between_words():
     # A speaks 40 s with a 0.5 s pause at 20 s; B answers: the long turn must be cut there
     words = [Word(float(t), t + 0.9, f" w{t}") for t in range(20)] + \
