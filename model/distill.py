@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from model.data import DataOptions, add_data_arguments, data_options_from_args
+from model.ema import ema_update
 from model.flow import FlowOptions, masked_mse, target_mask
 
 logger = logging.getLogger(__name__)
@@ -387,17 +388,6 @@ def distillation_loss(
     return {"loss": loss, "ref_loss": ref_loss, "num_frames": loss_mask.sum()}
 
 
-@torch.no_grad()
-def ema_update(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """``average = decay·average + (1 − decay)·model`` for every floating-point tensor."""
-    model_state = model.state_dict()
-    for name, value in average.state_dict().items():
-        if value.is_floating_point():
-            value.mul_(decay).add_(model_state[name].to(value.dtype), alpha=1.0 - decay)
-        else:
-            value.copy_(model_state[name])
-
-
 # ------------------------------------------------------------------------------------------
 # evaluation: how close is the few-step student to the many-step teacher
 
@@ -692,7 +682,7 @@ class Distiller:
         else:
             logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
         if options.stage == 2:
-            ema_update(self.teacher, self.student, options.ema_decay)
+            ema_update(self.teacher.state_dict(), self.student.state_dict(), options.ema_decay)
         self.step += 1
         return {
             "loss": float(out["loss"].detach()),
