@@ -1,7 +1,7 @@
 """Effective audio bandwidth: the highest frequency that carries real energy.
 
-Telephone audio stored at 16 or 44.1 kHz still stops near 3.4–4 kHz; that is poor training data for a
-22–24 kHz TTS model, so every recording and dialogue row records an estimate:
+Telephone audio stored at 16 or 44.1 kHz still stops near 3.4–4 kHz; that is poor training data
+for a 22–24 kHz TTS model, so every recording and dialogue row records an estimate:
 
 - a recording's, by :class:`BandwidthProbe`, on the file's original sample rate while it is decoded
   (a long-term average power spectrum over a bounded number of frames, so memory does not grow
