@@ -49,6 +49,7 @@ from torch import Tensor
 from model.data import DataOptions, add_data_arguments, data_options_from_args
 from model.ema import ema_update
 from model.flow import FlowOptions, masked_mse, target_mask
+from model.synthesis import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -490,13 +491,6 @@ def _step_seed(seed: int, step: int) -> int:
     return step_seed(seed, step, 0)
 
 
-def _device(option: str) -> torch.device:
-    if option == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but CUDA is not available")
-    use_cuda = option == "cuda" or (option == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
-
-
 def _feature_config(teacher_dir: Path, feat_dim: int):
     from model.features import FeatureConfig
 
@@ -529,7 +523,7 @@ class Distiller:
 
         self.options = options
         self.exp_dir = Path(options.exp_dir)
-        self.device = _device(options.device)
+        self.device = torch.device(resolve_device(options.device, mps=False))
         torch.manual_seed(options.seed)
         loaded = load_model(options.teacher, device=self.device)
         teacher_is_student = takes_guidance_input(loaded.network)

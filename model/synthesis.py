@@ -288,10 +288,12 @@ def load_network(directory: Path, device: str, *, onnx_int8: bool = False,
     return load_model(directory, device=device).network
 
 
-def resolve_device(device: str = "auto", *, onnx: bool = False) -> str:
+def resolve_device(device: str = "auto", *, onnx: bool = False, mps: bool = True) -> str:
     """``auto`` -> ``cuda:0`` if available, else ``mps``, else ``cpu``; other names as given.
 
-    An ONNX export (``onnx``) runs on onnxruntime's CPU provider: ``auto`` -> ``cpu``.
+    The one device rule of inference, training and distillation (these two pass ``mps=False``:
+    ``auto`` never picks Apple's ``mps`` there). An ONNX export (``onnx``) runs on
+    onnxruntime's CPU provider: ``auto`` -> ``cpu``.
 
     Raises:
         InputError: a CUDA device is asked for and none is available, or a device other
@@ -310,7 +312,8 @@ def resolve_device(device: str = "auto", *, onnx: bool = False) -> str:
         return device
     if torch.cuda.is_available():
         return "cuda:0"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    apple = getattr(torch.backends, "mps", None)
+    if mps and apple is not None and apple.is_available():
         return "mps"
     return "cpu"
 
