@@ -513,12 +513,8 @@ class Distiller:
     def __init__(self, options: DistillOptions) -> None:
         from model.data import BatchStream, DialogTTSDataset, load_cuts, make_sampler
         from model.features import MelExtractor
-        from model.student import (
-            InferenceDefaults,
-            load_model,
-            student_from_teacher,
-            takes_guidance_input,
-        )
+        from model.inference_defaults import InferenceDefaults
+        from model.student import load_model, student_from_teacher, takes_guidance_input
         from model.tokenizer import Tokenizer, TokenTable
 
         self.options = options
