@@ -47,7 +47,9 @@ import torch
 from torch import Tensor
 
 from model.data import DataOptions, add_data_arguments, data_options_from_args
+from model.ema import ema_update
 from model.flow import FlowOptions, masked_mse, target_mask
+from model.synthesis import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -387,17 +389,6 @@ def distillation_loss(
     return {"loss": loss, "ref_loss": ref_loss, "num_frames": loss_mask.sum()}
 
 
-@torch.no_grad()
-def ema_update(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """``average = decay·average + (1 − decay)·model`` for every floating-point tensor."""
-    model_state = model.state_dict()
-    for name, value in average.state_dict().items():
-        if value.is_floating_point():
-            value.mul_(decay).add_(model_state[name].to(value.dtype), alpha=1.0 - decay)
-        else:
-            value.copy_(model_state[name])
-
-
 # ------------------------------------------------------------------------------------------
 # evaluation: how close is the few-step student to the many-step teacher
 
@@ -500,13 +491,6 @@ def _step_seed(seed: int, step: int) -> int:
     return step_seed(seed, step, 0)
 
 
-def _device(option: str) -> torch.device:
-    if option == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but CUDA is not available")
-    use_cuda = option == "cuda" or (option == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
-
-
 def _feature_config(teacher_dir: Path, feat_dim: int):
     from model.features import FeatureConfig
 
@@ -529,17 +513,13 @@ class Distiller:
     def __init__(self, options: DistillOptions) -> None:
         from model.data import BatchStream, DialogTTSDataset, load_cuts, make_sampler
         from model.features import MelExtractor
-        from model.student import (
-            InferenceDefaults,
-            load_model,
-            student_from_teacher,
-            takes_guidance_input,
-        )
+        from model.inference_defaults import InferenceDefaults
+        from model.student import load_model, student_from_teacher, takes_guidance_input
         from model.tokenizer import Tokenizer, TokenTable
 
         self.options = options
         self.exp_dir = Path(options.exp_dir)
-        self.device = _device(options.device)
+        self.device = torch.device(resolve_device(options.device, mps=False))
         torch.manual_seed(options.seed)
         loaded = load_model(options.teacher, device=self.device)
         teacher_is_student = takes_guidance_input(loaded.network)
@@ -692,7 +672,7 @@ class Distiller:
         else:
             logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
         if options.stage == 2:
-            ema_update(self.teacher, self.student, options.ema_decay)
+            ema_update(self.teacher.state_dict(), self.student.state_dict(), options.ema_decay)
         self.step += 1
         return {
             "loss": float(out["loss"].detach()),

@@ -19,6 +19,23 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 
+@torch.no_grad()
+def ema_update(average: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+               decay: float) -> None:
+    """``average = decay·average + (1 − decay)·state`` in place, for every floating-point tensor
+    of ``average``; its other tensors are copied from ``state``.
+
+    ``average`` is :class:`ModelEma`'s shadow, or a module's ``state_dict()`` (whose tensors share
+    the module's storage, so the module itself becomes the average: the Distill stage-2 teacher).
+    """
+    for name, avg in average.items():
+        value = state[name].detach()
+        if avg.is_floating_point():
+            avg.mul_(decay).add_(value.to(avg.dtype), alpha=1.0 - decay)
+        else:
+            avg.copy_(value)
+
+
 class ModelEma:
     """EMA of all floating-point parameters and buffers of a module.
 
@@ -57,13 +74,11 @@ class ModelEma:
             model: the trained module (same structure as at construction).
             step: 0-based index of the optimizer step just taken.
         """
-        d = self.decay_at(step)
         state = model.state_dict()
         for name, avg in self.shadow.items():
-            value = state[name].detach()
-            if avg.device != value.device:
-                self.shadow[name] = avg = avg.to(value.device)
-            avg.mul_(d).add_(value.float(), alpha=1.0 - d)
+            if avg.device != state[name].device:
+                self.shadow[name] = avg.to(state[name].device)
+        ema_update(self.shadow, state, self.decay_at(step))
         self.num_updates += 1
 
     def state_dict_for(self, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from model.inference_defaults import InferenceDefaults
 from model.prompts import AudioSource, PromptError, PromptOptions
 from model.synthesis import (
     DEFAULT_SEED,
@@ -71,7 +72,6 @@ from model.synthesis import (
     CheckpointInfo,
     InputError,
     PromptSpec,
-    SamplingDefaults,
     SynthesisOptions,
     SynthesisResult,
     Synthesizer,
@@ -84,9 +84,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CheckpointInfo",
+    "InferenceDefaults",
     "InputError",
     "PromptSpec",
-    "SamplingDefaults",
     "SynthesisOptions",
     "SynthesisResult",
     "Synthesizer",

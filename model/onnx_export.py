@@ -432,7 +432,7 @@ def export_onnx(
 
         write_token_table(loaded.tokens, onnx_dir / "tokens.txt")
     if not (onnx_dir / "inference.json").is_file():
-        from model.student import write_inference_defaults
+        from model.inference_defaults import write_inference_defaults
 
         write_inference_defaults(loaded.defaults, onnx_dir)
     return export_network(loaded.network, onnx_dir, int8=int8, check=check)

@@ -213,7 +213,7 @@ class LoadedOnnxModel:
     config: NetworkConfig
     tokens: dict[str, int]
     directory: Path
-    defaults: Any  # model.student.InferenceDefaults
+    defaults: Any  # model.inference_defaults.InferenceDefaults
 
     @property
     def guidance_input(self) -> bool:
@@ -226,13 +226,11 @@ def load_onnx_model(
 ) -> LoadedOnnxModel:
     """Opens an ONNX directory with its token table and sampling defaults."""
     from model.checkpoint import read_token_table
-    from model.student import InferenceDefaults, read_inference_defaults
+    from model.inference_defaults import inference_defaults
 
     network = OnnxNetwork(onnx_dir, int8=int8, num_threads=num_threads)
     directory = Path(onnx_dir)
-    defaults = read_inference_defaults(directory) or InferenceDefaults.for_variant(
-        network.config.variant
-    )
+    defaults = inference_defaults(directory, network.config.variant)
     tokens = read_token_table(directory / "tokens.txt")
     return LoadedOnnxModel(network, network.config, tokens, directory, defaults)
 

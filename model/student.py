@@ -21,14 +21,13 @@ input (one pass per step, no CFG doubling: the network's ``takes_guidance_input`
 ``model.checkpoint.load_checkpoint`` builds the right network and loads it strictly;
 ``inference.json`` repeats it for students saved before that flag existed.
 ``num_step``/``guidance_scale``/``t_shift`` are the defaults the inference CLI uses when
-the user gives none. :func:`load_model` reads any of these directories (and plain teacher
-ones, which have no ``inference.json``).
+the user gives none (:mod:`model.inference_defaults` reads and writes the file).
+:func:`load_model` reads any of these directories (and plain teacher ones, which have no
+``inference.json``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,86 +37,19 @@ import torch
 
 from model.checkpoint import GUIDANCE_EMBED_KEY
 from model.config import NetworkConfig
+from model.inference_defaults import (
+    InferenceDefaults,
+    read_inference_defaults,
+    write_inference_defaults,
+)
 from model.network import DialogTTSNetwork
 
 logger = logging.getLogger(__name__)
 
-INFERENCE_FILE = "inference.json"
 GUIDANCE_KEY = GUIDANCE_EMBED_KEY
 GUIDANCE_EMBED_INIT_SCALE = 0.1
 """Initial scale of the new guidance embedding (upstream's), so the student starts close
 to the teacher's conditional velocity."""
-
-TEACHER_DEFAULTS = {
-    "zipvoice": (16, 1.0),
-    "dialog": (16, 1.5),
-    "dialog_stereo": (16, 1.5),
-    "distill": (8, 3.0),
-}
-"""Upstream's default ``(num_step, guidance_scale)`` per variant (reference §1.7-1.8)."""
-
-
-@dataclass(frozen=True)
-class InferenceDefaults:
-    """Sampling defaults saved with a checkpoint (``inference.json``).
-
-    Attributes:
-        num_step: Euler steps.
-        guidance_scale: CFG weight w (an input of a distilled network).
-        t_shift: time warp of the Euler grid.
-        guidance_input: the network takes w as an input (distilled: one pass per step).
-        distill_stage: 1 or 2 for a distilled network, 0 otherwise.
-        teacher: where the distillation teacher came from (informational).
-    """
-
-    num_step: int = 16
-    guidance_scale: float = 1.5
-    t_shift: float = 0.5
-    guidance_input: bool = False
-    distill_stage: int = 0
-    teacher: str = ""
-
-    def __post_init__(self) -> None:
-        if self.num_step < 1:
-            raise ValueError(f"num_step={self.num_step}: need >= 1")
-        if self.t_shift <= 0:
-            raise ValueError(f"t_shift={self.t_shift}: need > 0")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale={self.guidance_scale}: need >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InferenceDefaults:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown {INFERENCE_FILE} fields: {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def for_variant(cls, variant: str) -> InferenceDefaults:
-        """Upstream's defaults for a network variant without ``inference.json``."""
-        num_step, guidance = TEACHER_DEFAULTS.get(variant, (16, 1.5))
-        return cls(num_step=num_step, guidance_scale=guidance, guidance_input=variant == "distill")
-
-
-def write_inference_defaults(defaults: InferenceDefaults, directory: str | Path) -> Path:
-    """Writes ``directory/inference.json``; returns its path."""
-    path = Path(directory) / INFERENCE_FILE
-    path.write_text(json.dumps(defaults.to_dict(), indent=1) + "\n", encoding="utf-8")
-    return path
-
-
-def read_inference_defaults(directory: str | Path) -> InferenceDefaults | None:
-    """``directory/inference.json`` if present, else None."""
-    path = Path(directory) / INFERENCE_FILE
-    if not path.is_file():
-        return None
-    return InferenceDefaults.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 # ------------------------------------------------------------------------------ networks

@@ -48,6 +48,7 @@ from model.chunking import (
     split_before_s1,
     target_num_frames,
 )
+from model.inference_defaults import InferenceDefaults, inference_defaults
 from model.prompts import (
     AudioSource,
     Prompt,
@@ -62,10 +63,6 @@ from model.prompts import (
 
 logger = logging.getLogger(__name__)
 
-INFERENCE_FILE = "inference.json"
-"""Optional file in a checkpoint directory with the checkpoint's own sampling defaults:
-``{"num_step": 4, "guidance_scale": 1.5, "t_shift": 0.5, ...}`` (``model.student`` writes it
-for distilled students)."""
 ONNX_META_FILE = "onnx.json"
 """What marks an ONNX export directory (``model.onnx_export.META_FILE``, named here so that
 inspecting a checkpoint does not import torch)."""
@@ -78,52 +75,6 @@ MAX_LOG_MEL = 12.0
 
 class InputError(ValueError):
     """Bad user input found before synthesis (script, prompt, test list, checkpoint path)."""
-
-
-# ----------------------------------------------------------------------------- defaults
-
-
-@dataclass(frozen=True)
-class SamplingDefaults:
-    """Sampler settings a checkpoint is meant to run with.
-
-    Attributes:
-        num_step: Euler steps.
-        guidance_scale: classifier-free guidance weight (an input of distilled networks).
-        t_shift: time warp of the step schedule.
-        source: where they came from (``inference.json`` or a built-in rule).
-    """
-
-    num_step: int = 16
-    guidance_scale: float = 1.5
-    t_shift: float = 0.5
-    source: str = "built-in (dialog)"
-
-    @classmethod
-    def for_checkpoint(cls, directory: Path | None, variant: str | None) -> SamplingDefaults:
-        """The checkpoint's ``inference.json`` when present, else by variant.
-
-        Without the file: dialogue variants use ZipVoice-Dialog's 16 steps, guidance 1.5,
-        t-shift 0.5; upstream's single-speaker ``distill`` uses its 8 steps / 3.0 and
-        ``zipvoice`` 16 / 1.0.
-        """
-        if directory is not None and (directory / INFERENCE_FILE).is_file():
-            path = directory / INFERENCE_FILE
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                return cls(
-                    num_step=int(data.get("num_step", data.get("num_steps", cls.num_step))),
-                    guidance_scale=float(data.get("guidance_scale", cls.guidance_scale)),
-                    t_shift=float(data.get("t_shift", cls.t_shift)),
-                    source=str(path),
-                )
-            except (ValueError, TypeError, AttributeError) as error:
-                raise InputError(f"{path}: unreadable sampling defaults ({error})") from None
-        if variant == "distill":
-            return cls(8, 3.0, 0.5, "built-in (distill)")
-        if variant == "zipvoice":
-            return cls(16, 1.0, 0.5, "built-in (zipvoice)")
-        return cls()
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -147,7 +98,7 @@ class CheckpointInfo:
     sample_rate: int
     feature_name: str
     variant: str | None
-    defaults: SamplingDefaults
+    defaults: InferenceDefaults
     runtime: str = "torch"
 
     @property
@@ -261,7 +212,15 @@ def inspect_checkpoint(checkpoint: str | os.PathLike, *, onnx_int8: bool = False
     else:
         raise InputError(f"checkpoint {path}: no features.json and no preset has {feat_dim} mels")
     return CheckpointInfo(path, sample_rate, feature_name, variant,
-                          SamplingDefaults.for_checkpoint(path, variant), runtime)
+                          _sampling_defaults(path, variant), runtime)
+
+
+def _sampling_defaults(directory: Path, variant: str | None) -> InferenceDefaults:
+    """The checkpoint's ``inference.json``, else upstream's for the variant (dialog: unknown)."""
+    try:
+        return inference_defaults(directory, variant)
+    except ValueError as error:
+        raise InputError(str(error)) from None
 
 
 def load_network(directory: Path, device: str, *, onnx_int8: bool = False,
@@ -288,10 +247,12 @@ def load_network(directory: Path, device: str, *, onnx_int8: bool = False,
     return load_model(directory, device=device).network
 
 
-def resolve_device(device: str = "auto", *, onnx: bool = False) -> str:
+def resolve_device(device: str = "auto", *, onnx: bool = False, mps: bool = True) -> str:
     """``auto`` -> ``cuda:0`` if available, else ``mps``, else ``cpu``; other names as given.
 
-    An ONNX export (``onnx``) runs on onnxruntime's CPU provider: ``auto`` -> ``cpu``.
+    The one device rule of inference, training and distillation (these two pass ``mps=False``:
+    ``auto`` never picks Apple's ``mps`` there). An ONNX export (``onnx``) runs on
+    onnxruntime's CPU provider: ``auto`` -> ``cpu``.
 
     Raises:
         InputError: a CUDA device is asked for and none is available, or a device other
@@ -310,7 +271,8 @@ def resolve_device(device: str = "auto", *, onnx: bool = False) -> str:
         return device
     if torch.cuda.is_available():
         return "cuda:0"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    apple = getattr(torch.backends, "mps", None)
+    if mps and apple is not None and apple.is_available():
         return "mps"
     return "cpu"
 
@@ -536,19 +498,19 @@ class Synthesizer:
         tokenizer: a ``model.tokenizer.Tokenizer`` with the checkpoint's table.
         feature_config: the checkpoint's ``FeatureConfig``.
         vocoder: a ``model.vocoder.Vocoder`` for those features.
-        defaults: the checkpoint's sampling defaults.
+        defaults: the checkpoint's sampling defaults (None: 16 steps, guidance 1.5, t-shift 0.5).
         device: where the network runs.
     """
 
     def __init__(self, network: Any, tokenizer: Any, feature_config: Any, vocoder: Any,
-                 defaults: SamplingDefaults = SamplingDefaults(), device: str = "cpu"):
+                 defaults: InferenceDefaults | None = None, device: str = "cpu"):
         from model.features import MelExtractor
 
         self.network = network
         self.tokenizer = tokenizer
         self.feature_config = feature_config
         self.vocoder = vocoder
-        self.defaults = defaults
+        self.defaults = defaults or InferenceDefaults()
         self.device = device
         self.extractor = MelExtractor(feature_config)
         if vocoder.sample_rate != feature_config.sample_rate:
@@ -595,14 +557,14 @@ class Synthesizer:
         mode = "dialog" if "[S1]" in table else "emilia"
         if mode != "dialog":
             logger.warning("%s has no [S1]/[S2] tokens: not a dialogue model", info.directory)
-        defaults = SamplingDefaults.for_checkpoint(info.directory, network.config.variant)
+        defaults = _sampling_defaults(info.directory, network.config.variant)
         logger.info("loaded %s (%s%s, %d parameters) on %s%s; vocoder %s; defaults: %d steps, "
-                    "guidance %.2f, t-shift %.2f (%s)", info.directory, network.config.variant,
+                    "guidance %.2f, t-shift %.2f", info.directory, network.config.variant,
                     ", distilled" if getattr(network, "takes_guidance_input", False) else "",
                     network.num_parameters(), device,
                     f" ({info.runtime} on onnxruntime)" if info.is_onnx else "",
                     type(voc).__name__,
-                    defaults.num_step, defaults.guidance_scale, defaults.t_shift, defaults.source)
+                    defaults.num_step, defaults.guidance_scale, defaults.t_shift)
         return cls(network, Tokenizer(table, mode=mode), feature_config, voc, defaults,
                    device)
 

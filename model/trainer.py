@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from model.flow import FlowMatchingLoss, FlowOptions, draw_training_inputs
+from model.synthesis import resolve_device
 from model.train_options import TrainOptions, lr_factor, step_seed
 from model.train_setup import Setup
 
@@ -62,11 +63,10 @@ def init_distributed(device_opt: str) -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_opt == "cuda" or (device_opt == "auto" and torch.cuda.is_available())
-    if device_opt == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but CUDA is not available")
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    device = torch.device(resolve_device(device_opt, mps=False))
+    use_cuda = device.type == "cuda"
     if use_cuda:
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if world_size > 1:
         import torch.distributed as dist

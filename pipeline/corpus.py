@@ -36,6 +36,7 @@ from pipeline.records import (
     RecordingWork,
     Reject,
     SpeakerSegment,
+    lhotse_recording_dict,
 )
 from pipeline.stage import REJECTS, StageOutputs, item_reject
 
@@ -146,25 +147,17 @@ def _finite(quality: dict[str, float]) -> dict[str, float]:
 
 
 def lhotse_recording(recording: Recording, path: str | None = None):
-    """A Lhotse ``Recording`` for a file: its header when readable locally, else our record."""
+    """A Lhotse ``Recording`` for a file: its header when readable locally, else our record
+    (:func:`pipeline.records.lhotse_recording_dict`)."""
     from lhotse import Recording as LhotseRecording
-    from lhotse.audio import AudioSource
 
-    source = path or recording.uri
-    local = source.removeprefix("file://")
+    local = (path or recording.uri).removeprefix("file://")
     if "://" not in local and os.path.exists(local):
         try:
             return LhotseRecording.from_file(local, recording_id=recording.recording_id)
         except Exception as exc:  # noqa: BLE001 - any backend error: fall back to our record
             logger.warning("lhotse cannot read %s (%s); using the decoded metadata", local, exc)
-    channels = list(range(recording.num_channels))
-    num_samples = round(recording.duration_s * recording.sample_rate)
-    kind = "file" if "://" not in local else "url"
-    return LhotseRecording(id=recording.recording_id,
-                           sources=[AudioSource(type=kind, channels=channels,
-                                                source=local if kind == "file" else source)],
-                           sampling_rate=recording.sample_rate, num_samples=num_samples,
-                           duration=num_samples / recording.sample_rate, channel_ids=channels)
+    return LhotseRecording.from_dict(lhotse_recording_dict(recording, path))
 
 
 def dialogue_cut(dialogue: Dialogue, turns: Sequence[DialogueTurn], lrec, sample_rate: int,

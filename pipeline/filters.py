@@ -20,8 +20,8 @@ from typing import Optional
 import apache_beam as beam
 import numpy as np
 
+from pipeline.bandwidth import estimate_bandwidth_hz
 from pipeline.option_fields import opt
-from pipeline.quality.bandwidth import estimate_bandwidth_hz
 from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
 from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS
 from pipeline.quality.role_purity import PurityThresholds, purity_failure, role_measures

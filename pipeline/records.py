@@ -295,3 +295,23 @@ def table_row(table: str, record: Any) -> dict[str, Any]:
         row["quality"] = sorted(row["quality"].items())
         row["duration"] = record.duration
     return row
+
+
+def lhotse_recording_dict(recording: Recording, source: str | None = None) -> dict[str, Any]:
+    """A Lhotse ``Recording`` (its dict) from our record of a file, without opening the audio.
+
+    Args:
+        recording: the decoded file's record (rate, channels, duration).
+        source: where the audio is read, default ``recording.uri``: a local path (a
+            ``file://`` prefix is dropped) or a URL (Lhotse's ``url`` source).
+    """
+    source = source or recording.uri
+    local = source.removeprefix("file://")
+    url = "://" in local
+    channels = list(range(recording.num_channels))
+    return {"id": recording.recording_id,
+            "sources": [{"type": "url" if url else "file", "channels": channels,
+                         "source": source if url else local}],
+            "sampling_rate": recording.sample_rate,
+            "num_samples": round(recording.duration_s * recording.sample_rate),
+            "duration": recording.duration_s, "channel_ids": channels}

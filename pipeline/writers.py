@@ -17,7 +17,14 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.records import TABLES, RecordingWork, Reject, table_row, table_schema
+from pipeline.records import (
+    TABLES,
+    RecordingWork,
+    Reject,
+    lhotse_recording_dict,
+    table_row,
+    table_schema,
+)
 from pipeline.state import StateStore
 
 logger = logging.getLogger(__name__)
@@ -25,17 +32,6 @@ logger = logging.getLogger(__name__)
 LHOTSE_RECORDINGS = "lhotse_recordings"
 LHOTSE_SUPERVISIONS = "lhotse_supervisions"
 OUTPUTS = TABLES + (LHOTSE_RECORDINGS, LHOTSE_SUPERVISIONS)
-
-
-def lhotse_recording(work: RecordingWork) -> dict[str, Any]:
-    """The recording as a Lhotse ``Recording`` dict (audio stays at its URI)."""
-    rec = work.recording
-    channels = list(range(rec.num_channels))
-    return {"id": rec.recording_id,
-            "sources": [{"type": "file", "channels": channels, "source": rec.uri}],
-            "sampling_rate": rec.sample_rate,
-            "num_samples": int(round(rec.duration_s * rec.sample_rate)),
-            "duration": rec.duration_s, "channel_ids": channels}
 
 
 def lhotse_supervisions(work: RecordingWork) -> list[dict[str, Any]]:
@@ -62,7 +58,7 @@ def recording_rows(work: RecordingWork) -> dict[str, list[dict[str, Any]]]:
         "dialogues": [table_row("dialogues", d) for d in work.dialogues],
         "dialogue_turns": [table_row("dialogue_turns", t) for t in work.dialogue_turns],
         "rejects": [table_row("rejects", r) for r in work.rejects],
-        LHOTSE_RECORDINGS: [lhotse_recording(work)],
+        LHOTSE_RECORDINGS: [lhotse_recording_dict(work.recording)],
         LHOTSE_SUPERVISIONS: lhotse_supervisions(work),
     }
     return rows

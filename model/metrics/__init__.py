@@ -2,7 +2,7 @@
 
 - :mod:`model.metrics.script`: the ``[S1] ... [S2] ...`` script split into turns and per-speaker text.
 - :mod:`model.metrics.audio`: any audio file as 16 kHz mono float32.
-- :mod:`model.metrics.wer`: WER and cpWER (with the pipeline's fixed normalisation) and word alignment.
+- :mod:`model.metrics.wer`: WER and cpWER (with the pipeline's fixed normalisation; word alignment is :func:`core.wer.align`).
 - :mod:`model.metrics.asr`: Whisper transcripts (whole clip in silero-VAD windows with word times,
   or per speaker turn), Whisper's hallucination guards on.
 - :mod:`model.metrics.diarization`: two-speaker diarization with the pipeline's ONNX recipe.

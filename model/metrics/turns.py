@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.text_norm import tokenize
+from core.wer import align
 from model.metrics.script import SPEAKERS, ScriptTurn
-from model.metrics.wer import align
 from pipeline.api import SpeakerSegment, Word
 
 __all__ = ["TurnScore", "diarized_turn_sequence", "merge_turns", "score_turns"]

@@ -1,4 +1,4 @@
-"""WER of a whole dialogue, cpWER over speaker permutations, and word alignment.
+"""WER of a whole dialogue and cpWER over speaker permutations.
 
 Counting and normalisation are the pipeline's (:mod:`core.wer`, :mod:`core.text_norm`):
 one fixed normalisation for every WER the project reports; Chinese is scored per character.
@@ -13,14 +13,14 @@ the two concatenations joined end to end (an alignment may then cross the speake
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.text_norm import tokenize
 from core.wer import ErrorCounts, error_counts, word_error_rate
 from model.metrics.script import plain_text
 
-__all__ = ["CpWer", "ErrorCounts", "align", "cp_wer", "dialogue_wer"]
+__all__ = ["CpWer", "ErrorCounts", "cp_wer", "dialogue_wer"]
 
 _MAX_SPEAKERS = 6  # permutations grow as n!; evaluation has 2 speakers
 
@@ -92,49 +92,3 @@ def cp_wer(reference: Mapping[str, str], hypothesis: Mapping[str, str]) -> CpWer
     best = min(scored, key=lambda item: item[0].errors)  # first of equals: stable order
     worst = max(scored, key=lambda item: item[0].errors)[0]
     return CpWer(counts=best[0], mapping=best[1], worst_counts=worst)
-
-
-def align(reference: Sequence[str], hypothesis: Sequence[str]) -> list[tuple[int | None,
-                                                                              int | None]]:
-    """A minimum-edit alignment of two token sequences, as index pairs.
-
-    Ties are broken like :func:`core.wer.error_counts` (match/substitution, then deletion,
-    then insertion), so the alignment has exactly its error counts.
-
-    Returns:
-        ``(ref_index, hyp_index)`` pairs in order: both set for a match or substitution,
-        ``(i, None)`` for a deletion, ``(None, j)`` for an insertion.
-
-    >>> align("a b c".split(), "a x c d".split())
-    [(0, 0), (1, 1), (2, 2), (None, 3)]
-    """
-    n, m = len(reference), len(hypothesis)
-    cost = [[0] * (m + 1) for _ in range(n + 1)]
-    move = [[""] * (m + 1) for _ in range(n + 1)]
-    for j in range(1, m + 1):
-        cost[0][j], move[0][j] = j, "I"
-    for i in range(1, n + 1):
-        cost[i][0], move[i][0] = i, "D"
-        for j in range(1, m + 1):
-            best = cost[i - 1][j - 1] + (reference[i - 1] != hypothesis[j - 1])
-            step = "M"
-            if cost[i - 1][j] + 1 < best:
-                best, step = cost[i - 1][j] + 1, "D"
-            if cost[i][j - 1] + 1 < best:
-                best, step = cost[i][j - 1] + 1, "I"
-            cost[i][j], move[i][j] = best, step
-    pairs: list[tuple[int | None, int | None]] = []
-    i, j = n, m
-    while i > 0 or j > 0:
-        step = move[i][j]
-        if step == "M":
-            i, j = i - 1, j - 1
-            pairs.append((i, j))
-        elif step == "D":
-            i -= 1
-            pairs.append((i, None))
-        else:
-            j -= 1
-            pairs.append((None, j))
-    pairs.reverse()
-    return pairs

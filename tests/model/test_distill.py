@@ -190,13 +190,8 @@ def test_student_starts_at_the_teacher():
 
 def test_student_checkpoint_round_trip(tmp_path):
     from model.checkpoint import CheckpointKeyError, load_checkpoint
-    from model.student import (
-        InferenceDefaults,
-        load_model,
-        read_inference_defaults,
-        save_model,
-        student_from_teacher,
-    )
+    from model.inference_defaults import InferenceDefaults, read_inference_defaults
+    from model.student import load_model, save_model, student_from_teacher
 
     student = student_from_teacher(_random_teacher()).eval()
     tokens = {f"t{i}": i for i in range(40)}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.wer import error_counts
+from core.wer import align, error_counts
 from model.metrics.diarization import fill_unattributed, word_speakers
 from model.metrics.rtf import corpus_rtf, read_synthesis_times, real_time_factor
 from model.metrics.script import (
@@ -30,7 +30,7 @@ from model.metrics.similarity import SpeakerPair, cp_sim
 from model.metrics.summary import summarise
 from model.metrics.testlist import parse_line, read_test_list
 from model.metrics.turns import diarized_turn_sequence, merge_turns, score_turns
-from model.metrics.wer import align, cp_wer, dialogue_wer
+from model.metrics.wer import cp_wer, dialogue_wer
 from pipeline.records import SpeakerSegment, Word
 from tests.conftest import TEST_THREADS
 

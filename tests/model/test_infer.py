@@ -308,7 +308,8 @@ def test_stereo_random_checkpoint_writes_two_channels(random_checkpoints, prompt
 def test_distilled_student_uses_its_own_defaults_and_one_pass_per_step(random_checkpoints,
                                                                      prompt_files, tmp_path):
     from model.checkpoint import load_checkpoint
-    from model.student import GuidedDialogNetwork, InferenceDefaults, save_model
+    from model.inference_defaults import InferenceDefaults
+    from model.student import GuidedDialogNetwork, save_model
     from model.synthesis import Synthesizer
 
     teacher = load_checkpoint(random_checkpoints["dialog"])

@@ -48,7 +48,8 @@ def _cut_inputs(checkpoint):
 def exported(trained_tiny_checkpoint, tmp_path_factory):
     """The trained teacher, a student made from it, and both exported (student with int8)."""
     from model import onnx_export
-    from model.student import InferenceDefaults, load_model, save_model, student_from_teacher
+    from model.inference_defaults import InferenceDefaults
+    from model.student import load_model, save_model, student_from_teacher
 
     out = tmp_path_factory.mktemp("onnx")
     teacher = load_model(trained_tiny_checkpoint.exp_dir)

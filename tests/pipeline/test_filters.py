@@ -12,6 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.bandwidth import estimate_bandwidth_hz
 from pipeline.dialogue import DialogueOptions, segment_dialogues
 from pipeline.filters import (
     CPS_OUT_OF_RANGE,
@@ -27,7 +28,6 @@ from pipeline.filters import (
     clip,
     filter_dialogues,
 )
-from pipeline.quality.bandwidth import estimate_bandwidth_hz
 from pipeline.quality.cps import CpsBounds, chars_per_second, count_chars
 from pipeline.quality.dnsmos import DnsmosScorer, clip_windows
 from pipeline.quality.role_purity import THRESHOLDS, purity_failure, role_measures
