@@ -159,29 +159,40 @@ def _turn_pieces(turn: Turn, index: int, min_cut_pause_s: float) -> list[_Piece]
 
 
 def _untranscribed_pieces(turns: Sequence[Turn], diarization: Sequence[SpeakerSegment],
-                          min_s: float) -> list[_Piece]:
+                          min_s: float, bridge_s: float) -> list[_Piece]:
     """Text-less pieces where a speaker with transcribed turns talks alone and no turn of theirs
-    covers it (a turn the recogniser found no words in is dropped with its own reject, so
-    without these a dialogue could hold that speech inside the other speaker's turn,
-    untranscribed). Speakers with no turn at all are third speakers (``max_other_speaker_s``)."""
+    covers it (a turn the recogniser found no words in, or one shorter than ``asr_min_turn_s``,
+    is dropped with its own reject, so without these a dialogue could hold that speech inside
+    the other speaker's turn, untranscribed). Such stretches less than ``bridge_s`` apart count
+    as one (diarization may cut a reply in two); one of at least ``min_s`` of speech becomes a
+    piece. Speakers with no turn at all are third speakers (``max_other_speaker_s``)."""
     covered: dict[str, list[tuple[float, float]]] = {}
     for turn in turns:
         covered.setdefault(turn.speaker, []).append((turn.start, turn.end))
-    # per speaker: where their speech is accounted for (their turns) or not alone (other voices)
-    taken = {spk: _union(spans + [(s.start, s.end) for s in diarization if s.speaker != spk])
-             for spk, spans in covered.items()}
     out = []
-    for seg in diarization:
-        if seg.overlap or seg.end - seg.start < min_s or seg.speaker not in covered:
-            continue
-        spans = [(seg.start, seg.end)]
-        for a, b in taken[seg.speaker]:
-            if a >= seg.end or b <= seg.start:
+    for speaker, spans in covered.items():
+        # where their speech is accounted for (their turns) or not alone (other voices)
+        taken = _union(spans + [(s.start, s.end) for s in diarization if s.speaker != speaker])
+        free: list[tuple[float, float]] = []
+        for seg in diarization:
+            if seg.speaker != speaker or seg.overlap:
                 continue
-            spans = [piece for s, e in spans
-                     for piece in ((s, min(e, a)), (max(s, b), e)) if piece[1] > piece[0]]
-        out += [_Piece(seg.speaker, s, e, "", -1, "", seg.channel)
-                for s, e in spans if e - s >= min_s]
+            parts = [(seg.start, seg.end)]
+            for a, b in taken:
+                if a < seg.end and b > seg.start:
+                    parts = [part for s, e in parts
+                             for part in ((s, min(e, a)), (max(s, b), e)) if part[1] > part[0]]
+            free += parts
+        stretches: list[list[tuple[float, float]]] = []
+        for span in sorted(free):
+            if stretches and span[0] - stretches[-1][-1][1] < bridge_s:
+                stretches[-1].append(span)
+            else:
+                stretches.append([span])
+        channel = next(s.channel for s in diarization if s.speaker == speaker) \
+            if any(s.speaker == speaker for s in diarization) else 0
+        out += [_Piece(speaker, group[0][0], group[-1][1], "", -1, "", channel)
+                for group in stretches if sum(e - s for s, e in group) >= min_s]
     return out
 
 
@@ -357,7 +368,8 @@ def segment_dialogues(recording: Recording, turns: Sequence[Turn],
     turn_texts = {i: (len(ps), clean_turn_text(ordered[i].text)) for i, ps in enumerate(per_turn)}
     pieces = [p for ps in per_turn for p in ps]
     if opts.max_untranscribed_s > 0:
-        pieces += _untranscribed_pieces(ordered, diarization, opts.max_untranscribed_s)
+        pieces += _untranscribed_pieces(ordered, diarization, opts.max_untranscribed_s,
+                                        opts.min_cut_pause_s)
     pieces.sort(key=lambda p: (p.start, p.end))
     channels = stereo.speaker_channels(recording, diarization, turns)
     dialogues: list[Dialogue] = []

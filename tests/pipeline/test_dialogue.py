@@ -113,6 +113,11 @@ def test_untranscribed_speech_of_a_speaker_ends_a_conversation():
     opts = DialogueOptions(min_dialogue_s=1.0)
     dialogues, _, _ = _segment(turns, opts, diar)
     assert [(d.start, d.end) for d in dialogues] == [(0.0, 5.1), (5.9, 11.1)]
+    # the reply cut in two by a blip of A's: still one stretch of 0.5 s
+    split_reply = [SpeakerSegment("rec", "B", 5.2, 5.45), SpeakerSegment("rec", "A", 5.45, 5.46),
+                   SpeakerSegment("rec", "B", 5.46, 5.72)]
+    dialogues, _, _ = _segment(turns, opts, diar[:2] + split_reply + diar[3:])
+    assert len(dialogues) == 2
     # overlapped, too short, or off: one dialogue as before
     for changed, options in (
             ([SpeakerSegment("rec", "B", 5.2, 5.8, overlap=True)], opts),
