@@ -162,7 +162,8 @@ def refine_chunks(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
     other person's turns can join their piece and its chunk. Each labelled chunk is split where
     ``heard`` is False (the VAD's pauses and the weak voice changes, see
     ``diar_refine_change_share``); a part of at least ``_MIN_SHORT_S`` whose embedding is closer
-    to another speaker's centroid by at least ``margin`` (cosine) takes that speaker.
+    to another speaker's centroid by at least ``margin`` (cosine) takes that speaker (parts of
+    more than half the chunk are not tried: they dominate the chunk's own embedding).
     Clustering is not redone: the speakers and their centroids stay; only such parts change
     label. Chunks with no part that changes are returned as they were.
 
@@ -173,8 +174,9 @@ def refine_chunks(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
     for c in np.flatnonzero(speaks):
         first, stop = chunks[c]
         runs = [(first + a, first + b) for a, b in timeline.runs(heard[first:stop])]
-        if len(runs) > 1:
-            parts += [(c, a, b) for a, b in runs if b - a >= _frames(_MIN_SHORT_S)]
+        if len(runs) > 1:  # a part of over half the chunk made its embedding: not a candidate
+            parts += [(c, a, b) for a, b in runs
+                      if _frames(_MIN_SHORT_S) <= b - a <= (stop - first) // 2]
     if not parts:
         return chunks, labels, speaks
     embeddings = embedder.embed([track_audio(samples, [(a, b)]) for _, a, b in parts])
