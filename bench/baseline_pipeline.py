@@ -4,6 +4,7 @@ packages' own helpers (faster-whisper's ``decode_audio`` and ``WhisperModel.tran
 silero's ``get_speech_timestamps``, ``speechmos.dnsmos.run``, Resemblyzer's ``embed_utterance``).
 Diarization and the dialogue rules have no package helper: they call our pure functions.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,7 +36,8 @@ def load_models() -> BaselineModels:
     from silero_vad import load_silero_vad
 
     from pipeline.asr_models import resolve_asr_model
-    from pipeline.diarize import DiarizeOptions, load_models as load_diarization
+    from pipeline.diarize import DiarizeOptions
+    from pipeline.diarize import load_models as load_diarization
 
     started = time.perf_counter()
     whisper_dir, _ = resolve_asr_model("base")
@@ -44,7 +46,8 @@ def load_models() -> BaselineModels:
         whisper=WhisperModel(whisper_dir, device="cpu", compute_type="int8"),
         diarization=load_diarization(DiarizeOptions()),
         encoder=VoiceEncoder("cpu", verbose=False),
-        load_s=time.perf_counter() - started)
+        load_s=time.perf_counter() - started,
+    )
 
 
 def process_file(path: str, models: BaselineModels) -> BaselineResult:
@@ -74,8 +77,9 @@ def process_file(path: str, models: BaselineModels) -> BaselineResult:
     rid = recording_id_for(path)
     recording = Recording(rid, path, 16000, 1, len(audio) / 16000)
     lap("decode")
-    stamps = get_speech_timestamps(torch.from_numpy(audio), models.vad, sampling_rate=16000,
-                                   return_seconds=True)
+    stamps = get_speech_timestamps(
+        torch.from_numpy(audio), models.vad, sampling_rate=16000, return_seconds=True
+    )
     speech = [SpeechRegion(rid, s["start"], s["end"]) for s in stamps]
     lap("vad")
     segments = diarize(audio, DiarizeOptions(), models.diarization, rid, speech).segments
@@ -85,29 +89,42 @@ def process_file(path: str, models: BaselineModels) -> BaselineResult:
         if span.end - span.start < 0.3:
             continue
         start = max(0.0, span.start - 0.2)
-        piece = audio[int(start * 16000): int((span.end + 0.2) * 16000)]
-        parts, info = models.whisper.transcribe(piece, beam_size=5, word_timestamps=True,
-                                                condition_on_previous_text=False)
+        piece = audio[int(start * 16000) : int((span.end + 0.2) * 16000)]
+        parts, info = models.whisper.transcribe(
+            piece, beam_size=5, word_timestamps=True, condition_on_previous_text=False
+        )
         parts = list(parts)
-        words = tuple(Word(start + w.start, start + w.end, w.word, w.probability)
-                      for p in parts for w in (p.words or []))
-        turns.append(Turn(rid, f"{rid}-t{i:04d}", span.speaker, span.start, span.end,
-                          " ".join(p.text.strip() for p in parts), info.language,
-                          info.language_probability,
-                          float(np.mean([p.avg_logprob for p in parts])) if parts else 0.0,
-                          float(np.mean([p.no_speech_prob for p in parts])) if parts else 0.0,
-                          0.0, words))
+        words = tuple(
+            Word(start + w.start, start + w.end, w.word, w.probability)
+            for p in parts
+            for w in (p.words or [])
+        )
+        turns.append(
+            Turn(
+                rid,
+                f"{rid}-t{i:04d}",
+                span.speaker,
+                span.start,
+                span.end,
+                " ".join(p.text.strip() for p in parts),
+                info.language,
+                info.language_probability,
+                float(np.mean([p.avg_logprob for p in parts])) if parts else 0.0,
+                float(np.mean([p.no_speech_prob for p in parts])) if parts else 0.0,
+                0.0,
+                words,
+            )
+        )
     result.turns = len(turns)
     lap("asr")
-    dialogues, dialogue_turns, _ = segment_dialogues(recording, turns, segments,
-                                                     DialogueOptions())
+    dialogues, dialogue_turns, _ = segment_dialogues(recording, turns, segments, DialogueOptions())
     lap("dialogue")
     for dialogue in dialogues:
-        clip = audio[int(dialogue.start * 16000): int(dialogue.end * 16000)]
+        clip = audio[int(dialogue.start * 16000) : int(dialogue.end * 16000)]
         dnsmos.run(clip, 16000)
         for turn in dialogue_turns:
             if turn.dialogue_id == dialogue.dialogue_id and turn.end - turn.start >= 1.0:
-                segment = audio[int(turn.start * 16000): int(turn.end * 16000)]
+                segment = audio[int(turn.start * 16000) : int(turn.end * 16000)]
                 models.encoder.embed_utterance(preprocess_wav(segment, 16000))
     result.dialogues = len(dialogues)
     lap("filters")

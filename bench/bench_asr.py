@@ -16,6 +16,7 @@ pipeline pays per hour of input). Runs, all after one warm-up call:
 * ``fw_whole_file``: ``BatchedInferencePipeline`` over the whole recording (VAD chunks, no
   per-turn language ID or metrics): what per-turn decoding costs against file-level decoding.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,7 +72,7 @@ def main() -> None:
     path, sha = resolve_asr_model(args.asr_model)
     model = load_whisper(path, "cpu", args.compute_type, args.threads)
     audio, spans = load_turns(args.pad_s)
-    chunks = [audio[int(s * SR): int(e * SR)] for s, e in spans] * args.repeat
+    chunks = [audio[int(s * SR) : int(e * SR)] for s, e in spans] * args.repeat
     offsets = [s for s, _ in spans] * args.repeat
     recording_s = len(audio) / SR * args.repeat
     words = not args.no_word_timestamps
@@ -81,14 +82,27 @@ def main() -> None:
 
     def per_turn():
         for chunk in chunks:
-            list(model.transcribe(chunk, beam_size=args.beam_size, word_timestamps=words,
-                                  vad_filter=False, condition_on_previous_text=False)[0])
+            list(
+                model.transcribe(
+                    chunk,
+                    beam_size=args.beam_size,
+                    word_timestamps=words,
+                    vad_filter=False,
+                    condition_on_previous_text=False,
+                )[0]
+            )
 
     def whole_file():
         pipe = BatchedInferencePipeline(model)
         for _ in range(args.repeat):
-            list(pipe.transcribe(audio, beam_size=args.beam_size, batch_size=args.batch_size,
-                                 word_timestamps=words)[0])
+            list(
+                pipe.transcribe(
+                    audio,
+                    beam_size=args.beam_size,
+                    batch_size=args.batch_size,
+                    word_timestamps=words,
+                )[0]
+            )
 
     seconds = {
         "batched": timed(lambda: batched.transcribe(chunks, offsets)),
@@ -96,22 +110,29 @@ def main() -> None:
         "fw_per_turn": timed(per_turn),
         "fw_whole_file": timed(whole_file),
     }
-    print(f"model {args.asr_model} ({path}, sha256 {sha[:12]}), {args.compute_type}, "
-          f"{args.threads} threads, beam {args.beam_size}, word timestamps {words}")
+    print(
+        f"model {args.asr_model} ({path}, sha256 {sha[:12]}), {args.compute_type}, "
+        f"{args.threads} threads, beam {args.beam_size}, word timestamps {words}"
+    )
     print(f"{len(chunks)} turns, {recording_s:.0f} s of recording")
     # CPU seconds are steadier than wall time on a shared machine; both are printed
     for name, (wall, cpu) in seconds.items():
-        print(f"{name:>14}: wall {wall:7.2f} s  RTF {wall / recording_s:.3f}  |  "
-              f"CPU {cpu:7.2f} s  CPU-RTF {cpu / recording_s:.3f}")
+        print(
+            f"{name:>14}: wall {wall:7.2f} s  RTF {wall / recording_s:.3f}  |  "
+            f"CPU {cpu:7.2f} s  CPU-RTF {cpu / recording_s:.3f}"
+        )
 
     def ratio(a: str, b: str) -> str:
-        return (f"{seconds[a][0] / seconds[b][0]:.2f}x wall, "
-                f"{seconds[a][1] / seconds[b][1]:.2f}x CPU")
+        return (
+            f"{seconds[a][0] / seconds[b][0]:.2f}x wall, {seconds[a][1] / seconds[b][1]:.2f}x CPU"
+        )
 
     print(f"unbatched / batched = {ratio('unbatched', 'batched')}")
     print(f"fw_per_turn / batched = {ratio('fw_per_turn', 'batched')}")
-    print(f"batched / fw_whole_file = {ratio('batched', 'fw_whole_file')} "
-          "(the price of per-turn windows)")
+    print(
+        f"batched / fw_whole_file = {ratio('batched', 'fw_whole_file')} "
+        "(the price of per-turn windows)"
+    )
 
 
 if __name__ == "__main__":

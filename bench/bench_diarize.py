@@ -20,6 +20,7 @@ that do not concern speakers switched off (DNSMOS, ASR confidence, characters pe
 speaker share: the built conversations mix telephone prompts and read speech in five
 languages), then judges every kept dialogue against the reference (``diar_scoring.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,30 +39,52 @@ from tests.pipeline import diar_conversations as conv  # noqa: E402
 from tests.pipeline import diar_scoring  # noqa: E402
 
 SR = 16000
-RELAXED_FILTERS = ["--min_dnsmos_ovrl=0", "--min_dialogue_avg_logprob=-99",
-                   "--max_dialogue_no_speech_prob=1", "--cps_bounds=*=0:1000",
-                   "--min_speaker_share=0"]
+RELAXED_FILTERS = [
+    "--min_dnsmos_ovrl=0",
+    "--min_dialogue_avg_logprob=-99",
+    "--max_dialogue_no_speech_prob=1",
+    "--cps_bounds=*=0:1000",
+    "--min_speaker_share=0",
+]
 
 
 def get_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["dev"],
-                        choices=["dev", "heldout", "sample"])
-    parser.add_argument("--embeddings", nargs="*", default=["campplus"],
-                        help="embedding models of the ONNX recipe (campplus, ecapa, ge2e, path)")
+    parser.add_argument("--sets", nargs="+", default=["dev"], choices=["dev", "heldout", "sample"])
+    parser.add_argument(
+        "--embeddings",
+        nargs="*",
+        default=["campplus"],
+        help="embedding models of the ONNX recipe (campplus, ecapa, ge2e, path)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="diar_num_threads")
-    parser.add_argument("--purity", action="store_true",
-                        help="also run the pipeline and report role purity and yield")
+    parser.add_argument(
+        "--purity",
+        action="store_true",
+        help="also run the pipeline and report role purity and yield",
+    )
     parser.add_argument("--keep", default="", help="--purity: keep inputs and outputs here")
-    parser.add_argument("--guards", nargs="+", default=["true", "false"],
-                        help="--purity: role-purity guard settings to run")
-    parser.add_argument("--option", action="append", default=[],
-                        help="extra DiarizeOptions field=value (repeatable)")
-    parser.add_argument("--baseline", action="append", default=None,
-                        help="DiarizeOptions field=value of the baseline run, timed in the same "
-                             "process on the same audio (repeatable; default: the stage as it "
-                             "was before the ONNX CAM++, diar_embedding_runtime=torch); "
-                             "--baseline none skips it")
+    parser.add_argument(
+        "--guards",
+        nargs="+",
+        default=["true", "false"],
+        help="--purity: role-purity guard settings to run",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="extra DiarizeOptions field=value (repeatable)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=None,
+        help="DiarizeOptions field=value of the baseline run, timed in the same "
+        "process on the same audio (repeatable; default: the stage as it "
+        "was before the ONNX CAM++, diar_embedding_runtime=torch); "
+        "--baseline none skips it",
+    )
     return parser.parse_args()
 
 
@@ -105,12 +128,14 @@ def der_table(all_cases, embedding: str, threads: int, extra: dict) -> float:
     """Print DER per conversation and per set; returns the stage's RTF."""
     opts = DiarizeOptions(embedding_model=embedding, diar_num_threads=threads, **extra)
     models = load_models(opts)
-    diarize(all_cases[0][2][:SR * 12], opts, models)  # warm-up
+    diarize(all_cases[0][2][: SR * 12], opts, models)  # warm-up
     per_set: dict[str, list[float]] = {}
     audio_s = wall_s = 0.0
     print(f"\n## embedding {embedding} ({threads} thread(s)) {extra or ''}")
-    print(f"{'set':8s} {'conversation':40s} {'audio_s':>7s} {'DER %':>6s} {'miss':>5s} "
-          f"{'FA':>5s} {'conf':>5s} {'spk':>3s} {'ref':>3s}")
+    print(
+        f"{'set':8s} {'conversation':40s} {'audio_s':>7s} {'DER %':>6s} {'miss':>5s} "
+        f"{'FA':>5s} {'conf':>5s} {'spk':>3s} {'ref':>3s}"
+    )
     for set_name, name, audio, reference in all_cases:
         speech = vad_regions(audio)
         started = time.perf_counter()
@@ -119,19 +144,25 @@ def der_table(all_cases, embedding: str, threads: int, extra: dict) -> float:
         audio_s += len(audio) / SR
         error, parts = conv.der(reference, result.segments)
         per_set.setdefault(set_name, []).append(error)
-        print(f"{set_name:8s} {name:40s} {len(audio) / SR:7.1f} {100 * error:6.1f} "
-              f"{100 * parts['miss']:5.1f} {100 * parts['false_alarm']:5.1f} "
-              f"{100 * parts['confusion']:5.1f} {len({s.speaker for s in result.segments}):3d} "
-              f"{len({s.speaker for s in reference}):3d}", flush=True)
+        print(
+            f"{set_name:8s} {name:40s} {len(audio) / SR:7.1f} {100 * error:6.1f} "
+            f"{100 * parts['miss']:5.1f} {100 * parts['false_alarm']:5.1f} "
+            f"{100 * parts['confusion']:5.1f} {len({s.speaker for s in result.segments}):3d} "
+            f"{len({s.speaker for s in reference}):3d}",
+            flush=True,
+        )
     for set_name, errors in per_set.items():
-        print(f"{set_name:8s} mean DER {100 * statistics.mean(errors):5.1f} %   "
-              f"max {100 * max(errors):5.1f} %   ({len(errors)} conversations)")
+        print(
+            f"{set_name:8s} mean DER {100 * statistics.mean(errors):5.1f} %   "
+            f"max {100 * max(errors):5.1f} %   ({len(errors)} conversations)"
+        )
     print(f"diarize RTF {wall_s / audio_s:.4f} ({audio_s:.0f} s of audio)")
     return wall_s / audio_s
 
 
-def purity_table(all_cases, extra_args: list[str], keep: str = "",
-                 guards: tuple[str, ...] = ("true", "false")) -> None:
+def purity_table(
+    all_cases, extra_args: list[str], keep: str = "", guards: tuple[str, ...] = ("true", "false")
+) -> None:
     import pandas as pd
     import soundfile as sf
 
@@ -148,8 +179,16 @@ def purity_table(all_cases, extra_args: list[str], keep: str = "",
         for guard in guards:
             out = Path(tmp) / f"out_{guard}"
             started = time.perf_counter()
-            run(["--runner=DirectRunner", f"--input={inputs}", f"--output={out}",
-                 f"--role_purity={guard}", *RELAXED_FILTERS, *extra_args])
+            run(
+                [
+                    "--runner=DirectRunner",
+                    f"--input={inputs}",
+                    f"--output={out}",
+                    f"--role_purity={guard}",
+                    *RELAXED_FILTERS,
+                    *extra_args,
+                ]
+            )
             wall = time.perf_counter() - started
             dialogues = pd.read_parquet(out / "dialogues")
             turns = pd.read_parquet(out / "dialogue_turns")
@@ -165,18 +204,24 @@ def purity_table(all_cases, extra_args: list[str], keep: str = "",
                 for row in rows.itertuples():
                     mine = turns[turns.dialogue_id == row.dialogue_id]
                     verdict = diar_scoring.judge_dialogue(
-                        row.dialogue_id, row.duration,
-                        zip(mine.role, mine.start, mine.end), reference)
+                        row.dialogue_id,
+                        row.duration,
+                        zip(mine.role, mine.start, mine.end),
+                        reference,
+                    )
                     kept += row.duration
                     pure += row.duration if verdict.pure else 0.0
                     kept_two += row.duration if people == 2 else 0.0
                     three_person_mixed += int(people == 3 and not verdict.pure)
             impure = int((rejects.reason == "role_impure").sum())
-            print(f"role_purity={guard:5s}: kept {len(dialogues):3d} dialogues, {kept:6.1f} s; "
-                  f"purity {100 * pure / max(kept, 1e-9):5.1f} % of kept time; yield "
-                  f"{100 * kept_two / max(two_person_speech, 1e-9):5.1f} % of two-person "
-                  f"speech; impure from 3-person: {three_person_mixed}; role_impure rejects "
-                  f"{impure}; wall {wall:.0f} s", flush=True)
+            print(
+                f"role_purity={guard:5s}: kept {len(dialogues):3d} dialogues, {kept:6.1f} s; "
+                f"purity {100 * pure / max(kept, 1e-9):5.1f} % of kept time; yield "
+                f"{100 * kept_two / max(two_person_speech, 1e-9):5.1f} % of two-person "
+                f"speech; impure from 3-person: {three_person_mixed}; role_impure rejects "
+                f"{impure}; wall {wall:.0f} s",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -190,11 +235,14 @@ def main() -> None:
         rtf = der_table(all_cases, embedding, args.threads, extra)
         if baseline:
             base = der_table(all_cases, embedding, args.threads, {**extra, **baseline})
-            print(f"\nRTF ratio {rtf / base:.2f} ({embedding}: {rtf:.4f} against the baseline "
-                  f"{baseline}: {base:.4f}, same process, same audio)")
+            print(
+                f"\nRTF ratio {rtf / base:.2f} ({embedding}: {rtf:.4f} against the baseline "
+                f"{baseline}: {base:.4f}, same process, same audio)"
+            )
     if args.purity:
-        purity_table(all_cases, [f"--{k}={v}" for k, v in extra.items()], args.keep,
-                     tuple(args.guards))
+        purity_table(
+            all_cases, [f"--{k}={v}" for k, v in extra.items()], args.keep, tuple(args.guards)
+        )
 
 
 def _value_pair(text: str):

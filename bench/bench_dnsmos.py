@@ -7,6 +7,7 @@ the speed-up over the baseline, the largest OVRL difference, and the peak RSS gr
 
 Usage: ``python bench/bench_dnsmos.py [--repeats 2] [--threads 0]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,30 +49,38 @@ def main() -> None:
     from pipeline.quality.dnsmos import DnsmosScorer, clip_windows
 
     audio, sr = sf.read(SAMPLE, dtype="float32")
-    clips = [audio[int(a * sr):int(b * sr)] for a, b in SPANS]
+    clips = [audio[int(a * sr) : int(b * sr)] for a, b in SPANS]
     windows = sum(clip_windows(c).shape[0] for c in clips)
-    print(f"{len(clips)} clips, {sum(len(c) for c in clips) / sr:.1f} s of audio, "
-          f"{windows} DNSMOS windows; best of {args.repeats}")
+    print(
+        f"{len(clips)} clips, {sum(len(c) for c in clips) / sr:.1f} s of audio, "
+        f"{windows} DNSMOS windows; best of {args.repeats}"
+    )
 
     reference.run(clips[0], sr)  # load the reference models outside the timing
     rss0 = _rss_mb()
     base_s, base = _timed(lambda: [reference.run(c, sr) for c in clips], args.repeats)
     base_ovrl = np.array([r["ovrl_mos"] for r in base])
-    print(f"{'speechmos.dnsmos.run per clip (P.835+P.808)':48s} {base_s:7.2f} s   1.00x  "
-          f"peak RSS +{_rss_mb() - rss0:5.0f} MB")
+    print(
+        f"{'speechmos.dnsmos.run per clip (P.835+P.808)':48s} {base_s:7.2f} s   1.00x  "
+        f"peak RSS +{_rss_mb() - rss0:5.0f} MB"
+    )
 
-    variants = [("batched, P.835+P.808, 4 windows/call", True, 4),
-                ("batched, P.835 only, 1 window/call", False, 1),
-                ("batched, P.835 only, 4 windows/call (default)", False, 4),
-                (f"batched, P.835 only, all {windows} windows in 1 call", False, windows)]
+    variants = [
+        ("batched, P.835+P.808, 4 windows/call", True, 4),
+        ("batched, P.835 only, 1 window/call", False, 1),
+        ("batched, P.835 only, 4 windows/call (default)", False, 4),
+        (f"batched, P.835 only, all {windows} windows in 1 call", False, windows),
+    ]
     for name, p808, batch in variants:
         scorer = DnsmosScorer(p808=p808, num_threads=args.threads, max_batch_windows=batch)
         scorer.score(clips[:1])  # warm-up
         rss0 = _rss_mb()
         seconds, scores = _timed(lambda s=scorer: s.score(clips), args.repeats)
         diff = np.max(np.abs(np.array([s.ovrl for s in scores]) - base_ovrl))
-        print(f"{name:48s} {seconds:7.2f} s  {base_s / seconds:5.2f}x  peak RSS "
-              f"+{_rss_mb() - rss0:5.0f} MB  max|dOVRL|={diff:.2g}")
+        print(
+            f"{name:48s} {seconds:7.2f} s  {base_s / seconds:5.2f}x  peak RSS "
+            f"+{_rss_mb() - rss0:5.0f} MB  max|dOVRL|={diff:.2g}"
+        )
 
 
 if __name__ == "__main__":

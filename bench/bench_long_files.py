@@ -7,6 +7,7 @@ Each length runs in a fresh process (the default DirectRunner, model loading inc
 peak RSS is its own. Memory should stay flat in file length (well under 3 GB) and time linear:
 the ratios against the shortest file are printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ def main() -> None:
         for minutes in args.minutes:
             wav = make_conversation(minutes, Path(tmp) / f"conv{minutes:g}.wav")
             started = time.time()
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(wav), f"{tmp}/out{minutes:g}"],
-                                  cwd=repo, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, str(wav), f"{tmp}/out{minutes:g}"],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-3000:])
             result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -51,14 +56,18 @@ def main() -> None:
             rows.append(result)
             print(json.dumps(result), flush=True)
     base = rows[0]
-    print(f"\n{'minutes':>8} {'time s':>8} {'RTF':>6} {'time ratio':>10} {'length ratio':>12} "
-          f"{'peak RSS MB':>12} {'RSS ratio':>9}")
+    print(
+        f"\n{'minutes':>8} {'time s':>8} {'RTF':>6} {'time ratio':>10} {'length ratio':>12} "
+        f"{'peak RSS MB':>12} {'RSS ratio':>9}"
+    )
     for row in rows:
-        print(f"{row['minutes']:>8g} {row['elapsed_s']:>8.1f} "
-              f"{row['elapsed_s'] / (row['minutes'] * 60):>6.3f} "
-              f"{row['elapsed_s'] / base['elapsed_s']:>10.2f} "
-              f"{row['minutes'] / base['minutes']:>12.2f} {row['peak_rss_mb']:>12.0f} "
-              f"{row['peak_rss_mb'] / base['peak_rss_mb']:>9.2f}")
+        print(
+            f"{row['minutes']:>8g} {row['elapsed_s']:>8.1f} "
+            f"{row['elapsed_s'] / (row['minutes'] * 60):>6.3f} "
+            f"{row['elapsed_s'] / base['elapsed_s']:>10.2f} "
+            f"{row['minutes'] / base['minutes']:>12.2f} {row['peak_rss_mb']:>12.0f} "
+            f"{row['peak_rss_mb'] / base['peak_rss_mb']:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ loading is excluded from the per-stage times and the real-time factor (it is pri
 Printed: per-stage seconds of both, the share of the pipeline's wall time spent outside the stages
 (Beam, writers, corpus), the speed-up over the baseline and the real-time factors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,12 +58,18 @@ def main() -> None:
             for stage in STAGES:
                 a, b = ours["stage_s"][stage], base.stage_s.get(stage, 0.0)
                 print(f"{stage:>10} {a:>11.2f} {b:>11.2f} {b / a if a else float('nan'):>9.2f}")
-            print(f"{'stages':>10} {ours_stages:>11.2f} {base_wall:>11.2f} "
-                  f"{base_wall / ours_stages:>9.2f}")
-            print(f"pipeline wall {ours['wall_s']:.1f} s (model loading and Beam included); "
-                  f"share outside the stages {1 - ours_stages / ours['wall_s']:.1%}")
-            print(f"real-time factor, loading excluded: pipeline {ours_stages / seconds:.3f}, "
-                  f"baseline {base_wall / seconds:.3f}")
+            print(
+                f"{'stages':>10} {ours_stages:>11.2f} {base_wall:>11.2f} "
+                f"{base_wall / ours_stages:>9.2f}"
+            )
+            print(
+                f"pipeline wall {ours['wall_s']:.1f} s (model loading and Beam included); "
+                f"share outside the stages {1 - ours_stages / ours['wall_s']:.1%}"
+            )
+            print(
+                f"real-time factor, loading excluded: pipeline {ours_stages / seconds:.3f}, "
+                f"baseline {base_wall / seconds:.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ DER = pyannote.metrics ``DiarizationErrorRate``, no collar, overlap scored (as
 process's CPU time (CPU time is the fairer figure on a shared machine). ``spk`` = speakers found
 / in the reference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,11 +50,19 @@ logger = logging.getLogger("bench_pyannote")
 def get_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, help="folder of X.wav + X.rttm pairs")
-    parser.add_argument("--voices", choices=("dev", "heldout"),
-                        help="many-voice conversations (tests/pipeline/voice_conversations.py)")
+    parser.add_argument(
+        "--voices",
+        choices=("dev", "heldout"),
+        help="many-voice conversations (tests/pipeline/voice_conversations.py)",
+    )
     parser.add_argument("--no_sample", action="store_true", help="skip the bundled sample")
-    parser.add_argument("--embedding", nargs="+", default=["ecapa"],
-                        choices=("ecapa", "campplus"), help="embeddings of the offline build")
+    parser.add_argument(
+        "--embedding",
+        nargs="+",
+        default=["ecapa"],
+        choices=("ecapa", "campplus"),
+        help="embeddings of the offline build",
+    )
     parser.add_argument("--threads", type=int, default=1, help="diar_num_threads")
     parser.add_argument("--no_ours", action="store_true", help="skip our ONNX recipe")
     return parser.parse_args()
@@ -95,8 +104,9 @@ def voice_cases(split: str) -> dict[str, tuple[np.ndarray, list[SpeakerSegment]]
         from tests.pipeline.voice_conversations import conversations
     except ImportError:
         sys.exit("--voices needs tests/pipeline/voice_conversations.py (not in this checkout)")
-    return {c.name: (np.asarray(c.audio, np.float32), list(c.reference))
-            for c in conversations(split)}
+    return {
+        c.name: (np.asarray(c.audio, np.float32), list(c.reference)) for c in conversations(split)
+    }
 
 
 def timed(fn):
@@ -119,38 +129,54 @@ def main() -> None:
         cases.update(voice_cases(args.voices))
     if not cases:
         sys.exit("no inputs")
-    methods = [(f"pyannote/{name}", DiarizeOptions(
-        diarization_backend="pyannote", pyannote_embedding=name, diar_num_threads=args.threads))
-        for name in args.embedding]
+    methods = [
+        (
+            f"pyannote/{name}",
+            DiarizeOptions(
+                diarization_backend="pyannote",
+                pyannote_embedding=name,
+                diar_num_threads=args.threads,
+            ),
+        )
+        for name in args.embedding
+    ]
     if not args.no_ours:
         methods.append(("ours", DiarizeOptions(diar_num_threads=args.threads)))
-    warm_up = next(iter(cases.values()))[0][:SR * 12]
-    print(f"{'input':24s} {'method':18s} {'audio_s':>8s} {'wall_s':>7s} {'RTF':>6s} "
-          f"{'cpuRTF':>6s} {'DER %':>6s} {'miss':>5s} {'FA':>5s} {'conf':>5s} {'spk':>5s}")
+    warm_up = next(iter(cases.values()))[0][: SR * 12]
+    print(
+        f"{'input':24s} {'method':18s} {'audio_s':>8s} {'wall_s':>7s} {'RTF':>6s} "
+        f"{'cpuRTF':>6s} {'DER %':>6s} {'miss':>5s} {'FA':>5s} {'conf':>5s} {'spk':>5s}"
+    )
     summary = []
     for method, opts in methods:
         models, load_wall, _ = timed(lambda o=opts: load_models(o))
         diarize(warm_up, opts, models)
         rows = []
         for name, (audio, reference) in cases.items():
-            result, wall, cpu = timed(
-                lambda a=audio, o=opts, m=models, n=name: diarize(a, o, m, n))
+            result, wall, cpu = timed(lambda a=audio, o=opts, m=models, n=name: diarize(a, o, m, n))
             error, parts = conv.der(reference, result.segments)
             seconds = len(audio) / SR
             found = len({s.speaker for s in result.segments})
             truth = len({s.speaker for s in reference})
             rows.append((error, wall / seconds, cpu / seconds, found == truth))
-            print(f"{name[:24]:24s} {method:18s} {seconds:8.1f} {wall:7.2f} {wall / seconds:6.3f} "
-                  f"{cpu / seconds:6.3f} {100 * error:6.1f} {100 * parts['miss']:5.1f} "
-                  f"{100 * parts['false_alarm']:5.1f} {100 * parts['confusion']:5.1f} "
-                  f"{found:2d}/{truth:<2d}", flush=True)
+            print(
+                f"{name[:24]:24s} {method:18s} {seconds:8.1f} {wall:7.2f} {wall / seconds:6.3f} "
+                f"{cpu / seconds:6.3f} {100 * error:6.1f} {100 * parts['miss']:5.1f} "
+                f"{100 * parts['false_alarm']:5.1f} {100 * parts['confusion']:5.1f} "
+                f"{found:2d}/{truth:<2d}",
+                flush=True,
+            )
         summary.append((method, load_wall, rows))
-    print(f"\n{'mean over ' + str(len(cases)) + ' inputs':24s} {'method':18s} {'load_s':>8s} "
-          f"{'RTF':>6s} {'cpuRTF':>6s} {'DER %':>6s} {'spk ok':>7s}")
+    print(
+        f"\n{'mean over ' + str(len(cases)) + ' inputs':24s} {'method':18s} {'load_s':>8s} "
+        f"{'RTF':>6s} {'cpuRTF':>6s} {'DER %':>6s} {'spk ok':>7s}"
+    )
     for method, load_wall, rows in summary:
         error, rtf, cpu_rtf, ok = (np.mean([r[i] for r in rows]) for i in range(4))
-        print(f"{'':24s} {method:18s} {load_wall:8.1f} {rtf:6.3f} {cpu_rtf:6.3f} "
-              f"{100 * error:6.1f} {100 * ok:6.0f}%")
+        print(
+            f"{'':24s} {method:18s} {load_wall:8.1f} {rtf:6.3f} {cpu_rtf:6.3f} "
+            f"{100 * error:6.1f} {100 * ok:6.0f}%"
+        )
 
 
 if __name__ == "__main__":

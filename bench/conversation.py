@@ -3,6 +3,7 @@
 The 30 s two-speaker telephone call is repeated with its speech slightly re-timed and re-levelled
 in each copy, so a 20-minute file keeps real voices, real turns and real silences.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "assets" / "sample.w
 def make_conversation(minutes: float, path: Path, seed: int = 0) -> Path:
     """Write a ``minutes``-long 16 kHz conversation to ``path`` (streamed, bounded memory)."""
     audio, rate = sf.read(SAMPLE, dtype="float32")
-    speech = audio[int(6.5 * rate):]  # the sample's speech starts at 6.7 s
+    speech = audio[int(6.5 * rate) :]  # the sample's speech starts at 6.7 s
     rng = np.random.default_rng(seed)
     total = int(minutes * 60 * rate)
     written = 0

@@ -15,6 +15,7 @@ Scoring units are whitespace-separated words, except that every CJK character (H
 Hangul) is a unit of its own: Chinese has no spaces, so its "WER" is a character error rate and
 mixed Chinese-English text is scored as a mixed error rate (MER).
 """
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ and tokenises a reference and a hypothesis first; :func:`corpus_error_rate` sums
 many pairs (the corpus WER is total errors / total reference units, not a mean of per-pair rates).
 For Chinese the units are characters, so the same functions give CER (see ``text_norm``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -44,14 +45,17 @@ class ErrorCounts:
         return self.errors / self.reference_units
 
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
-        return ErrorCounts(self.substitutions + other.substitutions,
-                           self.deletions + other.deletions,
-                           self.insertions + other.insertions,
-                           self.reference_units + other.reference_units)
+        return ErrorCounts(
+            self.substitutions + other.substitutions,
+            self.deletions + other.deletions,
+            self.insertions + other.insertions,
+            self.reference_units + other.reference_units,
+        )
 
 
-def align(reference: Sequence[str], hypothesis: Sequence[str]) -> list[tuple[int | None,
-                                                                              int | None]]:
+def align(
+    reference: Sequence[str], hypothesis: Sequence[str]
+) -> list[tuple[int | None, int | None]]:
     """A minimum-edit (Levenshtein, unit costs) alignment of two token sequences, as index pairs.
 
     Among alignments of minimal total cost, ties are broken toward match/substitution, then

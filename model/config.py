@@ -148,8 +148,10 @@ class NetworkConfig:
         if self.variant == "distill":
             object.__setattr__(self, "guidance_input", True)
         elif self.variant == "zipvoice" and self.guidance_input:
-            raise ValueError("a single-speaker network with a guidance input is the 'distill' "
-                             "variant, not 'zipvoice' with guidance_input")
+            raise ValueError(
+                "a single-speaker network with a guidance input is the 'distill' "
+                "variant, not 'zipvoice' with guidance_input"
+            )
         object.__setattr__(self, "guidance_input", bool(self.guidance_input))
         if self.turn_embedding not in TURN_EMBEDDINGS:
             raise ValueError(

@@ -274,8 +274,12 @@ class BatchStream:
         )
         for epoch, batch in loader:
             if epoch != self.epoch:
-                logger.debug("epoch %d done (%d batches on rank %d)",
-                             self.epoch, self.batches_done, self.rank)
+                logger.debug(
+                    "epoch %d done (%d batches on rank %d)",
+                    self.epoch,
+                    self.batches_done,
+                    self.rank,
+                )
                 self.epoch, self.batches_done = epoch, 0
             self.batches_done += 1
             yield batch
@@ -292,8 +296,13 @@ class _EpochsSampler(torch.utils.data.Sampler):
         stream = self.stream
         epoch, skip = stream.epoch, stream.batches_done
         while True:
-            shard = ShardedBatches(stream.sampler, epoch=epoch, rank=stream.rank,
-                                   world_size=stream.world_size, skip=skip)
+            shard = ShardedBatches(
+                stream.sampler,
+                epoch=epoch,
+                rank=stream.rank,
+                world_size=stream.world_size,
+                skip=skip,
+            )
             count = 0
             for cuts in shard:
                 count += 1
@@ -515,14 +524,21 @@ def add_data_arguments(add: Any) -> None:
     """Declare the data-loading flags of the training CLIs through ``add(*flags, **kwargs)``
     (the CLI's own ``add_argument``, which may also register ``--snake_case`` aliases)."""
     defaults = DataOptions()
-    add("--max-duration", type=float, default=defaults.max_duration_s,
-        help="seconds of audio per batch and process")
+    add(
+        "--max-duration",
+        type=float,
+        default=defaults.max_duration_s,
+        help="seconds of audio per batch and process",
+    )
     add("--num-buckets", type=int, default=defaults.num_buckets)
     add("--min-cut-duration", type=float, default=defaults.min_cut_duration_s)
     add("--max-cut-duration", type=float, default=defaults.max_cut_duration_s)
     add("--no-shuffle", action="store_true")
-    add("--precomputed-feats", action="store_true",
-        help="read lhotse feature storage instead of computing mels on the fly")
+    add(
+        "--precomputed-feats",
+        action="store_true",
+        help="read lhotse feature storage instead of computing mels on the fly",
+    )
     add("--num-workers", type=int, default=defaults.num_workers)
 
 

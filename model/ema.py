@@ -20,8 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def ema_update(average: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
-               decay: float) -> None:
+def ema_update(
+    average: dict[str, torch.Tensor], state: dict[str, torch.Tensor], decay: float
+) -> None:
     """``average = decay·average + (1 − decay)·state`` in place, for every floating-point tensor
     of ``average``; its other tensors are copied from ``state``.
 

@@ -34,6 +34,7 @@ Python::
     ...               evaluator=evaluator)["wer"]                        # doctest: +SKIP
     0.0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -209,9 +210,16 @@ class ListResult:
     missing: tuple[str, ...] = ()
 
 
-def score_item(analysis: AudioAnalysis, script: str, prompt: SpeakerPair | None = None,
-               name: str = "", cpwer_mode: str = "words", prompt_mode: str = "",
-               synthesis_s: float | None = None, min_turn_s: float = 0.3) -> ItemResult:
+def score_item(
+    analysis: AudioAnalysis,
+    script: str,
+    prompt: SpeakerPair | None = None,
+    name: str = "",
+    cpwer_mode: str = "words",
+    prompt_mode: str = "",
+    synthesis_s: float | None = None,
+    min_turn_s: float = 0.3,
+) -> ItemResult:
     """Score an analysed output against its script and prompt speakers (no model runs here).
 
     Args:
@@ -243,28 +251,49 @@ def score_item(analysis: AudioAnalysis, script: str, prompt: SpeakerPair | None 
         raise ValueError(f"cpwer_mode must be one of {CPWER_MODES}, got {cpwer_mode!r}")
     cp = cp_wer(speaker_texts(turns), hypotheses)
     sim = cp_sim(prompt, analysis.speakers) if prompt is not None else None
-    turn_score = score_turns(turns, analysis.transcript.words, analysis.word_speakers,
-                             analysis.segments, min_turn_s=min_turn_s)
+    turn_score = score_turns(
+        turns,
+        analysis.transcript.words,
+        analysis.word_speakers,
+        analysis.segments,
+        min_turn_s=min_turn_s,
+    )
     dns = analysis.dnsmos
     return ItemResult(
-        name=name, duration_s=round(analysis.duration_s, 3), prompt_mode=prompt_mode,
-        ref_words=wer.reference_units, wer=wer.rate, wer_errors=wer.errors,
-        cpwer=cp.counts.rate, cpwer_errors=cp.counts.errors,
-        cpwer_swapped=cp.worst_counts.rate, cpwer_mode=cpwer_mode, cpwer_mapping=cp.mapping,
-        cpsim=sim.score if sim else None, cpsim_swapped=sim.other_score if sim else None,
-        cosine=sim.cosine if sim else None, cpsim_mapping=sim.mapping if sim else (),
+        name=name,
+        duration_s=round(analysis.duration_s, 3),
+        prompt_mode=prompt_mode,
+        ref_words=wer.reference_units,
+        wer=wer.rate,
+        wer_errors=wer.errors,
+        cpwer=cp.counts.rate,
+        cpwer_errors=cp.counts.errors,
+        cpwer_swapped=cp.worst_counts.rate,
+        cpwer_mode=cpwer_mode,
+        cpwer_mapping=cp.mapping,
+        cpsim=sim.score if sim else None,
+        cpsim_swapped=sim.other_score if sim else None,
+        cosine=sim.cosine if sim else None,
+        cpsim_mapping=sim.mapping if sim else (),
         cpsim_fallback=bool(sim and sim.fallback),
-        dnsmos_ovrl=dns.ovrl if dns else None, dnsmos_sig=dns.sig if dns else None,
+        dnsmos_ovrl=dns.ovrl if dns else None,
+        dnsmos_sig=dns.sig if dns else None,
         dnsmos_bak=dns.bak if dns else None,
-        num_turns=turn_score.num_turns, turns_correct=turn_score.turns_correct,
-        turn_accuracy=turn_score.accuracy, switches_expected=turn_score.switches_expected,
+        num_turns=turn_score.num_turns,
+        turns_correct=turn_score.turns_correct,
+        turn_accuracy=turn_score.accuracy,
+        switches_expected=turn_score.switches_expected,
         switches_found=turn_score.switches_found,
         num_speakers_found=len({s.speaker for s in analysis.segments}),
         synthesis_s=synthesis_s,
-        rtf=(synthesis_s / analysis.duration_s
-             if synthesis_s is not None and analysis.duration_s > 0 else None),
+        rtf=(
+            synthesis_s / analysis.duration_s
+            if synthesis_s is not None and analysis.duration_s > 0
+            else None
+        ),
         transcript=analysis.transcript.text,
-        speaker_hypotheses={ref: hypotheses.get(hyp, "") for ref, hyp in cp.mapping if ref})
+        speaker_hypotheses={ref: hypotheses.get(hyp, "") for ref, hyp in cp.mapping if ref},
+    )
 
 
 class Evaluator:
@@ -281,10 +310,14 @@ class Evaluator:
 
         self.options = options
         started = time.perf_counter()
-        self.recognizer = Recognizer(options.asr_model, language=options.language,
-                                     beam_size=options.beam_size, device=options.device,
-                                     compute_type=options.compute_type,
-                                     cpu_threads=options.num_threads)
+        self.recognizer = Recognizer(
+            options.asr_model,
+            language=options.language,
+            beam_size=options.beam_size,
+            device=options.device,
+            compute_type=options.compute_type,
+            cpu_threads=options.num_threads,
+        )
         self.diarizer = TwoSpeakerDiarizer(num_threads=options.num_threads)
         self.embedder = self.diarizer.embedder
         self.quality = QualityScorer(num_threads=options.num_threads) if options.dnsmos else None
@@ -292,12 +325,14 @@ class Evaluator:
 
     def model_names(self) -> dict[str, str]:
         """What computes each metric, for the results file."""
-        asr = (f"Whisper {self.recognizer.name} (faster-whisper {self.options.compute_type}, "
-               "silero-VAD windows, guarded decoding)")
+        asr = (
+            f"Whisper {self.recognizer.name} (faster-whisper {self.options.compute_type}, "
+            "silero-VAD windows, guarded decoding)"
+        )
         names = {
             "WER": asr,
             "cpWER": f"pyannote segmentation-3.0 ONNX + GE2E clustering (2 speakers) + {asr}, "
-                     f"{self.options.cpwer_mode} mode",
+            f"{self.options.cpwer_mode} mode",
             "cpSIM": "GE2E d-vector (Resemblyzer 0.1.4) on the same diarization",
             "turns": "same diarization + Whisper word times",
         }
@@ -315,16 +350,24 @@ class Evaluator:
         segments = self.diarizer(samples)
         transcript = self.recognizer.transcribe(samples)
         labels = fill_unattributed(word_speakers(transcript.words, segments))
-        turn_texts = (self._turn_texts(samples, segments)
-                      if self.options.cpwer_mode == "turns" else None)
+        turn_texts = (
+            self._turn_texts(samples, segments) if self.options.cpwer_mode == "turns" else None
+        )
         speakers = diarized_pair(samples, segments, self.embedder)
         dnsmos = self.quality(samples) if self.quality is not None and len(samples) else None
-        return AudioAnalysis(duration_s=len(samples) / SAMPLE_RATE, transcript=transcript,
-                             segments=segments, word_speakers=tuple(labels),
-                             turn_texts=turn_texts, speakers=speakers, dnsmos=dnsmos)
+        return AudioAnalysis(
+            duration_s=len(samples) / SAMPLE_RATE,
+            transcript=transcript,
+            segments=segments,
+            word_speakers=tuple(labels),
+            turn_texts=turn_texts,
+            speakers=speakers,
+            dnsmos=dnsmos,
+        )
 
-    def _turn_texts(self, samples: np.ndarray,
-                    segments: Sequence[SpeakerSegment]) -> dict[str, str]:
+    def _turn_texts(
+        self, samples: np.ndarray, segments: Sequence[SpeakerSegment]
+    ) -> dict[str, str]:
         """Each diarized speaker's turns transcribed one by one, joined in time order.
 
         Overlapped stretches are left out (both voices are in them, and a piece read for each
@@ -336,9 +379,11 @@ class Evaluator:
 
         clean = [s for s in segments if not s.overlap]
         spans = plan_turns(clean, [], max_gap_s=self.options.turn_max_gap_s, max_chunk_s=30.0)
-        spans = sorted((t for t in spans if t.duration >= self.options.min_turn_s),
-                       key=lambda t: (t.start, t.speaker))
-        chunks = [samples[int(t.start * SAMPLE_RATE):int(t.end * SAMPLE_RATE)] for t in spans]
+        spans = sorted(
+            (t for t in spans if t.duration >= self.options.min_turn_s),
+            key=lambda t: (t.start, t.speaker),
+        )
+        chunks = [samples[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in spans]
         texts = self.recognizer.transcribe_turns(chunks, [t.start for t in spans])
         out: dict[str, list[str]] = {s.speaker: [] for s in segments}
         for span, text in zip(spans, texts):
@@ -359,10 +404,14 @@ class Evaluator:
         raise ValueError(f"one merged or two split prompts, got {len(audio)}")
 
 
-def evaluate_item(wav: str | os.PathLike | np.ndarray, script: str,
-                  prompt_wavs: Sequence[str | os.PathLike] = (),
-                  evaluator: Evaluator | None = None, name: str = "",
-                  synthesis_s: float | None = None) -> dict[str, Any]:
+def evaluate_item(
+    wav: str | os.PathLike | np.ndarray,
+    script: str,
+    prompt_wavs: Sequence[str | os.PathLike] = (),
+    evaluator: Evaluator | None = None,
+    name: str = "",
+    synthesis_s: float | None = None,
+) -> dict[str, Any]:
     """Evaluate one generated dialogue.
 
     Args:
@@ -383,16 +432,28 @@ def evaluate_item(wav: str | os.PathLike | np.ndarray, script: str,
     prompt = evaluator.prompt_speakers(prompt_wavs) if prompt_wavs else None
     mode = {1: "merged", 2: "split"}.get(len(prompt_wavs), "")
     analysis = evaluator.analyse(samples)
-    return score_item(analysis, script, prompt, name=name,
-                      cpwer_mode=evaluator.options.cpwer_mode, prompt_mode=mode,
-                      synthesis_s=synthesis_s, min_turn_s=evaluator.options.min_turn_s).to_dict()
+    return score_item(
+        analysis,
+        script,
+        prompt,
+        name=name,
+        cpwer_mode=evaluator.options.cpwer_mode,
+        prompt_mode=mode,
+        synthesis_s=synthesis_s,
+        min_turn_s=evaluator.options.min_turn_s,
+    ).to_dict()
 
 
-def evaluate_list(test_list: str | os.PathLike, res_dir: str | os.PathLike,
-                  evaluator: Evaluator | None = None,
-                  synthesis_times: Mapping[str, float] | None = None,
-                  model_name: str = "", params: str = "", rtf: float | None = None,
-                  cpwer_max_s: float | None = None) -> ListResult:
+def evaluate_list(
+    test_list: str | os.PathLike,
+    res_dir: str | os.PathLike,
+    evaluator: Evaluator | None = None,
+    synthesis_times: Mapping[str, float] | None = None,
+    model_name: str = "",
+    params: str = "",
+    rtf: float | None = None,
+    cpwer_max_s: float | None = None,
+) -> ListResult:
     """Evaluate every item of a ZipVoice-Dialog test list whose ``<res_dir>/<name>.wav`` exists.
 
     Args:
@@ -422,15 +483,34 @@ def evaluate_list(test_list: str | os.PathLike, res_dir: str | os.PathLike,
             missing.append(item.name)
             continue
         started = time.perf_counter()
-        result = evaluate_item(wav, item.text, item.prompt_wavs, evaluator, name=item.name,
-                               synthesis_s=times.get(item.name))
+        result = evaluate_item(
+            wav,
+            item.text,
+            item.prompt_wavs,
+            evaluator,
+            name=item.name,
+            synthesis_s=times.get(item.name),
+        )
         items.append(ItemResult(**result))
-        logger.info("[%d/%d] %s: WER %.3f cpWER %.3f cpSIM %s (%.1f s)", index, len(test_items),
-                    item.name, result["wer"], result["cpwer"], result["cpsim"],
-                    time.perf_counter() - started)
-    summary = summarise([i.to_dict() for i in items], model=model_name, params=params,
-                        num_missing=len(missing), cpwer_max_s=cpwer_max_s, rtf=rtf,
-                        models=evaluator.model_names())
+        logger.info(
+            "[%d/%d] %s: WER %.3f cpWER %.3f cpSIM %s (%.1f s)",
+            index,
+            len(test_items),
+            item.name,
+            result["wer"],
+            result["cpwer"],
+            result["cpsim"],
+            time.perf_counter() - started,
+        )
+    summary = summarise(
+        [i.to_dict() for i in items],
+        model=model_name,
+        params=params,
+        num_missing=len(missing),
+        cpwer_max_s=cpwer_max_s,
+        rtf=rtf,
+        models=evaluator.model_names(),
+    )
     return ListResult(items=tuple(items), summary=summary, missing=tuple(missing))
 
 
@@ -438,34 +518,61 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model.evaluate",
         description="Score generated dialogues (WER, cpWER, cpSIM, DNSMOS, turns, RTF) and write "
-                    "a markdown table in the layout of ZipVoice-Dialog's Table 4. Offline models: "
-                    "Whisper, pyannote segmentation-3.0 ONNX + GE2E, DNSMOS.")
-    parser.add_argument("--test-list", required=True,
-                        help="TSV: 'name, prompt_text, prompt_wav, text' (merged prompt) or "
-                             "'name, spk1_text, spk2_text, spk1_wav, spk2_wav, text' (split)")
+        "a markdown table in the layout of ZipVoice-Dialog's Table 4. Offline models: "
+        "Whisper, pyannote segmentation-3.0 ONNX + GE2E, DNSMOS.",
+    )
+    parser.add_argument(
+        "--test-list",
+        required=True,
+        help="TSV: 'name, prompt_text, prompt_wav, text' (merged prompt) or "
+        "'name, spk1_text, spk2_text, spk1_wav, spk2_wav, text' (split)",
+    )
     parser.add_argument("--res-dir", required=True, help="folder holding <name>.wav outputs")
     parser.add_argument("--out", default="results.md", help="markdown results file")
-    parser.add_argument("--json", default=None,
-                        help="also write per-item results and the summary as JSON here")
-    parser.add_argument("--append", action="store_true",
-                        help="keep the rows of earlier runs in --out (kept in <out>.runs.json); "
-                             "a run of the same --model-name replaces its row")
+    parser.add_argument(
+        "--json", default=None, help="also write per-item results and the summary as JSON here"
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows of earlier runs in --out (kept in <out>.runs.json); "
+        "a run of the same --model-name replaces its row",
+    )
     parser.add_argument("--model-name", default="", help="system name for the table row")
     parser.add_argument("--params", default="", help="system size for the table, e.g. 123M")
-    parser.add_argument("--synthesis-times", default=None,
-                        help="file of 'name<TAB>seconds' synthesis times (for the RTF)")
-    parser.add_argument("--rtf", type=float, default=None,
-                        help="a measured RTF to report (instead of --synthesis-times)")
-    parser.add_argument("--asr-model", default="base",
-                        help="Whisper model: base, tiny.en or a CTranslate2 directory")
-    parser.add_argument("--lang", default="en",
-                        help="language to force (en, zh, ...) or 'auto' to detect per clip")
+    parser.add_argument(
+        "--synthesis-times",
+        default=None,
+        help="file of 'name<TAB>seconds' synthesis times (for the RTF)",
+    )
+    parser.add_argument(
+        "--rtf",
+        type=float,
+        default=None,
+        help="a measured RTF to report (instead of --synthesis-times)",
+    )
+    parser.add_argument(
+        "--asr-model",
+        default="base",
+        help="Whisper model: base, tiny.en or a CTranslate2 directory",
+    )
+    parser.add_argument(
+        "--lang", default="en", help="language to force (en, zh, ...) or 'auto' to detect per clip"
+    )
     parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--cpwer-mode", choices=CPWER_MODES, default="words",
-                        help="words: whole-clip words attributed to the diarized speakers; "
-                             "turns: re-transcribe each diarized turn")
-    parser.add_argument("--cpwer-max-s", type=float, default=None,
-                        help="only items at most this long enter the cpWER (the paper: 30)")
+    parser.add_argument(
+        "--cpwer-mode",
+        choices=CPWER_MODES,
+        default="words",
+        help="words: whole-clip words attributed to the diarized speakers; "
+        "turns: re-transcribe each diarized turn",
+    )
+    parser.add_argument(
+        "--cpwer-max-s",
+        type=float,
+        default=None,
+        help="only items at most this long enter the cpWER (the paper: 30)",
+    )
     parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS")
     parser.add_argument("--num-threads", type=int, default=2, help="threads per model")
     parser.add_argument("--device", default="cpu", help="Whisper device: cpu, cuda, auto")
@@ -490,15 +597,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.num_threads)
-    options = EvalOptions(asr_model=args.asr_model,
-                          language=None if args.lang == "auto" else args.lang,
-                          beam_size=args.beam_size, cpwer_mode=args.cpwer_mode,
-                          dnsmos=not args.no_dnsmos, num_threads=args.num_threads,
-                          device=args.device, compute_type=args.compute_type)
+    options = EvalOptions(
+        asr_model=args.asr_model,
+        language=None if args.lang == "auto" else args.lang,
+        beam_size=args.beam_size,
+        cpwer_mode=args.cpwer_mode,
+        dnsmos=not args.no_dnsmos,
+        num_threads=args.num_threads,
+        device=args.device,
+        compute_type=args.compute_type,
+    )
     times = read_synthesis_times(args.synthesis_times) if args.synthesis_times else None
-    result = evaluate_list(args.test_list, args.res_dir, Evaluator(options), times,
-                           model_name=args.model_name, params=args.params, rtf=args.rtf,
-                           cpwer_max_s=args.cpwer_max_s)
+    result = evaluate_list(
+        args.test_list,
+        args.res_dir,
+        Evaluator(options),
+        times,
+        model_name=args.model_name,
+        params=args.params,
+        rtf=args.rtf,
+        cpwer_max_s=args.cpwer_max_s,
+    )
     if not result.items:
         logger.error("no generated wav of %s found in %s", args.test_list, args.res_dir)
         return 1
@@ -510,9 +629,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_path.write_text(json.dumps({"runs": [r.to_dict() for r in runs]}, indent=1))
     out.write_text(render(runs, [i.to_dict() for i in result.items], str(args.test_list)))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"summary": result.summary.to_dict(), "missing": list(result.missing),
-             "items": [i.to_dict() for i in result.items]}, indent=1, ensure_ascii=False))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "summary": result.summary.to_dict(),
+                    "missing": list(result.missing),
+                    "items": [i.to_dict() for i in result.items],
+                },
+                indent=1,
+                ensure_ascii=False,
+            )
+        )
     print(main_table([result.summary]))
     print(f"written: {out}")
     return 0

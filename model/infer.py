@@ -136,8 +136,14 @@ def synthesize(
     Returns:
         The :class:`SynthesisResult`.
     """
-    synth_options = SynthesisOptions(num_step=num_step, guidance_scale=guidance_scale,
-                                     t_shift=t_shift, speed=speed, seed=seed, **options)
+    synth_options = SynthesisOptions(
+        num_step=num_step,
+        guidance_scale=guidance_scale,
+        t_shift=t_shift,
+        speed=speed,
+        seed=seed,
+        **options,
+    )
     check_script(text, raw=synth_options.raw)
     spec = PromptSpec.from_args(prompt_wav, prompt_text, spk1_wav, spk1_text, spk2_wav, spk2_text)
     if isinstance(model_or_checkpoint, Synthesizer):
@@ -227,27 +233,56 @@ def parse_test_list(path: str | os.PathLike) -> tuple[list[TestListItem], list[F
         if len(fields) == 4:
             name, prompt_text, prompt_wav, text = fields
             spec = PromptSpec((_resolve_path(prompt_wav, base),), (prompt_text,))
-            empty = [n for n, v in (("name", name), ("prompt_text", prompt_text),
-                                    ("prompt_wav", prompt_wav), ("text", text)) if not v]
+            empty = [
+                n
+                for n, v in (
+                    ("name", name),
+                    ("prompt_text", prompt_text),
+                    ("prompt_wav", prompt_wav),
+                    ("text", text),
+                )
+                if not v
+            ]
         elif len(fields) == 6:
             name, text1, text2, wav1, wav2, text = fields
-            spec = PromptSpec((_resolve_path(wav1, base), _resolve_path(wav2, base)),
-                              (text1, text2))
-            empty = [n for n, v in (("name", name), ("spk1_text", text1), ("spk2_text", text2),
-                                    ("spk1_wav", wav1), ("spk2_wav", wav2), ("text", text))
-                     if not v]
+            spec = PromptSpec(
+                (_resolve_path(wav1, base), _resolve_path(wav2, base)), (text1, text2)
+            )
+            empty = [
+                n
+                for n, v in (
+                    ("name", name),
+                    ("spk1_text", text1),
+                    ("spk2_text", text2),
+                    ("spk1_wav", wav1),
+                    ("spk2_wav", wav2),
+                    ("text", text),
+                )
+                if not v
+            ]
         else:
-            failures.append(Failure(f"line {number}", f"{where}: expected 4 (merged prompt) or "
-                                    f"6 (split prompts) tab-separated columns, got {len(fields)}",
-                                    number))
+            failures.append(
+                Failure(
+                    f"line {number}",
+                    f"{where}: expected 4 (merged prompt) or "
+                    f"6 (split prompts) tab-separated columns, got {len(fields)}",
+                    number,
+                )
+            )
             continue
         if empty:
-            failures.append(Failure(name or f"line {number}",
-                                    f"{where}: empty column(s): {', '.join(empty)}", number))
+            failures.append(
+                Failure(
+                    name or f"line {number}",
+                    f"{where}: empty column(s): {', '.join(empty)}",
+                    number,
+                )
+            )
             continue
         if "/" in name or name in (".", ".."):
-            failures.append(Failure(name, f"{where}: the name must be a file stem, got {name!r}",
-                                    number))
+            failures.append(
+                Failure(name, f"{where}: the name must be a file stem, got {name!r}", number)
+            )
             continue
         if name in seen:
             failures.append(Failure(name, f"{where}: duplicate name {name!r}", number))
@@ -265,12 +300,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model.infer",
         description="Zero-shot two-speaker dialogue synthesis from a [S1]/[S2] script and a "
-                    "voice prompt. Only clone voices you have permission to use.",
+        "voice prompt. Only clone voices you have permission to use.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--checkpoint", "--model-dir", required=True,
-                        help="checkpoint directory (ours, upstream's, a distilled student, or "
-                             "an ONNX export of python -m model.onnx_export) or hub model name")
+    parser.add_argument(
+        "--checkpoint",
+        "--model-dir",
+        required=True,
+        help="checkpoint directory (ours, upstream's, a distilled student, or "
+        "an ONNX export of python -m model.onnx_export) or hub model name",
+    )
     one = parser.add_argument_group("one dialogue")
     one.add_argument("--text", help="the script: '[S1] ... [S2] ...' (must start with [S1])")
     one.add_argument("--prompt-wav", help="merged prompt audio with both voices")
@@ -281,38 +320,85 @@ def get_parser() -> argparse.ArgumentParser:
     one.add_argument("--spk2-text", help="speaker 2's prompt transcript")
     one.add_argument("--out", "--res-wav-path", default="result.wav", help="output wav")
     batch = parser.add_argument_group("batch")
-    batch.add_argument("--test-list", help="TSV: name, prompt_text, prompt_wav, text (4 columns) "
-                       "or name, spk1_text, spk2_text, spk1_wav, spk2_wav, text (6 columns)")
+    batch.add_argument(
+        "--test-list",
+        help="TSV: name, prompt_text, prompt_wav, text (4 columns) "
+        "or name, spk1_text, spk2_text, spk1_wav, spk2_wav, text (6 columns)",
+    )
     batch.add_argument("--res-dir", default="results", help="output folder for --test-list")
     gen = parser.add_argument_group("generation")
-    gen.add_argument("--num-step", type=int, default=None,
-                     help="Euler steps (default: the checkpoint's, 16 for dialog)")
-    gen.add_argument("--guidance-scale", type=float, default=None,
-                     help="CFG weight (default: the checkpoint's, 1.5 for dialog)")
-    gen.add_argument("--t-shift", type=float, default=None,
-                     help="time warp of the steps (default: the checkpoint's, 0.5)")
+    gen.add_argument(
+        "--num-step",
+        type=int,
+        default=None,
+        help="Euler steps (default: the checkpoint's, 16 for dialog)",
+    )
+    gen.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="CFG weight (default: the checkpoint's, 1.5 for dialog)",
+    )
+    gen.add_argument(
+        "--t-shift",
+        type=float,
+        default=None,
+        help="time warp of the steps (default: the checkpoint's, 0.5)",
+    )
     gen.add_argument("--speed", type=float, default=1.0, help="speaking rate factor")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    gen.add_argument("--max-chunk-s", type=float, default=MAX_CHUNK_S,
-                     help="prompt + chunk budget for long scripts, seconds")
-    gen.add_argument("--max-duration", type=float, default=MAX_BATCH_S,
-                     help="padded seconds per generation batch (prompt included)")
-    gen.add_argument("--target-rms", type=float, default=0.1,
-                     help="quieter prompts are scaled up to this RMS (0: off)")
-    gen.add_argument("--raw-evaluation", action="store_true",
-                     help="no silence trimming, chunking or added punctuation (paper mode)")
-    gen.add_argument("--remove-long-sil", action="store_true",
-                     help="also shorten silences over 1 s inside the output")
+    gen.add_argument(
+        "--max-chunk-s",
+        type=float,
+        default=MAX_CHUNK_S,
+        help="prompt + chunk budget for long scripts, seconds",
+    )
+    gen.add_argument(
+        "--max-duration",
+        type=float,
+        default=MAX_BATCH_S,
+        help="padded seconds per generation batch (prompt included)",
+    )
+    gen.add_argument(
+        "--target-rms",
+        type=float,
+        default=0.1,
+        help="quieter prompts are scaled up to this RMS (0: off)",
+    )
+    gen.add_argument(
+        "--raw-evaluation",
+        action="store_true",
+        help="no silence trimming, chunking or added punctuation (paper mode)",
+    )
+    gen.add_argument(
+        "--remove-long-sil",
+        action="store_true",
+        help="also shorten silences over 1 s inside the output",
+    )
     run = parser.add_argument_group("runtime")
-    run.add_argument("--vocoder", "--vocoder-path", default=None,
-                     help="hifigan, griffinlim, a local Vocos folder or a hub id (default: the "
-                          "one matching the checkpoint's features)")
-    run.add_argument("--device", default="auto",
-                     help="auto, cpu, cuda, cuda:N or mps (an ONNX export: cpu or auto)")
-    run.add_argument("--onnx-int8", action="store_true",
-                     help="run an ONNX export's int8 graphs (exported with --int8)")
-    run.add_argument("--num-thread", type=int, default=1,
-                     help="CPU threads (torch, and onnxruntime for an ONNX export)")
+    run.add_argument(
+        "--vocoder",
+        "--vocoder-path",
+        default=None,
+        help="hifigan, griffinlim, a local Vocos folder or a hub id (default: the "
+        "one matching the checkpoint's features)",
+    )
+    run.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (an ONNX export: cpu or auto)",
+    )
+    run.add_argument(
+        "--onnx-int8",
+        action="store_true",
+        help="run an ONNX export's int8 graphs (exported with --int8)",
+    )
+    run.add_argument(
+        "--num-thread",
+        type=int,
+        default=1,
+        help="CPU threads (torch, and onnxruntime for an ONNX export)",
+    )
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return parser
 
@@ -328,16 +414,20 @@ def _fail(message: str) -> int:
 
 def _options_from_args(args: argparse.Namespace) -> SynthesisOptions:
     return SynthesisOptions(
-        num_step=args.num_step, guidance_scale=args.guidance_scale, t_shift=args.t_shift,
-        speed=args.speed, seed=args.seed, max_chunk_s=args.max_chunk_s,
-        max_batch_s=args.max_duration, raw=args.raw_evaluation,
+        num_step=args.num_step,
+        guidance_scale=args.guidance_scale,
+        t_shift=args.t_shift,
+        speed=args.speed,
+        seed=args.seed,
+        max_chunk_s=args.max_chunk_s,
+        max_batch_s=args.max_duration,
+        raw=args.raw_evaluation,
         remove_long_silence=args.remove_long_sil,
         prompt_options=PromptOptions(target_rms=args.target_rms, trim=not args.raw_evaluation),
     )
 
 
-def _validate(text: str, spec: PromptSpec, info: CheckpointInfo,
-              options: SynthesisOptions) -> None:
+def _validate(text: str, spec: PromptSpec, info: CheckpointInfo, options: SynthesisOptions) -> None:
     """Check the script and decode/prepare the prompt with what is known before loading."""
     check_script(text, raw=options.raw)
     spec.prepare(info.sample_rate, info.num_channels or 1, options.prompt_options)
@@ -350,22 +440,36 @@ def _set_threads(num_threads: int) -> None:
 
 
 def _log_result(name: str, result: SynthesisResult) -> None:
-    logger.info("%s: %.2f s of audio (%d ch, %d chunk(s)), RTF %.3f, without vocoder %.3f",
-                name, result.duration_s, result.num_channels, result.num_chunks, result.rtf,
-                result.rtf_no_vocoder)
+    logger.info(
+        "%s: %.2f s of audio (%d ch, %d chunk(s)), RTF %.3f, without vocoder %.3f",
+        name,
+        result.duration_s,
+        result.num_channels,
+        result.num_chunks,
+        result.rtf,
+        result.rtf_no_vocoder,
+    )
 
 
 def _run_one(args: argparse.Namespace, info: CheckpointInfo, options: SynthesisOptions) -> int:
     if args.text is None:
         return _fail("--text is required (or use --test-list)")
-    spec = PromptSpec.from_args(args.prompt_wav, args.prompt_text, args.spk1_wav, args.spk1_text,
-                                args.spk2_wav, args.spk2_text)
+    spec = PromptSpec.from_args(
+        args.prompt_wav,
+        args.prompt_text,
+        args.spk1_wav,
+        args.spk1_text,
+        args.spk2_wav,
+        args.spk2_text,
+    )
     _validate(args.text, spec, info, options)
     _set_threads(args.num_thread)
-    synth = Synthesizer.load(info, device=args.device, vocoder=args.vocoder,
-                             num_threads=args.num_thread)
-    result = synth.synthesize(args.text, prompt=synth.prepare_prompt(spec, options),
-                              options=options)
+    synth = Synthesizer.load(
+        info, device=args.device, vocoder=args.vocoder, num_threads=args.num_thread
+    )
+    result = synth.synthesize(
+        args.text, prompt=synth.prepare_prompt(spec, options), options=options
+    )
     write_wav(args.out, result.audio, result.sample_rate)
     _log_result(str(args.out), result)
     return 0
@@ -387,14 +491,16 @@ def _run_list(args: argparse.Namespace, info: CheckpointInfo, options: Synthesis
     times: list[tuple[str, float]] = []
     if valid:
         _set_threads(args.num_thread)
-        synth = Synthesizer.load(info, device=args.device, vocoder=args.vocoder,
-                                 num_threads=args.num_thread)
+        synth = Synthesizer.load(
+            info, device=args.device, vocoder=args.vocoder, num_threads=args.num_thread
+        )
         res_dir.mkdir(parents=True, exist_ok=True)
         total_audio = total_s = total_model_s = 0.0
         for item in tqdm(valid, desc="synthesising", unit="dialogue", disable=None):
             try:
                 result = synth.synthesize(
-                    item.text, prompt=synth.prepare_prompt(item.prompt, options), options=options)
+                    item.text, prompt=synth.prepare_prompt(item.prompt, options), options=options
+                )
             except Exception as error:  # one failed item must not stop the others
                 logger.debug("%s failed", item.name, exc_info=True)
                 failures.append(Failure(item.name, _one_line(error), item.line_number))
@@ -406,9 +512,13 @@ def _run_list(args: argparse.Namespace, info: CheckpointInfo, options: Synthesis
             total_s += result.synthesis_s
             total_model_s += result.rtf_no_vocoder * result.duration_s
         if total_audio > 0:
-            logger.info("%d dialogue(s), %.1f s of audio: RTF %.3f, without vocoder %.3f",
-                        len(times), total_audio, total_s / total_audio,
-                        total_model_s / total_audio)
+            logger.info(
+                "%d dialogue(s), %.1f s of audio: RTF %.3f, without vocoder %.3f",
+                len(times),
+                total_audio,
+                total_s / total_audio,
+                total_model_s / total_audio,
+            )
         with open(res_dir / "synthesis_times.tsv", "w", encoding="utf-8") as handle:
             handle.write("# name\tsynthesis seconds\n")
             handle.writelines(f"{name}\t{seconds:.4f}\n" for name, seconds in times)
@@ -423,11 +533,23 @@ def _run_list(args: argparse.Namespace, info: CheckpointInfo, options: Synthesis
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0 ok, 1 bad input or failed items)."""
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    single = any(v is not None for v in (args.text, args.prompt_wav, args.prompt_text,
-                                         args.spk1_wav, args.spk1_text, args.spk2_wav,
-                                         args.spk2_text))
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    single = any(
+        v is not None
+        for v in (
+            args.text,
+            args.prompt_wav,
+            args.prompt_text,
+            args.spk1_wav,
+            args.spk1_text,
+            args.spk2_wav,
+            args.spk2_text,
+        )
+    )
     if args.test_list is not None and single:
         return _fail("--test-list cannot be combined with --text or prompt options")
     try:

@@ -90,12 +90,14 @@ def read_inference_defaults(directory: str | Path) -> InferenceDefaults | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         fields = {f.name for f in dataclasses.fields(InferenceDefaults)}
         base = InferenceDefaults()
-        return InferenceDefaults(**{
-            **{k: v for k, v in data.items() if k in fields},
-            "num_step": int(data.get("num_step", data.get("num_steps", base.num_step))),
-            "guidance_scale": float(data.get("guidance_scale", base.guidance_scale)),
-            "t_shift": float(data.get("t_shift", base.t_shift)),
-        })
+        return InferenceDefaults(
+            **{
+                **{k: v for k, v in data.items() if k in fields},
+                "num_step": int(data.get("num_step", data.get("num_steps", base.num_step))),
+                "guidance_scale": float(data.get("guidance_scale", base.guidance_scale)),
+                "t_shift": float(data.get("t_shift", base.t_shift)),
+            }
+        )
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"{path}: unreadable sampling defaults ({error})") from None
 

@@ -355,9 +355,7 @@ def _clean(samples: np.ndarray, sample_rate: int, options: PromptOptions, name: 
     return samples
 
 
-def _finish(
-    samples: np.ndarray, sample_rate: int, text: str, options: PromptOptions
-) -> Prompt:
+def _finish(samples: np.ndarray, sample_rate: int, text: str, options: PromptOptions) -> Prompt:
     gain = 1.0
     if options.target_rms > 0:
         samples, gain = normalize_rms(samples, options.target_rms)

@@ -141,15 +141,16 @@ def _check_onnx_graphs(path: Path, int8: bool) -> None:
     names = ("text_encoder_int8", "fm_decoder_int8") if int8 else ("text_encoder", "fm_decoder")
     if any(name not in files for name in names):
         kind = "int8 " if int8 else ""
-        raise InputError(f"ONNX export {path} has no {kind}graphs"
-                         + (" (export with python -m model.onnx_export --int8)" if int8 else ""))
+        raise InputError(
+            f"ONNX export {path} has no {kind}graphs"
+            + (" (export with python -m model.onnx_export --int8)" if int8 else "")
+        )
     for name in names:
         if not (path / files[name]).is_file():
             raise InputError(f"ONNX export {path} lacks {files[name]}")
 
 
-def inspect_checkpoint(checkpoint: str | os.PathLike, *, onnx_int8: bool = False
-                       ) -> CheckpointInfo:
+def inspect_checkpoint(checkpoint: str | os.PathLike, *, onnx_int8: bool = False) -> CheckpointInfo:
     """Find a checkpoint and read its small files (no weights, no torch import).
 
     ``checkpoint`` is our directory (``network.json``, ``model.safetensors``,
@@ -181,17 +182,17 @@ def inspect_checkpoint(checkpoint: str | os.PathLike, *, onnx_int8: bool = False
         _check_onnx_graphs(path, onnx_int8)
         runtime = "onnx-int8" if onnx_int8 else "onnx"
     elif onnx_int8:
-        raise InputError(f"int8 graphs need an ONNX export (python -m model.onnx_export); "
-                         f"{path} has no {ONNX_META_FILE}")
+        raise InputError(
+            f"int8 graphs need an ONNX export (python -m model.onnx_export); "
+            f"{path} has no {ONNX_META_FILE}"
+        )
     variant = None
     if (path / "network.json").is_file():
         network = _read_json(path / "network.json")
         variant = network.get("variant", "dialog")
         feat_dim = int(network.get("feat_dim", 100))
         if runtime == "torch" and not (path / "model.safetensors").is_file():
-            raise InputError(
-                f"checkpoint {path} has no model.safetensors (training not finished?)"
-            )
+            raise InputError(f"checkpoint {path} has no model.safetensors (training not finished?)")
     elif runtime != "torch":
         raise InputError(f"ONNX export {path} has no network.json")
     elif (path / "model.json").is_file():
@@ -211,8 +212,9 @@ def inspect_checkpoint(checkpoint: str | os.PathLike, *, onnx_int8: bool = False
         feature_name, sample_rate = _FEATURES_BY_DIM[feat_dim]
     else:
         raise InputError(f"checkpoint {path}: no features.json and no preset has {feat_dim} mels")
-    return CheckpointInfo(path, sample_rate, feature_name, variant,
-                          _sampling_defaults(path, variant), runtime)
+    return CheckpointInfo(
+        path, sample_rate, feature_name, variant, _sampling_defaults(path, variant), runtime
+    )
 
 
 def _sampling_defaults(directory: Path, variant: str | None) -> InferenceDefaults:
@@ -223,8 +225,9 @@ def _sampling_defaults(directory: Path, variant: str | None) -> InferenceDefault
         raise InputError(str(error)) from None
 
 
-def load_network(directory: Path, device: str, *, onnx_int8: bool = False,
-                 num_threads: int | None = None) -> Any:
+def load_network(
+    directory: Path, device: str, *, onnx_int8: bool = False, num_threads: int | None = None
+) -> Any:
     """The network of a checkpoint directory, in eval mode on ``device``.
 
     An ONNX export (``onnx.json``) gives a ``model.onnx_runtime.OnnxNetwork`` (CPU only;
@@ -236,8 +239,7 @@ def load_network(directory: Path, device: str, *, onnx_int8: bool = False,
         from model.onnx_runtime import load_onnx_network
 
         try:
-            return load_onnx_network(directory, device, int8=onnx_int8,
-                                     num_threads=num_threads)
+            return load_onnx_network(directory, device, int8=onnx_int8, num_threads=num_threads)
         except (ValueError, FileNotFoundError) as error:
             raise InputError(f"ONNX export {directory}: {error}") from None
     if onnx_int8:
@@ -260,8 +262,10 @@ def resolve_device(device: str = "auto", *, onnx: bool = False, mps: bool = True
     """
     if onnx:
         if device not in ("cpu", "auto"):
-            raise InputError(f"--device {device}: ONNX exports run on onnxruntime's CPU "
-                             "provider here (use --device cpu or auto)")
+            raise InputError(
+                f"--device {device}: ONNX exports run on onnxruntime's CPU "
+                "provider here (use --device cpu or auto)"
+            )
         return "cpu"
     import torch
 
@@ -428,12 +432,20 @@ class PromptSpec:
                 raise InputError("a merged prompt needs both the prompt wav and its text")
             return cls((prompt_wav,), (prompt_text,))
         if split:
-            missing = [n for n, v in (("spk1 wav", spk1_wav), ("spk1 text", spk1_text),
-                                      ("spk2 wav", spk2_wav), ("spk2 text", spk2_text))
-                       if v is None]
+            missing = [
+                n
+                for n, v in (
+                    ("spk1 wav", spk1_wav),
+                    ("spk1 text", spk1_text),
+                    ("spk2 wav", spk2_wav),
+                    ("spk2 text", spk2_text),
+                )
+                if v is None
+            ]
             if missing:
-                raise InputError(f"split prompts need both speakers' wav and text; missing "
-                                 f"{', '.join(missing)}")
+                raise InputError(
+                    f"split prompts need both speakers' wav and text; missing {', '.join(missing)}"
+                )
             return cls((spk1_wav, spk2_wav), (spk1_text, spk2_text))
         raise InputError("no prompt: give a prompt wav + text, or spk1/spk2 wavs + texts")
 
@@ -453,15 +465,26 @@ class PromptSpec:
                 if not str(text).strip():
                     raise PromptError(f"the speaker-{number} prompt transcript is empty")
             audios = [load_audio(wav, sample_rate) for wav in self.wavs]
-            return split_prompts(audios, self.texts, sample_rate=sample_rate,
-                                 num_channels=num_channels, options=options,
-                                 names=[_name(w) for w in self.wavs])
+            return split_prompts(
+                audios,
+                self.texts,
+                sample_rate=sample_rate,
+                num_channels=num_channels,
+                options=options,
+                names=[_name(w) for w in self.wavs],
+            )
         from model.prompts import merged_prompt_text
 
         merged_prompt_text(self.texts[0])  # transcript errors before decoding
         audio = load_audio(self.wavs[0], sample_rate)
-        return merged_prompt(audio, self.texts[0], sample_rate=sample_rate,
-                             num_channels=num_channels, options=options, name=_name(self.wavs[0]))
+        return merged_prompt(
+            audio,
+            self.texts[0],
+            sample_rate=sample_rate,
+            num_channels=num_channels,
+            options=options,
+            name=_name(self.wavs[0]),
+        )
 
 
 def _name(source: AudioSource) -> str:
@@ -502,8 +525,15 @@ class Synthesizer:
         device: where the network runs.
     """
 
-    def __init__(self, network: Any, tokenizer: Any, feature_config: Any, vocoder: Any,
-                 defaults: InferenceDefaults | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        network: Any,
+        tokenizer: Any,
+        feature_config: Any,
+        vocoder: Any,
+        defaults: InferenceDefaults | None = None,
+        device: str = "cpu",
+    ):
         from model.features import MelExtractor
 
         self.network = network
@@ -514,13 +544,21 @@ class Synthesizer:
         self.device = device
         self.extractor = MelExtractor(feature_config)
         if vocoder.sample_rate != feature_config.sample_rate:
-            raise InputError(f"vocoder rate {vocoder.sample_rate} Hz != features' "
-                             f"{feature_config.sample_rate} Hz")
+            raise InputError(
+                f"vocoder rate {vocoder.sample_rate} Hz != features' "
+                f"{feature_config.sample_rate} Hz"
+            )
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike | CheckpointInfo, *, device: str = "auto",
-             vocoder: str | None = None, onnx_int8: bool = False,
-             num_threads: int | None = None) -> Synthesizer:
+    def load(
+        cls,
+        checkpoint: str | os.PathLike | CheckpointInfo,
+        *,
+        device: str = "auto",
+        vocoder: str | None = None,
+        onnx_int8: bool = False,
+        num_threads: int | None = None,
+    ) -> Synthesizer:
         """Load a checkpoint directory (ours, upstream's or an ONNX export) and its vocoder.
 
         Args:
@@ -539,8 +577,11 @@ class Synthesizer:
         from model.features import FeatureConfig
         from model.tokenizer import Tokenizer, TokenTable
 
-        info = checkpoint if isinstance(checkpoint, CheckpointInfo) else inspect_checkpoint(
-            checkpoint, onnx_int8=onnx_int8)
+        info = (
+            checkpoint
+            if isinstance(checkpoint, CheckpointInfo)
+            else inspect_checkpoint(checkpoint, onnx_int8=onnx_int8)
+        )
         device = resolve_device(device, onnx=info.is_onnx)
         features_path = info.directory / "features.json"
         if features_path.is_file():
@@ -548,25 +589,34 @@ class Synthesizer:
         else:
             feature_config = FeatureConfig.preset(info.feature_name)
         voc = load_matching_vocoder(vocoder, feature_config, device)
-        network = load_network(info.directory, device, onnx_int8=info.runtime == "onnx-int8",
-                               num_threads=num_threads)
+        network = load_network(
+            info.directory, device, onnx_int8=info.runtime == "onnx-int8", num_threads=num_threads
+        )
         if network.config.feat_dim != feature_config.n_mels:
-            raise InputError(f"checkpoint {info.directory}: {network.config.feat_dim} mels in the "
-                             f"network but {feature_config.n_mels} in its features")
+            raise InputError(
+                f"checkpoint {info.directory}: {network.config.feat_dim} mels in the "
+                f"network but {feature_config.n_mels} in its features"
+            )
         table = TokenTable.load(info.directory / "tokens.txt")
         mode = "dialog" if "[S1]" in table else "emilia"
         if mode != "dialog":
             logger.warning("%s has no [S1]/[S2] tokens: not a dialogue model", info.directory)
         defaults = _sampling_defaults(info.directory, network.config.variant)
-        logger.info("loaded %s (%s%s, %d parameters) on %s%s; vocoder %s; defaults: %d steps, "
-                    "guidance %.2f, t-shift %.2f", info.directory, network.config.variant,
-                    ", distilled" if getattr(network, "takes_guidance_input", False) else "",
-                    network.num_parameters(), device,
-                    f" ({info.runtime} on onnxruntime)" if info.is_onnx else "",
-                    type(voc).__name__,
-                    defaults.num_step, defaults.guidance_scale, defaults.t_shift)
-        return cls(network, Tokenizer(table, mode=mode), feature_config, voc, defaults,
-                   device)
+        logger.info(
+            "loaded %s (%s%s, %d parameters) on %s%s; vocoder %s; defaults: %d steps, "
+            "guidance %.2f, t-shift %.2f",
+            info.directory,
+            network.config.variant,
+            ", distilled" if getattr(network, "takes_guidance_input", False) else "",
+            network.num_parameters(),
+            device,
+            f" ({info.runtime} on onnxruntime)" if info.is_onnx else "",
+            type(voc).__name__,
+            defaults.num_step,
+            defaults.guidance_scale,
+            defaults.t_shift,
+        )
+        return cls(network, Tokenizer(table, mode=mode), feature_config, voc, defaults, device)
 
     # ------------------------------------------------------------------ properties
 
@@ -634,12 +684,15 @@ class Synthesizer:
             options = dataclasses.replace(options, **overrides)
         script = check_script(text, raw=options.raw)
         if prompt is None:
-            spec = PromptSpec.from_args(prompt_wav, prompt_text, spk1_wav, spk1_text,
-                                        spk2_wav, spk2_text)
+            spec = PromptSpec.from_args(
+                prompt_wav, prompt_text, spk1_wav, spk1_text, spk2_wav, spk2_text
+            )
             prompt = self.prepare_prompt(spec, options)
         if prompt.sample_rate != self.sample_rate or prompt.num_channels != self.num_channels:
-            raise PromptError(f"prompt is {prompt.num_channels} ch at {prompt.sample_rate} Hz; "
-                              f"the model needs {self.num_channels} ch at {self.sample_rate} Hz")
+            raise PromptError(
+                f"prompt is {prompt.num_channels} ch at {prompt.sample_rate} Hz; "
+                f"the model needs {self.num_channels} ch at {self.sample_rate} Hz"
+            )
         return self._generate(script, prompt, options)
 
     # ------------------------------------------------------------------ internals
@@ -653,8 +706,11 @@ class Synthesizer:
         from model.flow import sample_with_prompt
 
         num_step = options.num_step or self.defaults.num_step
-        guidance = (options.guidance_scale if options.guidance_scale is not None
-                    else self.defaults.guidance_scale)
+        guidance = (
+            options.guidance_scale
+            if options.guidance_scale is not None
+            else self.defaults.guidance_scale
+        )
         t_shift = options.t_shift or self.defaults.t_shift
         config = self.feature_config
         start = time.perf_counter()
@@ -672,22 +728,36 @@ class Synthesizer:
             pieces = split_before_s1(script)
             piece_tokens = [len(ids) for ids in self._token_ids(pieces)]
             seconds_per_token = prompt.duration_s / len(prompt_tokens) / options.speed
-            chunks = plan_chunks(pieces, piece_tokens, seconds_per_token=seconds_per_token,
-                                 prompt_s=prompt.duration_s, max_chunk_s=options.max_chunk_s)
+            chunks = plan_chunks(
+                pieces,
+                piece_tokens,
+                seconds_per_token=seconds_per_token,
+                prompt_s=prompt.duration_s,
+                max_chunk_s=options.max_chunk_s,
+            )
         chunk_tokens = self._token_ids(chunks)
         for chunk, ids in zip(chunks, chunk_tokens):
             if not ids:
                 raise InputError(f"text: no token of {chunk[:60]!r} is known to the model")
-        frames = [target_num_frames(prompt_frames, len(prompt_tokens), len(ids),
-                                    speed=options.speed,
-                                    short_text_tokens=0 if options.raw
-                                    else options.short_text_tokens)
-                  for ids in chunk_tokens]
+        frames = [
+            target_num_frames(
+                prompt_frames,
+                len(prompt_tokens),
+                len(ids),
+                speed=options.speed,
+                short_text_tokens=0 if options.raw else options.short_text_tokens,
+            )
+            for ids in chunk_tokens
+        ]
         frame_s = config.hop_length / config.sample_rate
-        batches = plan_batches([n * frame_s for n in frames], prompt_s=prompt.duration_s,
-                               max_batch_s=options.max_batch_s)
-        logger.debug("%d chunk(s) in %d batch(es); target frames %s", len(chunks), len(batches),
-                     frames)
+        batches = plan_batches(
+            [n * frame_s for n in frames],
+            prompt_s=prompt.duration_s,
+            max_batch_s=options.max_batch_s,
+        )
+        logger.debug(
+            "%d chunk(s) in %d batch(es); target frames %s", len(chunks), len(batches), frames
+        )
 
         device = self.network.device
         generated: dict[int, torch.Tensor] = {}
@@ -697,10 +767,12 @@ class Synthesizer:
                 self.network,
                 tokens=[prompt_tokens + chunk_tokens[i] for i in batch],
                 prompt_features=prompt_features.to(device).unsqueeze(0).expand(size, -1, -1),
-                prompt_features_lens=torch.full((size,), prompt_frames, dtype=torch.int64,
-                                                device=device),
-                features_lens=torch.tensor([prompt_frames + frames[i] for i in batch],
-                                           dtype=torch.int64, device=device),
+                prompt_features_lens=torch.full(
+                    (size,), prompt_frames, dtype=torch.int64, device=device
+                ),
+                features_lens=torch.tensor(
+                    [prompt_frames + frames[i] for i in batch], dtype=torch.int64, device=device
+                ),
                 seed=[options.seed + i for i in batch],
                 num_steps=num_step,
                 t_shift=t_shift,
@@ -708,7 +780,7 @@ class Synthesizer:
                 distill=self.is_distill,
             )
             for row, index in enumerate(batch):
-                generated[index] = features[row, prompt_frames: prompt_frames + frames[index]]
+                generated[index] = features[row, prompt_frames : prompt_frames + frames[index]]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         model_s = time.perf_counter() - start
@@ -724,15 +796,23 @@ class Synthesizer:
             pieces_audio.append(audio.float().cpu().numpy())
         audio = crossfade_join(pieces_audio, round(options.crossfade_s * self.sample_rate))
         if options.trim_output and not options.raw:
-            audio = trim_silence(audio, self.sample_rate,
-                                 max_inner_s=1.0 if options.remove_long_silence else None,
-                                 edge_s=OUTPUT_EDGE_SILENCE_S,
-                                 threshold_dbfs=options.prompt_options.threshold_dbfs)
+            audio = trim_silence(
+                audio,
+                self.sample_rate,
+                max_inner_s=1.0 if options.remove_long_silence else None,
+                edge_s=OUTPUT_EDGE_SILENCE_S,
+                threshold_dbfs=options.prompt_options.threshold_dbfs,
+            )
         audio = np.clip(audio / prompt.rms_gain, -1.0, 1.0).astype(np.float32)
         total_s = time.perf_counter() - start
         duration_s = max(audio.shape[1] / self.sample_rate, 1e-9)
         return SynthesisResult(
-            audio=audio, sample_rate=self.sample_rate, rtf=total_s / duration_s,
-            rtf_no_vocoder=model_s / duration_s, synthesis_s=total_s, num_chunks=len(chunks),
-            num_step=num_step, guidance_scale=guidance,
+            audio=audio,
+            sample_rate=self.sample_rate,
+            rtf=total_s / duration_s,
+            rtf_no_vocoder=model_s / duration_s,
+            synthesis_s=total_s,
+            num_chunks=len(chunks),
+            num_step=num_step,
+            guidance_scale=guidance,
         )

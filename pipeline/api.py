@@ -13,6 +13,7 @@ on first use (PEP 562), so importing this module costs no Beam, torch or model i
   :func:`diarize_array`, :class:`CamPlusEmbedder`, :class:`Ge2eEmbedder`;
 * quality: :class:`DnsmosScore`, :class:`DnsmosScorer`.
 """
+
 from __future__ import annotations
 
 import importlib

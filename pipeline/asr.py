@@ -10,6 +10,7 @@ recording without diarization gets no turns (the dialogue stage reports it), not
 Item-level rejects: ``turn_too_short`` (shorter than ``--asr_min_turn_s``), ``no_transcript``
 (the recogniser returned no text). Models: :func:`pipeline.asr_models.resolve_asr_model`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,41 +51,64 @@ _TURN_FIELDS = {f.name for f in dataclasses.fields(Turn)}
 class AsrOptions:
     """Settings of the ASR stage (each field is a command-line flag)."""
 
-    asr_model: str = opt("base", "Whisper model: an offline name (base, tiny.en), a local "
-                         "CTranslate2 directory, or a faster-whisper size / hub id (downloads)")
-    asr_device: str = opt("cpu", "device for Whisper and Paraformer",
-                          choices=("cpu", "cuda", "auto"))
-    asr_compute_type: str = opt("int8", "CTranslate2 compute type (int8, int8_float16, float16, "
-                                "float32, ...)")
+    asr_model: str = opt(
+        "base",
+        "Whisper model: an offline name (base, tiny.en), a local "
+        "CTranslate2 directory, or a faster-whisper size / hub id (downloads)",
+    )
+    asr_device: str = opt(
+        "cpu", "device for Whisper and Paraformer", choices=("cpu", "cuda", "auto")
+    )
+    asr_compute_type: str = opt(
+        "int8", "CTranslate2 compute type (int8, int8_float16, float16, float32, ...)"
+    )
     asr_beam_size: int = opt(5, "beam width (1 = greedy; measured worse on the sample)")
-    asr_batch_size: int = opt(0, "windows per encoder/decoder call; 0 = auto: 8 on GPU, 1 on "
-                              "CPU (where batches cost about 1.3x the CPU: bench/bench_asr.py)")
-    asr_language: str = opt("", "force this language code (e.g. en, zh); empty = detect per "
-                            "turn")
-    zh_asr: str = opt("whisper", "recogniser for turns identified as Chinese",
-                      choices=("whisper", "paraformer"))
-    paraformer_model: str = opt("paraformer-zh", "FunASR model for --zh_asr paraformer: hub "
-                                "alias, hub id or local directory")
-    paraformer_hub: str = opt("ms", "hub of --paraformer_model names: ms (ModelScope) or hf",
-                              choices=("ms", "hf"))
-    asr_merge_gap_s: float = opt(0.5, "join same-speaker segments across pauses shorter than "
-                                "this (when nobody else speaks in the pause)")
-    max_asr_chunk_s: float = opt(30.0, "longest audio per ASR call; longer turns are split at "
-                                 "their largest pause (at most 30)")
+    asr_batch_size: int = opt(
+        0,
+        "windows per encoder/decoder call; 0 = auto: 8 on GPU, 1 on "
+        "CPU (where batches cost about 1.3x the CPU: bench/bench_asr.py)",
+    )
+    asr_language: str = opt("", "force this language code (e.g. en, zh); empty = detect per turn")
+    zh_asr: str = opt(
+        "whisper", "recogniser for turns identified as Chinese", choices=("whisper", "paraformer")
+    )
+    paraformer_model: str = opt(
+        "paraformer-zh",
+        "FunASR model for --zh_asr paraformer: hub alias, hub id or local directory",
+    )
+    paraformer_hub: str = opt(
+        "ms", "hub of --paraformer_model names: ms (ModelScope) or hf", choices=("ms", "hf")
+    )
+    asr_merge_gap_s: float = opt(
+        0.5,
+        "join same-speaker segments across pauses shorter than "
+        "this (when nobody else speaks in the pause)",
+    )
+    max_asr_chunk_s: float = opt(
+        30.0,
+        "longest audio per ASR call; longer turns are split at their largest pause (at most 30)",
+    )
     asr_min_turn_s: float = opt(0.3, "turns shorter than this are rejected, not transcribed")
-    asr_pad_s: float = opt(0.2, "audio added before and after each turn for the recogniser "
-                           "(diarization boundaries clip word edges)")
+    asr_pad_s: float = opt(
+        0.2,
+        "audio added before and after each turn for the recogniser "
+        "(diarization boundaries clip word edges)",
+    )
     asr_word_timestamps: bool = opt(True, "align words to the audio")
     asr_threads: int = opt(0, "CPU threads per model (0 = the usable cores, at most 4)")
-    asr_packing: str = opt("turns", "turns: consecutive turns share 30 s Whisper windows "
-                           "(overlapping or adjacent turns read once as continuous audio, "
-                           "--asr_pack_gap_s of silence between such groups, words handed back "
-                           "by time; language ID per window); none: one window per turn. Needs "
-                           "--asr_word_timestamps (without it: none)",
-                           choices=("none", "turns"))
+    asr_packing: str = opt(
+        "turns",
+        "turns: consecutive turns share 30 s Whisper windows "
+        "(overlapping or adjacent turns read once as continuous audio, "
+        "--asr_pack_gap_s of silence between such groups, words handed back "
+        "by time; language ID per window); none: one window per turn. Needs "
+        "--asr_word_timestamps (without it: none)",
+        choices=("none", "turns"),
+    )
     asr_pack_gap_s: float = opt(0.3, "silence between two packed turns (--asr_packing turns)")
-    asr_pack_window_s: float = opt(30.0, "most audio packed into one Whisper window "
-                                   "(--asr_packing turns; at most 30)")
+    asr_pack_window_s: float = opt(
+        30.0, "most audio packed into one Whisper window (--asr_packing turns; at most 30)"
+    )
 
     def __post_init__(self):
         if not 0.0 < self.max_asr_chunk_s <= 30.0:
@@ -96,8 +120,9 @@ class AsrOptions:
         if self.asr_merge_gap_s < 0:
             raise ValueError(f"asr_merge_gap_s must be >= 0, got {self.asr_merge_gap_s}")
         if not 0.0 <= self.asr_min_turn_s < self.max_asr_chunk_s:
-            raise ValueError(f"asr_min_turn_s must be in [0, max_asr_chunk_s), got "
-                             f"{self.asr_min_turn_s}")
+            raise ValueError(
+                f"asr_min_turn_s must be in [0, max_asr_chunk_s), got {self.asr_min_turn_s}"
+            )
         if not 0.0 <= self.asr_pad_s <= 1.0:
             raise ValueError(f"asr_pad_s must be in [0, 1], got {self.asr_pad_s}")
         if self.asr_threads < 0:
@@ -105,8 +130,7 @@ class AsrOptions:
         if not 0.0 <= self.asr_pack_gap_s <= 5.0:
             raise ValueError(f"asr_pack_gap_s must be in [0, 5], got {self.asr_pack_gap_s}")
         if not 0.0 < self.asr_pack_window_s <= 30.0:
-            raise ValueError(f"asr_pack_window_s must be in (0, 30], got "
-                             f"{self.asr_pack_window_s}")
+            raise ValueError(f"asr_pack_window_s must be in (0, 30], got {self.asr_pack_window_s}")
 
     @property
     def packed(self) -> bool:
@@ -123,8 +147,13 @@ def per_channel(work: RecordingWork) -> bool:
     return work.audio.shape[0] > 1 and len({s.channel for s in work.diarization}) > 1
 
 
-def turn_audio(work: RecordingWork, span: TurnSpan, pad_s: float, own_channel: bool,
-               limits: tuple[float, float] | None = None) -> tuple[np.ndarray, float]:
+def turn_audio(
+    work: RecordingWork,
+    span: TurnSpan,
+    pad_s: float,
+    own_channel: bool,
+    limits: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, float]:
     """The samples the recogniser hears for ``span`` and the time they start at.
 
     The span is widened by ``pad_s`` on both sides (clipped to the recording and to ``limits``
@@ -144,12 +173,21 @@ def make_turn(recording_id: str, index: int, span: TurnSpan, result: ChunkTransc
     """A :class:`Turn` from a planned span and what the recogniser returned for it."""
     extra = {"overlap_s": round(span.overlap_s, 3)} if "overlap_s" in _TURN_FIELDS else {}
     return Turn(
-        recording_id=recording_id, turn_id=turn_id(recording_id, index), speaker=span.speaker,
-        start=round(span.start, 3), end=round(span.end, 3), text=result.text,
-        language=result.language, language_prob=round(result.language_prob, 4),
-        avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
+        recording_id=recording_id,
+        turn_id=turn_id(recording_id, index),
+        speaker=span.speaker,
+        start=round(span.start, 3),
+        end=round(span.end, 3),
+        text=result.text,
+        language=result.language,
+        language_prob=round(result.language_prob, 4),
+        avg_logprob=result.avg_logprob,
+        no_speech_prob=result.no_speech_prob,
         compression_ratio=round(result.compression_ratio, 4),
-        words=clamp_words(result.words, span.start, span.end), channel=span.channel, **extra)
+        words=clamp_words(result.words, span.start, span.end),
+        channel=span.channel,
+        **extra,
+    )
 
 
 def turn_id(recording_id: str, index: int) -> str:
@@ -188,28 +226,46 @@ class AsrEngine:
 
         self.opts = opts
         self.model_dir, self.model_sha256 = resolve_asr_model(opts.asr_model)
-        whisper = load_whisper(self.model_dir, opts.asr_device, opts.asr_compute_type,
-                               opts.asr_threads)
+        whisper = load_whisper(
+            self.model_dir, opts.asr_device, opts.asr_compute_type, opts.asr_threads
+        )
         # on CPU a batch of 30 s windows is memory-bound (the encoder's attention and the beams'
         # cross-attention caches grow with it): one turn at a time costs less CPU there
         self.batch_size = opts.asr_batch_size or (8 if whisper.model.device == "cuda" else 1)
         self.whisper = WhisperBatchTranscriber(
-            whisper, beam_size=opts.asr_beam_size, batch_size=self.batch_size,
-            word_timestamps=opts.asr_word_timestamps, language=opts.asr_language or None)
+            whisper,
+            beam_size=opts.asr_beam_size,
+            batch_size=self.batch_size,
+            word_timestamps=opts.asr_word_timestamps,
+            language=opts.asr_language or None,
+        )
         self.paraformer: Any | None = None
         if opts.zh_asr == "paraformer":
             from pipeline.paraformer import ParaformerTranscriber
 
             self.paraformer = ParaformerTranscriber(
-                opts.paraformer_model, device=opts.asr_device, batch_size=self.batch_size,
-                threads=opts.asr_threads, word_timestamps=opts.asr_word_timestamps,
-                hub=opts.paraformer_hub)
-        logger.info("ASR engine: whisper %s (sha256 %s) on %s, batch %d, zh via %s",
-                    self.model_dir, self.model_sha256[:12], whisper.model.device,
-                    self.batch_size, opts.zh_asr)
+                opts.paraformer_model,
+                device=opts.asr_device,
+                batch_size=self.batch_size,
+                threads=opts.asr_threads,
+                word_timestamps=opts.asr_word_timestamps,
+                hub=opts.paraformer_hub,
+            )
+        logger.info(
+            "ASR engine: whisper %s (sha256 %s) on %s, batch %d, zh via %s",
+            self.model_dir,
+            self.model_sha256[:12],
+            whisper.model.device,
+            self.batch_size,
+            opts.zh_asr,
+        )
 
-    def transcribe(self, chunks: Sequence[np.ndarray], offsets_s: Sequence[float],
-                   sources: Sequence[int] | None = None) -> list[ChunkTranscript]:
+    def transcribe(
+        self,
+        chunks: Sequence[np.ndarray],
+        offsets_s: Sequence[float],
+        sources: Sequence[int] | None = None,
+    ) -> list[ChunkTranscript]:
         """Transcribe chunks (one per turn, ordered by start): Whisper for all, packed into
         shared windows when ``opts.packed`` (:mod:`pipeline.asr_pack`); Paraformer, one turn at
         a time, for those identified as Chinese.
@@ -222,23 +278,34 @@ class AsrEngine:
         """
         deferred = frozenset({"zh"}) if self.paraformer is not None else frozenset()
         if self.opts.packed:
-            results = self._transcribe_packed(chunks, offsets_s, sources or [0] * len(chunks),
-                                              deferred)
+            results = self._transcribe_packed(
+                chunks, offsets_s, sources or [0] * len(chunks), deferred
+            )
         else:
             results = self.whisper.transcribe(chunks, offsets_s, defer_languages=deferred)
         todo = [i for i, r in enumerate(results) if not r.decoded]
         if todo:
-            recognised = self.paraformer.transcribe([chunks[i] for i in todo],  # type: ignore
-                                                    [offsets_s[i] for i in todo])
+            recognised = self.paraformer.transcribe(
+                [chunks[i] for i in todo],  # type: ignore
+                [offsets_s[i] for i in todo],
+            )
             for i, rec in zip(todo, recognised):
                 results[i] = dataclasses.replace(
-                    results[i], text=rec.text, words=rec.words, decoded=True,
-                    compression_ratio=compression_ratio(rec.text))
+                    results[i],
+                    text=rec.text,
+                    words=rec.words,
+                    decoded=True,
+                    compression_ratio=compression_ratio(rec.text),
+                )
         return results
 
-    def _transcribe_packed(self, chunks: Sequence[np.ndarray], offsets_s: Sequence[float],
-                           sources: Sequence[int],
-                           deferred: frozenset[str]) -> list[ChunkTranscript]:
+    def _transcribe_packed(
+        self,
+        chunks: Sequence[np.ndarray],
+        offsets_s: Sequence[float],
+        sources: Sequence[int],
+        deferred: frozenset[str],
+    ) -> list[ChunkTranscript]:
         """Whisper over packed windows; the turns of a deferred window come back undecoded
         (with the window's language), each to be recognised on its own."""
         rate = ANALYSIS_SAMPLE_RATE
@@ -247,22 +314,29 @@ class AsrEngine:
         groups = group_extents([(s, a, b) for s, (a, b) in zip(sources, extents)], window_s)
         pieces = [stitch_group(g, chunks, offsets_s, rate) for g in groups]
         # a turn longer than the window still gets a window of its own (up to 30 s)
-        windows = pack_pieces([len(p) for p in pieces], round(self.opts.asr_pack_gap_s * rate),
-                              round(window_s * rate), round(WINDOW_S * rate))
-        raw = self.whisper.transcribe_windows([assemble_window(w, pieces) for w in windows],
-                                              defer_languages=deferred)
+        windows = pack_pieces(
+            [len(p) for p in pieces],
+            round(self.opts.asr_pack_gap_s * rate),
+            round(window_s * rate),
+            round(WINDOW_S * rate),
+        )
+        raw = self.whisper.transcribe_windows(
+            [assemble_window(w, pieces) for w in windows], defer_languages=deferred
+        )
         results: dict[int, ChunkTranscript] = {}
         for window, transcript in zip(windows, raw):
             if transcript.decoded:
                 results.update(split_window(window, transcript, groups, extents, rate))
             else:
-                results.update({i: transcript for p in window.pieces
-                                for i in groups[p.index].members})
+                results.update(
+                    {i: transcript for p in window.pieces for i in groups[p.index].members}
+                )
         return [results[i] for i in range(len(chunks))]
 
 
-def transcribe_work(work: RecordingWork, engine: AsrEngine,
-                    opts: AsrOptions) -> tuple[tuple[Turn, ...], list[Reject]]:
+def transcribe_work(
+    work: RecordingWork, engine: AsrEngine, opts: AsrOptions
+) -> tuple[tuple[Turn, ...], list[Reject]]:
     """Plan, cut and transcribe the turns of one recording.
 
     Returns:
@@ -273,31 +347,49 @@ def transcribe_work(work: RecordingWork, engine: AsrEngine,
     todo: list[tuple[int, TurnSpan]] = []
     for index, span in enumerate(spans):
         if span.duration < opts.asr_min_turn_s:
-            rejects.append(item_reject(
-                STAGE, work.recording, TURN_TOO_SHORT,
-                f"{span.duration:.2f} s < --asr_min_turn_s {opts.asr_min_turn_s}",
-                turn_id(work.recording_id, index), span.start, span.end))
+            rejects.append(
+                item_reject(
+                    STAGE,
+                    work.recording,
+                    TURN_TOO_SHORT,
+                    f"{span.duration:.2f} s < --asr_min_turn_s {opts.asr_min_turn_s}",
+                    turn_id(work.recording_id, index),
+                    span.start,
+                    span.end,
+                )
+            )
         else:
             todo.append((index, span))
     own_channel = per_channel(work)
     limits: list[tuple[float, float] | None] = [None] * len(todo)
     if opts.packed:  # packed turns pad into silence only: neighbours share no padding audio
         extents = padded_extents(
-            [(s.channel if own_channel else 0, s.start, s.end) for s in spans], opts.asr_pad_s)
+            [(s.channel if own_channel else 0, s.start, s.end) for s in spans], opts.asr_pad_s
+        )
         limits = [extents[index] for index, _ in todo]
-    audio = [turn_audio(work, span, opts.asr_pad_s, own_channel, limit)
-             for (_, span), limit in zip(todo, limits)]
+    audio = [
+        turn_audio(work, span, opts.asr_pad_s, own_channel, limit)
+        for (_, span), limit in zip(todo, limits)
+    ]
     sources = [span.channel if own_channel else 0 for _, span in todo]
-    results = engine.transcribe([a for a, _ in audio], [o for _, o in audio],
-                                sources) if todo else []
+    results = (
+        engine.transcribe([a for a, _ in audio], [o for _, o in audio], sources) if todo else []
+    )
     turns: list[Turn] = []
     for (index, span), result in zip(todo, results):
         if not result.text:
-            rejects.append(item_reject(
-                STAGE, work.recording, NO_TRANSCRIPT,
-                f"empty transcript (language {result.language}, no_speech_prob "
-                f"{result.no_speech_prob:.2f})", turn_id(work.recording_id, index),
-                span.start, span.end))
+            rejects.append(
+                item_reject(
+                    STAGE,
+                    work.recording,
+                    NO_TRANSCRIPT,
+                    f"empty transcript (language {result.language}, no_speech_prob "
+                    f"{result.no_speech_prob:.2f})",
+                    turn_id(work.recording_id, index),
+                    span.start,
+                    span.end,
+                )
+            )
             continue
         turns.append(make_turn(work.recording_id, index, span, result))
     return tuple(turns), rejects
@@ -348,4 +440,3 @@ class Transcribe(beam.PTransform):
     def expand(self, works: beam.PCollection) -> StageOutputs:
         # one DoFn per recording: all its turns are batched together inside it
         return apply_stage(works, "TranscribeTurns", TranscribeFn(self.opts))
-

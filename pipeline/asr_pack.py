@@ -25,6 +25,7 @@ the alignment pass); ``no_speech_prob``, ``language`` and ``language_prob`` are 
 
 Pure functions over sample counts, arrays and word records; no models.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -37,8 +38,18 @@ import numpy as np
 from pipeline.asr_whisper import ChunkTranscript, clamp_words, compression_ratio
 from pipeline.records import Word
 
-__all__ = ["PackedPiece", "PackedWindow", "TurnGroup", "assemble_window", "group_extents",
-           "pack_pieces", "padded_extents", "split_window", "stitch_group", "turn_for_time"]
+__all__ = [
+    "PackedPiece",
+    "PackedWindow",
+    "TurnGroup",
+    "assemble_window",
+    "group_extents",
+    "pack_pieces",
+    "padded_extents",
+    "split_window",
+    "stitch_group",
+    "turn_for_time",
+]
 
 _MIN_WORD_PROB = 1e-6  # floor before log() so a zero probability does not give -inf
 _TOUCH_S = 1e-3  # extents this close count as touching (chunks are cut at whole samples)
@@ -93,8 +104,9 @@ class TurnGroup:
     members: tuple[int, ...]
 
 
-def padded_extents(spans: Sequence[tuple[int, float, float]],
-                   pad_s: float) -> list[tuple[float, float]]:
+def padded_extents(
+    spans: Sequence[tuple[int, float, float]], pad_s: float
+) -> list[tuple[float, float]]:
     """Each span widened by up to ``pad_s`` into the silence around it, never past the middle
     of the pause to the nearest other span of the same source (spans that overlap it do not
     limit it): neighbouring turns then share no padding audio.
@@ -136,10 +148,14 @@ def group_extents(extents: Sequence[tuple[int, float, float]], max_s: float) -> 
     current: dict[int, TurnGroup] = {}  # the open group of each source
     for index, (source, start, end) in enumerate(extents):
         group = current.get(source)
-        if group is not None and start <= group.end + _TOUCH_S \
-                and max(group.end, end) - group.start <= max_s:
-            current[source] = TurnGroup(source, group.start, max(group.end, end),
-                                        (*group.members, index))
+        if (
+            group is not None
+            and start <= group.end + _TOUCH_S
+            and max(group.end, end) - group.start <= max_s
+        ):
+            current[source] = TurnGroup(
+                source, group.start, max(group.end, end), (*group.members, index)
+            )
             continue
         if group is not None:
             groups.append(group)
@@ -148,21 +164,24 @@ def group_extents(extents: Sequence[tuple[int, float, float]], max_s: float) -> 
     return sorted(groups, key=lambda g: g.members[0])
 
 
-def stitch_group(group: TurnGroup, chunks: Sequence[np.ndarray], offsets_s: Sequence[float],
-                 sample_rate: int) -> np.ndarray:
+def stitch_group(
+    group: TurnGroup, chunks: Sequence[np.ndarray], offsets_s: Sequence[float], sample_rate: int
+) -> np.ndarray:
     """The group's continuous audio rebuilt from its members' chunks (same source: where they
     overlap they hold the same samples, so later chunks simply overwrite)."""
-    length = max(round((offsets_s[i] - group.start) * sample_rate) + len(chunks[i])
-                 for i in group.members)
+    length = max(
+        round((offsets_s[i] - group.start) * sample_rate) + len(chunks[i]) for i in group.members
+    )
     audio = np.zeros(length, dtype=np.float32)
     for i in group.members:
         at = round((offsets_s[i] - group.start) * sample_rate)
-        audio[at: at + len(chunks[i])] = chunks[i]
+        audio[at : at + len(chunks[i])] = chunks[i]
     return audio
 
 
-def pack_pieces(lengths: Sequence[int], gap: int, window: int,
-                longest: int | None = None) -> list[PackedWindow]:
+def pack_pieces(
+    lengths: Sequence[int], gap: int, window: int, longest: int | None = None
+) -> list[PackedWindow]:
     """Greedy packing, in the given order, of pieces of ``lengths`` samples into windows.
 
     Args:
@@ -178,8 +197,10 @@ def pack_pieces(lengths: Sequence[int], gap: int, window: int,
     """
     longest = window if longest is None else longest
     if gap < 0 or not 0 < window <= longest:
-        raise ValueError(f"need gap >= 0 and 0 < window <= longest, got gap {gap}, window "
-                         f"{window}, longest {longest}")
+        raise ValueError(
+            f"need gap >= 0 and 0 < window <= longest, got gap {gap}, window "
+            f"{window}, longest {longest}"
+        )
     windows: list[PackedWindow] = []
     current: list[PackedPiece] = []
     for index, length in enumerate(lengths):
@@ -198,7 +219,7 @@ def assemble_window(window: PackedWindow, pieces: Sequence[np.ndarray]) -> np.nd
     """The window's audio: each piece at its offset, zeros (silence) in the gaps."""
     audio = np.zeros(window.length, dtype=np.float32)
     for piece in window.pieces:
-        audio[piece.offset: piece.end] = pieces[piece.index][: piece.length]
+        audio[piece.offset : piece.end] = pieces[piece.index][: piece.length]
     return audio
 
 
@@ -215,24 +236,42 @@ def turn_for_time(time_s: float, extents: Sequence[tuple[float, float]]) -> int:
     return best
 
 
-def _turn_transcript(words: Sequence[Word], extent: tuple[float, float],
-                     window: ChunkTranscript) -> ChunkTranscript:
+def _turn_transcript(
+    words: Sequence[Word], extent: tuple[float, float], window: ChunkTranscript
+) -> ChunkTranscript:
     """One turn's transcript from its share of a window's words (already in recording time,
     Whisper's spelling); words are clipped to the turn's ``extent``."""
     text = "".join(w.text for w in words).strip()
-    kept = [Word(start=w.start, end=w.end, text=w.text.strip(),
-                 probability=round(float(w.probability), 4)) for w in words if w.text.strip()]
+    kept = [
+        Word(
+            start=w.start,
+            end=w.end,
+            text=w.text.strip(),
+            probability=round(float(w.probability), 4),
+        )
+        for w in words
+        if w.text.strip()
+    ]
     logprobs = [math.log(max(float(w.probability), _MIN_WORD_PROB)) for w in kept]
     return ChunkTranscript(
-        text=text, language=window.language, language_prob=window.language_prob,
+        text=text,
+        language=window.language,
+        language_prob=window.language_prob,
         avg_logprob=float(np.mean(logprobs)) if logprobs else math.nan,
-        no_speech_prob=window.no_speech_prob, compression_ratio=compression_ratio(text),
-        words=clamp_words(kept, extent[0], extent[1]), decoded=window.decoded)
+        no_speech_prob=window.no_speech_prob,
+        compression_ratio=compression_ratio(text),
+        words=clamp_words(kept, extent[0], extent[1]),
+        decoded=window.decoded,
+    )
 
 
-def split_window(window: PackedWindow, transcript: ChunkTranscript, groups: Sequence[TurnGroup],
-                 extents: Sequence[tuple[float, float]],
-                 sample_rate: int) -> dict[int, ChunkTranscript]:
+def split_window(
+    window: PackedWindow,
+    transcript: ChunkTranscript,
+    groups: Sequence[TurnGroup],
+    extents: Sequence[tuple[float, float]],
+    sample_rate: int,
+) -> dict[int, ChunkTranscript]:
     """Hand a decoded window's words back to its turns (rule 4 of the module notes).
 
     Args:
@@ -248,14 +287,17 @@ def split_window(window: PackedWindow, transcript: ChunkTranscript, groups: Sequ
         a turn that got no words has empty text.
     """
     bounds = [(p.offset / sample_rate, p.end / sample_rate) for p in window.pieces]
-    shares: dict[int, list[Word]] = {i: [] for p in window.pieces
-                                     for i in groups[p.index].members}
+    shares: dict[int, list[Word]] = {i: [] for p in window.pieces for i in groups[p.index].members}
     for word in transcript.words:
         piece = window.pieces[turn_for_time((word.start + word.end) / 2, bounds)]
         group = groups[piece.index]
         shift = group.start - piece.offset / sample_rate
-        moved = Word(start=word.start + shift, end=word.end + shift, text=word.text,
-                     probability=word.probability)
+        moved = Word(
+            start=word.start + shift,
+            end=word.end + shift,
+            text=word.text,
+            probability=word.probability,
+        )
         members = group.members
         k = turn_for_time((moved.start + moved.end) / 2, [extents[i] for i in members])
         shares[members[k]].append(moved)

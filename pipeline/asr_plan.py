@@ -14,6 +14,7 @@ Pure functions on records, no models. The rules, in order:
    segment of its own is flagged ``overlap``). Overlapped turns are kept; the dialogue stage
    decides what to do with them.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -112,8 +113,9 @@ def merge_segments(segments: Sequence[SpeakerSegment], max_gap_s: float) -> list
     return sorted(spans, key=lambda s: (s.start, s.channel, s.speaker))
 
 
-def _vad_gaps(speech: Sequence[SpeechRegion], channel: int, start: float,
-              end: float) -> list[tuple[float, float]]:
+def _vad_gaps(
+    speech: Sequence[SpeechRegion], channel: int, start: float, end: float
+) -> list[tuple[float, float]]:
     """Silences between VAD regions strictly inside ``(start, end)`` on ``channel``.
 
     Uses the channel's own regions when VAD ran per channel, else the regions of the mix.
@@ -129,8 +131,9 @@ def _vad_gaps(speech: Sequence[SpeechRegion], channel: int, start: float,
     return [(a, b) for a, b in gaps if a > start + _EPS and b < end - _EPS]
 
 
-def split_span(start: float, end: float, pauses: Iterable[tuple[float, float]],
-               max_chunk_s: float) -> list[tuple[float, float]]:
+def split_span(
+    start: float, end: float, pauses: Iterable[tuple[float, float]], max_chunk_s: float
+) -> list[tuple[float, float]]:
     """Rule 2: cut ``[start, end]`` into pieces of at most ``max_chunk_s`` at its largest pauses.
 
     Args:
@@ -156,16 +159,21 @@ def split_span(start: float, end: float, pauses: Iterable[tuple[float, float]],
     roomy = [(a, b) for a, b in inside if a - start >= MIN_PIECE_S and end - b >= MIN_PIECE_S]
     middle = (start + end) / 2
     # largest pause first; among equals, the one nearest the middle
-    a, b = max(roomy or inside, key=lambda p: (round(p[1] - p[0], 6), -abs((p[0] + p[1]) / 2 - middle)))
+    a, b = max(
+        roomy or inside, key=lambda p: (round(p[1] - p[0], 6), -abs((p[0] + p[1]) / 2 - middle))
+    )
     return split_span(start, a, inside, max_chunk_s) + split_span(b, end, inside, max_chunk_s)
 
 
-def _overlap_s(span_start: float, span_end: float, speaker: str,
-               segments: Sequence[SpeakerSegment]) -> float:
+def _overlap_s(
+    span_start: float, span_end: float, speaker: str, segments: Sequence[SpeakerSegment]
+) -> float:
     """Seconds of ``[span_start, span_end]`` covered by other speakers or flagged-overlap speech."""
     covered = sorted(
-        (max(s.start, span_start), min(s.end, span_end)) for s in segments
-        if (s.speaker != speaker or s.overlap) and s.start < span_end and s.end > span_start)
+        (max(s.start, span_start), min(s.end, span_end))
+        for s in segments
+        if (s.speaker != speaker or s.overlap) and s.start < span_end and s.end > span_start
+    )
     total, cursor = 0.0, span_start
     for a, b in covered:
         a = max(a, cursor)
@@ -175,8 +183,12 @@ def _overlap_s(span_start: float, span_end: float, speaker: str,
     return total
 
 
-def plan_turns(segments: Sequence[SpeakerSegment], speech: Sequence[SpeechRegion],
-               max_gap_s: float, max_chunk_s: float) -> list[TurnSpan]:
+def plan_turns(
+    segments: Sequence[SpeakerSegment],
+    speech: Sequence[SpeechRegion],
+    max_gap_s: float,
+    max_chunk_s: float,
+) -> list[TurnSpan]:
     """All three rules: the turns to transcribe, in (start, channel, speaker) order.
 
     Args:
@@ -199,6 +211,14 @@ def plan_turns(segments: Sequence[SpeakerSegment], speech: Sequence[SpeechRegion
             hi = bisect.bisect_left(starts, end)
             near = by_start[lo:hi]
             inner = tuple((a, b) for a, b in span.pauses if start <= a and b <= end)
-            turns.append(TurnSpan(span.speaker, span.channel, start, end, inner,
-                                  _overlap_s(start, end, span.speaker, near)))
+            turns.append(
+                TurnSpan(
+                    span.speaker,
+                    span.channel,
+                    start,
+                    end,
+                    inner,
+                    _overlap_s(start, end, span.speaker, near),
+                )
+            )
     return sorted(turns, key=lambda t: (t.start, t.channel, t.speaker))

@@ -23,6 +23,7 @@ caller hands them to another recogniser, e.g. Paraformer for Chinese). A chunk m
 packed window of several turns (:meth:`WhisperBatchTranscriber.transcribe_windows` returns its words
 raw, for :mod:`pipeline.asr_pack` to hand back to the turns).
 """
+
 from __future__ import annotations
 
 import logging
@@ -107,24 +108,29 @@ class DecodeGuards:
 
     def __post_init__(self) -> None:
         if not self.temperatures or self.temperatures[0] != 0.0:
-            raise ValueError(f"temperatures must start with 0.0 (beam search), got "
-                             f"{self.temperatures}")
+            raise ValueError(
+                f"temperatures must start with 0.0 (beam search), got {self.temperatures}"
+            )
         if list(self.temperatures) != sorted(set(self.temperatures)):
             raise ValueError(f"temperatures must rise, got {self.temperatures}")
 
     def needs_fallback(self, ratio: float, avg_logprob: float, no_speech_prob: float) -> bool:
         if self.is_silence(avg_logprob, no_speech_prob):
             return False
-        too_repetitive = (self.compression_ratio_threshold is not None
-                          and ratio > self.compression_ratio_threshold)
-        too_unlikely = (self.log_prob_threshold is not None
-                        and avg_logprob < self.log_prob_threshold)
+        too_repetitive = (
+            self.compression_ratio_threshold is not None
+            and ratio > self.compression_ratio_threshold
+        )
+        too_unlikely = self.log_prob_threshold is not None and avg_logprob < self.log_prob_threshold
         return too_repetitive or too_unlikely
 
     def is_silence(self, avg_logprob: float, no_speech_prob: float) -> bool:
-        return (self.no_speech_threshold is not None and self.log_prob_threshold is not None
-                and no_speech_prob > self.no_speech_threshold
-                and avg_logprob < self.log_prob_threshold)
+        return (
+            self.no_speech_threshold is not None
+            and self.log_prob_threshold is not None
+            and no_speech_prob > self.no_speech_threshold
+            and avg_logprob < self.log_prob_threshold
+        )
 
 
 def clamp_words(words: Sequence[Word], start: float, end: float) -> tuple[Word, ...]:
@@ -134,8 +140,14 @@ def clamp_words(words: Sequence[Word], start: float, end: float) -> tuple[Word, 
     for word in words:
         w_start = min(max(float(word.start), cursor), end)
         w_end = min(max(float(word.end), w_start), end)
-        out.append(Word(start=round(w_start, 3), end=round(w_end, 3), text=word.text,
-                        probability=float(word.probability)))
+        out.append(
+            Word(
+                start=round(w_start, 3),
+                end=round(w_end, 3),
+                text=word.text,
+                probability=float(word.probability),
+            )
+        )
         cursor = w_start
     return tuple(out)
 
@@ -156,9 +168,15 @@ class WhisperBatchTranscriber:
     >>> # results = engine.transcribe([audio_a, audio_b], offsets_s=[3.2, 7.9])
     """
 
-    def __init__(self, model: Any, beam_size: int = 5, batch_size: int = 8,
-                 word_timestamps: bool = True, language: str | None = None,
-                 guards: DecodeGuards | None = None):
+    def __init__(
+        self,
+        model: Any,
+        beam_size: int = 5,
+        batch_size: int = 8,
+        word_timestamps: bool = True,
+        language: str | None = None,
+        guards: DecodeGuards | None = None,
+    ):
         from faster_whisper.tokenizer import Tokenizer
 
         self.model = model
@@ -168,11 +186,14 @@ class WhisperBatchTranscriber:
         self.word_timestamps = word_timestamps
         self.multilingual = bool(model.model.is_multilingual)
         if language and self.multilingual and language not in model.supported_languages:
-            raise ValueError(f"--asr_language {language!r} is not a Whisper language code "
-                             f"(e.g. en, zh, de)")
+            raise ValueError(
+                f"--asr_language {language!r} is not a Whisper language code (e.g. en, zh, de)"
+            )
         if language and not self.multilingual and language != "en":
-            raise ValueError(f"--asr_language {language!r} needs a multilingual model; this "
-                             "one is English-only (e.g. use --asr_model base)")
+            raise ValueError(
+                f"--asr_language {language!r} needs a multilingual model; this "
+                "one is English-only (e.g. use --asr_model base)"
+            )
         self.language = language or None
         self._tokenizer_cls = Tokenizer
         self._tokenizers: dict[str, Any] = {}
@@ -180,7 +201,8 @@ class WhisperBatchTranscriber:
     def _tokenizer(self, language: str) -> Any:
         if language not in self._tokenizers:
             self._tokenizers[language] = self._tokenizer_cls(
-                self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+                self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language
+            )
         return self._tokenizers[language]
 
     def _features(self, chunk: np.ndarray) -> np.ndarray:
@@ -189,8 +211,9 @@ class WhisperBatchTranscriber:
         chunk = np.asarray(chunk, dtype=np.float32)[:n_samples]
         return extractor(chunk, padding=n_samples - len(chunk))[:, : extractor.nb_max_frames]
 
-    def _subset(self, encoder_output: Any, features: np.ndarray, index: list[int],
-                size: int) -> Any:
+    def _subset(
+        self, encoder_output: Any, features: np.ndarray, index: list[int], size: int
+    ) -> Any:
         """The encoder output of batch items ``index`` (re-encoded off CPU, sliced on CPU)."""
         if len(index) == size:
             return encoder_output
@@ -213,8 +236,12 @@ class WhisperBatchTranscriber:
                 out.append(probs[0])
         return out
 
-    def transcribe(self, chunks: Sequence[np.ndarray], offsets_s: Sequence[float],
-                   defer_languages: frozenset[str] = frozenset()) -> list[ChunkTranscript]:
+    def transcribe(
+        self,
+        chunks: Sequence[np.ndarray],
+        offsets_s: Sequence[float],
+        defer_languages: frozenset[str] = frozenset(),
+    ) -> list[ChunkTranscript]:
         """Transcribe ``chunks`` (16 kHz mono float32, each at most 30 s).
 
         Args:
@@ -226,13 +253,14 @@ class WhisperBatchTranscriber:
             One :class:`ChunkTranscript` per chunk, in input order.
         """
         raw = self.transcribe_windows(chunks, defer_languages)
-        return [_to_recording_time(result, offset, min(len(chunk) / ANALYSIS_SAMPLE_RATE,
-                                                       WINDOW_S))
-                for result, chunk, offset in zip(raw, chunks, offsets_s)]
+        return [
+            _to_recording_time(result, offset, min(len(chunk) / ANALYSIS_SAMPLE_RATE, WINDOW_S))
+            for result, chunk, offset in zip(raw, chunks, offsets_s)
+        ]
 
-    def transcribe_windows(self, windows: Sequence[np.ndarray],
-                           defer_languages: frozenset[str] = frozenset()
-                           ) -> list[ChunkTranscript]:
+    def transcribe_windows(
+        self, windows: Sequence[np.ndarray], defer_languages: frozenset[str] = frozenset()
+    ) -> list[ChunkTranscript]:
         """Transcribe windows (16 kHz mono float32, each at most 30 s), words left raw.
 
         Like :meth:`transcribe`, but word times are in window time (seconds from the window's
@@ -241,20 +269,23 @@ class WhisperBatchTranscriber:
         """
         results: list[ChunkTranscript] = []
         for begin in range(0, len(windows), self.batch_size):
-            batch = windows[begin: begin + self.batch_size]
+            batch = windows[begin : begin + self.batch_size]
             results.extend(self._transcribe_batch(batch, defer_languages))
         return results
 
-    def _transcribe_batch(self, chunks: Sequence[np.ndarray],
-                          defer_languages: frozenset[str]) -> list[ChunkTranscript]:
+    def _transcribe_batch(
+        self, chunks: Sequence[np.ndarray], defer_languages: frozenset[str]
+    ) -> list[ChunkTranscript]:
         features = np.stack([self._features(c) for c in chunks])
         durations = [min(len(c) / ANALYSIS_SAMPLE_RATE, WINDOW_S) for c in chunks]
         encoder_output = self.model.encode(features)
         languages = self._languages(encoder_output, len(chunks))
         results: list[ChunkTranscript | None] = [
             ChunkTranscript(text="", language=lang, language_prob=float(prob), decoded=False)
-            if lang in defer_languages else None
-            for lang, prob in languages]
+            if lang in defer_languages
+            else None
+            for lang, prob in languages
+        ]
         todo = [i for i, r in enumerate(results) if r is None]
         if not todo:
             return results  # type: ignore[return-value]
@@ -265,34 +296,51 @@ class WhisperBatchTranscriber:
         temperatures = [0.0] * len(todo)
         skipped = [False] * len(todo)
         if self.guards is not None:
-            outputs, temperatures, skipped = self._guarded(encoded, features[todo],
-                                                           todo_languages, longest_s, outputs)
+            outputs, temperatures, skipped = self._guarded(
+                encoded, features[todo], todo_languages, longest_s, outputs
+            )
         words: dict[int, tuple[Word, ...]] = {}
         aligned = [k for k in range(len(todo)) if not skipped[k] and outputs[k][0]]
         if self.word_timestamps and aligned:
-            words = self._align(self._subset(encoded, features[todo], aligned, len(todo)),
-                                features[todo][aligned], [todo[k] for k in aligned],
-                                [outputs[k] for k in aligned], languages, durations)
+            words = self._align(
+                self._subset(encoded, features[todo], aligned, len(todo)),
+                features[todo][aligned],
+                [todo[k] for k in aligned],
+                [outputs[k] for k in aligned],
+                languages,
+                durations,
+            )
         for k, i in enumerate(todo):
             tokens, avg_logprob, no_speech_prob = outputs[k]
             text = "" if skipped[k] else self._tokenizer(languages[i][0]).decode(tokens).strip()
             results[i] = ChunkTranscript(
-                text=text, language=languages[i][0], language_prob=float(languages[i][1]),
-                avg_logprob=float(avg_logprob), no_speech_prob=float(no_speech_prob),
-                compression_ratio=compression_ratio(text), words=words.get(i, ()),
-                temperature=temperatures[k], skipped=skipped[k])
+                text=text,
+                language=languages[i][0],
+                language_prob=float(languages[i][1]),
+                avg_logprob=float(avg_logprob),
+                no_speech_prob=float(no_speech_prob),
+                compression_ratio=compression_ratio(text),
+                words=words.get(i, ()),
+                temperature=temperatures[k],
+                skipped=skipped[k],
+            )
         return results  # type: ignore[return-value]
 
     def _max_length(self, prompts: list[list[int]], longest_s: float) -> int:
-        return min(self.model.max_length,
-                   max(len(p) for p in prompts) + 8 + int(longest_s * _MAX_TOKENS_PER_S))
+        return min(
+            self.model.max_length,
+            max(len(p) for p in prompts) + 8 + int(longest_s * _MAX_TOKENS_PER_S),
+        )
 
     def _prompts(self, languages: list[str]) -> list[list[int]]:
-        return [self.model.get_prompt(self._tokenizer(lang), [], without_timestamps=True)
-                for lang in languages]
+        return [
+            self.model.get_prompt(self._tokenizer(lang), [], without_timestamps=True)
+            for lang in languages
+        ]
 
-    def _generate(self, encoded: Any, languages: list[str], longest_s: float,
-                  temperature: float = 0.0) -> list[tuple[list[int], float, float]]:
+    def _generate(
+        self, encoded: Any, languages: list[str], longest_s: float, temperature: float = 0.0
+    ) -> list[tuple[list[int], float, float]]:
         """Beam search (``temperature`` 0), else the likeliest of ``best_of`` samples."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -303,14 +351,25 @@ class WhisperBatchTranscriber:
 
             assert self.guards is not None
             ctranslate2.set_random_seed(self.guards.seed)
-            search = {"beam_size": 1, "num_hypotheses": self.guards.best_of,
-                      "sampling_topk": 0, "sampling_temperature": temperature}
+            search = {
+                "beam_size": 1,
+                "num_hypotheses": self.guards.best_of,
+                "sampling_topk": 0,
+                "sampling_temperature": temperature,
+            }
         else:
             search = {"beam_size": self.beam_size, "patience": 1.0}
         generated = self.model.model.generate(
-            encoded, prompts, length_penalty=1.0, max_length=self._max_length(prompts, longest_s),
-            suppress_blank=True, suppress_tokens=suppress, return_scores=True,
-            return_no_speech_prob=True, **search)
+            encoded,
+            prompts,
+            length_penalty=1.0,
+            max_length=self._max_length(prompts, longest_s),
+            suppress_blank=True,
+            suppress_tokens=suppress,
+            return_scores=True,
+            return_no_speech_prob=True,
+            **search,
+        )
         outputs = []
         for result in generated:
             tokens = result.sequences_ids[0]
@@ -319,10 +378,14 @@ class WhisperBatchTranscriber:
             outputs.append((tokens, cum_logprob / (len(tokens) + 1), result.no_speech_prob))
         return outputs
 
-    def _guarded(self, encoded: Any, features: np.ndarray, languages: list[str],
-                 longest_s: float,
-                 outputs: list[tuple[list[int], float, float]]
-                 ) -> tuple[list[tuple[list[int], float, float]], list[float], list[bool]]:
+    def _guarded(
+        self,
+        encoded: Any,
+        features: np.ndarray,
+        languages: list[str],
+        longest_s: float,
+        outputs: list[tuple[list[int], float, float]],
+    ) -> tuple[list[tuple[list[int], float, float]], list[float], list[bool]]:
         """:class:`DecodeGuards` over a batch: chunks that fail are decoded again, together, at
         each higher temperature; returns the kept decodes, their temperatures, and which chunks
         are silence."""
@@ -330,16 +393,20 @@ class WhisperBatchTranscriber:
         assert guards is not None
         size = len(outputs)
         tried: list[list[tuple[tuple[list[int], float, float], float, float]]] = [
-            [] for _ in range(size)]
+            [] for _ in range(size)
+        ]
         kept: list[tuple[list[int], float, float] | None] = [None] * size
         temperature_of = [0.0] * size
         pending = list(range(size))
         current = outputs
         for step, temperature in enumerate(guards.temperatures):
             if step > 0:
-                current = self._generate(self._subset(encoded, features, pending, size),
-                                         [languages[k] for k in pending], longest_s,
-                                         temperature)
+                current = self._generate(
+                    self._subset(encoded, features, pending, size),
+                    [languages[k] for k in pending],
+                    longest_s,
+                    temperature,
+                )
             still = []
             for k, out in zip(pending, current):
                 text = self._tokenizer(languages[k]).decode(out[0]).strip()
@@ -357,16 +424,26 @@ class WhisperBatchTranscriber:
             candidates = [t for t in tried[k] if limit is None or t[1] <= limit] or tried[k]
             best = max(candidates, key=lambda t: t[0][1])
             kept[k], temperature_of[k] = best[0], best[2]
-            logger.debug("chunk %d: no decode passed the guards; kept T=%.1f (ratio %.2f, "
-                         "avg_logprob %.2f)", k, best[2], best[1], best[0][1])
+            logger.debug(
+                "chunk %d: no decode passed the guards; kept T=%.1f (ratio %.2f, avg_logprob %.2f)",
+                k,
+                best[2],
+                best[1],
+                best[0][1],
+            )
         final = [out for out in kept if out is not None]
         skipped = [guards.is_silence(out[1], out[2]) for out in final]
         return final, temperature_of, skipped
 
-    def _align(self, encoded: Any, features: np.ndarray, todo: list[int],
-               outputs: list[tuple[list[int], float, float]],
-               languages: list[tuple[str, float]],
-               durations: list[float]) -> dict[int, tuple[Word, ...]]:
+    def _align(
+        self,
+        encoded: Any,
+        features: np.ndarray,
+        todo: list[int],
+        outputs: list[tuple[list[int], float, float]],
+        languages: list[tuple[str, float]],
+        durations: list[float],
+    ) -> dict[int, tuple[Word, ...]]:
         """Raw word timings (window time, Whisper's spelling) of the decoded chunks, aligned once
         per language in the batch."""
         words: dict[int, tuple[Word, ...]] = {}
@@ -374,26 +451,48 @@ class WhisperBatchTranscriber:
         for lang in sorted({languages[i][0] for i in todo}):
             group = [k for k, i in enumerate(todo) if languages[i][0] == lang]
             tokenizer = self._tokenizer(lang)
-            segments = [[{"tokens": outputs[k][0], "start": 0.0, "end": durations[todo[k]],
-                          "seek": 0}] for k in group]
+            segments = [
+                [{"tokens": outputs[k][0], "start": 0.0, "end": durations[todo[k]], "seek": 0}]
+                for k in group
+            ]
             num_frames = [min(round(durations[todo[k]] * fps), 3000) for k in group]
             self.model.add_word_timestamps(
-                segments, tokenizer, self._subset(encoded, features, group, len(todo)),
-                num_frames, _PREPEND_PUNCT, _APPEND_PUNCT, 0.0)
+                segments,
+                tokenizer,
+                self._subset(encoded, features, group, len(todo)),
+                num_frames,
+                _PREPEND_PUNCT,
+                _APPEND_PUNCT,
+                0.0,
+            )
             for k, segment in zip(group, segments):
                 words[todo[k]] = tuple(
-                    Word(start=float(w["start"]), end=float(w["end"]), text=w["word"],
-                         probability=float(w["probability"]))
-                    for w in segment[0].get("words", []) if w["word"].strip())
+                    Word(
+                        start=float(w["start"]),
+                        end=float(w["end"]),
+                        text=w["word"],
+                        probability=float(w["probability"]),
+                    )
+                    for w in segment[0].get("words", [])
+                    if w["word"].strip()
+                )
         return words
 
 
-def _to_recording_time(result: ChunkTranscript, offset_s: float,
-                       duration_s: float) -> ChunkTranscript:
+def _to_recording_time(
+    result: ChunkTranscript, offset_s: float, duration_s: float
+) -> ChunkTranscript:
     """A chunk's transcript with its raw window-time words moved to recording time: shifted by
     ``offset_s``, stripped, probabilities rounded, clipped to the chunk."""
     if not result.words:
         return result
-    moved = [Word(start=offset_s + w.start, end=offset_s + w.end, text=w.text.strip(),
-                  probability=round(float(w.probability), 4)) for w in result.words]
+    moved = [
+        Word(
+            start=offset_s + w.start,
+            end=offset_s + w.end,
+            text=w.text.strip(),
+            probability=round(float(w.probability), 4),
+        )
+        for w in result.words
+    ]
     return replace(result, words=clamp_words(moved, offset_s, offset_s + duration_s))

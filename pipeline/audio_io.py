@@ -7,6 +7,7 @@ layout is kept: shape ``(channels, samples)``.
 Run as ``python -m pipeline.audio_io URI OUT.npy`` it decodes in a child process (see
 :func:`decode_isolated`): a native crash inside the decoder then kills the child, not the run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -84,12 +85,18 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
         channels = codec_context.channels or 0
         sample_rate = codec_context.sample_rate or 0
         if not 1 <= channels <= max_channels:
-            raise DecodeError(errors.BAD_CHANNELS,
-                              f"{channels} channels (allowed 1..{max_channels})")
+            raise DecodeError(
+                errors.BAD_CHANNELS, f"{channels} channels (allowed 1..{max_channels})"
+            )
         if sample_rate <= 0:
             raise DecodeError(errors.UNREADABLE, f"invalid sample rate {sample_rate}")
-        resampler = None if sample_rate == target_rate else soxr.ResampleStream(
-            sample_rate, target_rate, channels, dtype="float32", quality="HQ")
+        resampler = (
+            None
+            if sample_rate == target_rate
+            else soxr.ResampleStream(
+                sample_rate, target_rate, channels, dtype="float32", quality="HQ"
+            )
+        )
         probe = BandwidthProbe(sample_rate)
         chunks: list[np.ndarray] = []
         try:
@@ -100,17 +107,27 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
                 probe.update(block)
                 chunks.append(resampler.resample_chunk(block) if resampler else block)
             if resampler is not None:
-                chunks.append(resampler.resample_chunk(
-                    np.zeros((0, channels), dtype=np.float32), last=True))
+                chunks.append(
+                    resampler.resample_chunk(np.zeros((0, channels), dtype=np.float32), last=True)
+                )
         except (av.error.FFmpegError, ValueError) as exc:
             if not chunks:
                 raise DecodeError(errors.UNREADABLE, f"decode failed: {exc}") from exc
             # keep what decoded before a corrupt tail (a truncated download, say)
         codec = codec_context.name or ""
-    samples = (np.concatenate(chunks, axis=0).T.astype(np.float32, copy=False) if chunks
-               else np.zeros((channels, 0), dtype=np.float32))
-    return DecodedAudio(np.ascontiguousarray(samples), target_rate, sample_rate, channels,
-                        codec, probe.bandwidth_hz())
+    samples = (
+        np.concatenate(chunks, axis=0).T.astype(np.float32, copy=False)
+        if chunks
+        else np.zeros((channels, 0), dtype=np.float32)
+    )
+    return DecodedAudio(
+        np.ascontiguousarray(samples),
+        target_rate,
+        sample_rate,
+        channels,
+        codec,
+        probe.bandwidth_hz(),
+    )
 
 
 def _frame_to_array(frame, channels: int) -> np.ndarray:
@@ -134,8 +151,9 @@ def content_sha1(samples: np.ndarray) -> str:
     return hashlib.sha1(quantised.tobytes()).hexdigest()
 
 
-def decode_isolated(uri: str, target_rate: int = 16000, max_channels: int = 8,
-                    timeout_s: float = 600.0) -> DecodedAudio:
+def decode_isolated(
+    uri: str, target_rate: int = 16000, max_channels: int = 8, timeout_s: float = 600.0
+) -> DecodedAudio:
     """:func:`decode_audio` in a child process, so a native decoder crash loses one file only.
 
     Raises:
@@ -143,25 +161,45 @@ def decode_isolated(uri: str, target_rate: int = 16000, max_channels: int = 8,
     """
     with tempfile.TemporaryDirectory(prefix="decode-") as tmp:
         out = os.path.join(tmp, "audio.npy")
-        cmd = [sys.executable, "-m", "pipeline.audio_io", uri, out, str(target_rate),
-               str(max_channels)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipeline.audio_io",
+            uri,
+            out,
+            str(target_rate),
+            str(max_channels),
+        ]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                                  env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=env,
+                cwd=os.path.dirname(os.path.dirname(__file__)),
+            )
         except subprocess.TimeoutExpired as exc:
             raise DecodeError(errors.DECODER_CRASH, f"decoder hung for {timeout_s:.0f} s") from exc
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
-            raise DecodeError(errors.DECODER_CRASH,
-                              f"decoder process exited with {proc.returncode}: "
-                              f"{proc.stderr.strip()[-300:]}")
+            raise DecodeError(
+                errors.DECODER_CRASH,
+                f"decoder process exited with {proc.returncode}: {proc.stderr.strip()[-300:]}",
+            )
         meta = json.loads(lines[-1])
         if "reason" in meta:
             raise DecodeError(meta["reason"], meta["message"])
         samples = np.load(out)
-    return DecodedAudio(samples, target_rate, meta["sample_rate"], meta["num_channels"],
-                        meta["codec"], meta["bandwidth_hz"])
+    return DecodedAudio(
+        samples,
+        target_rate,
+        meta["sample_rate"],
+        meta["num_channels"],
+        meta["codec"],
+        meta["bandwidth_hz"],
+    )
 
 
 def _main(argv: list[str]) -> int:
@@ -174,8 +212,16 @@ def _main(argv: list[str]) -> int:
         print(json.dumps({"reason": exc.reason, "message": str(exc)}))
         return 0
     np.save(out, decoded.samples)
-    print(json.dumps({"sample_rate": decoded.sample_rate, "num_channels": decoded.num_channels,
-                      "codec": decoded.codec, "bandwidth_hz": decoded.bandwidth_hz}))
+    print(
+        json.dumps(
+            {
+                "sample_rate": decoded.sample_rate,
+                "num_channels": decoded.num_channels,
+                "codec": decoded.codec,
+                "bandwidth_hz": decoded.bandwidth_hz,
+            }
+        )
+    )
     return 0
 
 

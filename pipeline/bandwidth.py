@@ -10,6 +10,7 @@ for a 22–24 kHz TTS model, so every recording and dialogue row records an esti
   the louder frames; isolated bins such as a tone or hum do not count). :mod:`pipeline.filters`
   takes the recording's estimate instead when the clip's reaches the 16 kHz Nyquist limit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,8 +71,9 @@ _ACTIVE_FRAME_DB = 40.0
 _MIN_RUN_BINS = 3
 
 
-def estimate_bandwidth_hz(samples: np.ndarray, sample_rate: int,
-                          threshold_db: float = -60.0) -> float:
+def estimate_bandwidth_hz(
+    samples: np.ndarray, sample_rate: int, threshold_db: float = -60.0
+) -> float:
     """The effective bandwidth of a mono signal, in Hz (at most ``sample_rate / 2``).
 
     Args:

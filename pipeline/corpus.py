@@ -9,6 +9,7 @@ Splits are assigned by recording (a hash of its id), so no recording spans two s
 Layout under the output directory: ``lhotse/cuts_{split}.jsonl.gz``, ``zipvoice/{split}.tsv``,
 ``shar/{split}/``, ``audio/{split}/*.flac`` (pseudo-stereo renders), ``corpus.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,8 +52,11 @@ SPLITS = ("train", "dev", "test")
 class CorpusOptions:
     """Options of the corpus writer (each field is a command-line flag)."""
 
-    corpus_sample_rate: int = opt(24000, "sample rate of the corpus audio: cuts are resampled "
-                                         "to it, Shar and pseudo-stereo flac are written at it")
+    corpus_sample_rate: int = opt(
+        24000,
+        "sample rate of the corpus audio: cuts are resampled "
+        "to it, Shar and pseudo-stereo flac are written at it",
+    )
     write_shar: bool = opt(False, "also write Lhotse Shar shards with the segment audio (flac)")
     zipvoice_tsv: bool = opt(True, "write ZipVoice TSVs (id, text, wav, start, end)")
     corpus_shards: int = opt(1, "shards per split, written in parallel")
@@ -65,10 +69,15 @@ class CorpusOptions:
             raise ValueError(f"corpus_sample_rate={self.corpus_sample_rate} must be >= 8000")
         if self.corpus_shards < 1:
             raise ValueError(f"corpus_shards={self.corpus_shards} must be >= 1")
-        if not (0 <= self.dev_fraction and 0 <= self.test_fraction
-                and self.dev_fraction + self.test_fraction < 1):
-            raise ValueError(f"dev_fraction={self.dev_fraction} and test_fraction="
-                             f"{self.test_fraction} must be >= 0 and sum to less than 1")
+        if not (
+            0 <= self.dev_fraction
+            and 0 <= self.test_fraction
+            and self.dev_fraction + self.test_fraction < 1
+        ):
+            raise ValueError(
+                f"dev_fraction={self.dev_fraction} and test_fraction="
+                f"{self.test_fraction} must be >= 0 and sum to less than 1"
+            )
 
 
 # --- pure functions ----------------------------------------------------------------------------
@@ -76,11 +85,12 @@ class CorpusOptions:
 
 def _unit_hash(text: str) -> float:
     """A deterministic number in [0, 1) from a string (sha1, not Python's salted ``hash``)."""
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:15], 16) / 16 ** 15
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:15], 16) / 16**15
 
 
-def assign_split(recording_id: str, dev_fraction: float, test_fraction: float,
-                 salt: str = "") -> str:
+def assign_split(
+    recording_id: str, dev_fraction: float, test_fraction: float, salt: str = ""
+) -> str:
     """``"test"``, ``"dev"`` or ``"train"`` for a recording, from a hash of its id.
 
     >>> assign_split("call-0001", 0.0, 0.0)
@@ -126,11 +136,16 @@ def find_duplicates(recordings: Iterable[Recording]) -> dict[str, str]:
     return out
 
 
-def duplicate_rejects(recording: Recording, dialogues: Sequence[Dialogue],
-                      kept_id: str) -> list[Reject]:
+def duplicate_rejects(
+    recording: Recording, dialogues: Sequence[Dialogue], kept_id: str
+) -> list[Reject]:
     """One ``duplicate`` reject per dialogue of a recording that duplicates ``kept_id``."""
-    return [item_reject(STAGE, recording, DUPLICATE, f"same audio as {kept_id}", d.dialogue_id,
-                        d.start, d.end) for d in dialogues]
+    return [
+        item_reject(
+            STAGE, recording, DUPLICATE, f"same audio as {kept_id}", d.dialogue_id, d.start, d.end
+        )
+        for d in dialogues
+    ]
 
 
 def zipvoice_tsv_line(dialogue_id: str, text: str, wav: str, start: float, end: float) -> str:
@@ -160,8 +175,9 @@ def lhotse_recording(recording: Recording, path: str | None = None):
     return LhotseRecording.from_dict(lhotse_recording_dict(recording, path))
 
 
-def dialogue_cut(dialogue: Dialogue, turns: Sequence[DialogueTurn], lrec, sample_rate: int,
-                 source_uri: str = ""):
+def dialogue_cut(
+    dialogue: Dialogue, turns: Sequence[DialogueTurn], lrec, sample_rate: int, source_uri: str = ""
+):
     """The Lhotse cut of one dialogue, resampled to ``sample_rate``.
 
     Mono dialogues are a ``MonoCut`` (a ``MixedCut`` of the channels when the source has more
@@ -184,31 +200,71 @@ def dialogue_cut(dialogue: Dialogue, turns: Sequence[DialogueTurn], lrec, sample
     offset = 0.0 if rendered else dialogue.start
     duration = min(dialogue.duration, lrec.duration - offset)
     two_channel = dialogue.channel_layout in (stereo.STEREO, stereo.PSEUDO_STEREO)
-    sups = [SupervisionSegment(
-        id=f"{dialogue.dialogue_id}-{t.index:03d}", recording_id=lrec.id,
-        start=round(t.start - dialogue.start, 4), duration=round(t.end - t.start, 4),
-        channel=t.channel if two_channel else 0, text=t.text, language=dialogue.language,
-        speaker=t.role, custom={"speaker_label": t.speaker}) for t in turns]
-    custom = {"text": dialogue.text, "channel_layout": dialogue.channel_layout,
-              "language": dialogue.language, "split": dialogue.split,
-              "source_sample_rate": dialogue.sample_rate,
-              "bandwidth_hz": float(dialogue.bandwidth_hz), "quality": _finite(dialogue.quality),
-              "s1_speaker": dialogue.s1_speaker, "s2_speaker": dialogue.s2_speaker,
-              "recording_id": dialogue.recording_id, "source_uri": source_uri,
-              "source_start": dialogue.start, "source_end": dialogue.end}
+    sups = [
+        SupervisionSegment(
+            id=f"{dialogue.dialogue_id}-{t.index:03d}",
+            recording_id=lrec.id,
+            start=round(t.start - dialogue.start, 4),
+            duration=round(t.end - t.start, 4),
+            channel=t.channel if two_channel else 0,
+            text=t.text,
+            language=dialogue.language,
+            speaker=t.role,
+            custom={"speaker_label": t.speaker},
+        )
+        for t in turns
+    ]
+    custom = {
+        "text": dialogue.text,
+        "channel_layout": dialogue.channel_layout,
+        "language": dialogue.language,
+        "split": dialogue.split,
+        "source_sample_rate": dialogue.sample_rate,
+        "bandwidth_hz": float(dialogue.bandwidth_hz),
+        "quality": _finite(dialogue.quality),
+        "s1_speaker": dialogue.s1_speaker,
+        "s2_speaker": dialogue.s2_speaker,
+        "recording_id": dialogue.recording_id,
+        "source_uri": source_uri,
+        "source_start": dialogue.start,
+        "source_end": dialogue.end,
+    }
     if two_channel:
-        cut = MultiCut(id=dialogue.dialogue_id, start=offset, duration=duration, channel=[0, 1],
-                       recording=lrec, supervisions=sups, custom=custom)
+        cut = MultiCut(
+            id=dialogue.dialogue_id,
+            start=offset,
+            duration=duration,
+            channel=[0, 1],
+            recording=lrec,
+            supervisions=sups,
+            custom=custom,
+        )
     elif len(lrec.channel_ids) == 1:
-        cut = MonoCut(id=dialogue.dialogue_id, start=offset, duration=duration,
-                      channel=lrec.channel_ids[0], recording=lrec, supervisions=sups,
-                      custom=custom)
+        cut = MonoCut(
+            id=dialogue.dialogue_id,
+            start=offset,
+            duration=duration,
+            channel=lrec.channel_ids[0],
+            recording=lrec,
+            supervisions=sups,
+            custom=custom,
+        )
     else:  # a mono dialogue from a multi-channel file: the channels mixed, lazily
-        tracks = [MixTrack(cut=MonoCut(id=f"{dialogue.dialogue_id}-ch{c}", start=offset,
-                                       duration=duration, channel=c, recording=lrec,
-                                       supervisions=sups if i == 0 else [],
-                                       custom=custom if i == 0 else None), offset=0.0)
-                  for i, c in enumerate(lrec.channel_ids)]
+        tracks = [
+            MixTrack(
+                cut=MonoCut(
+                    id=f"{dialogue.dialogue_id}-ch{c}",
+                    start=offset,
+                    duration=duration,
+                    channel=c,
+                    recording=lrec,
+                    supervisions=sups if i == 0 else [],
+                    custom=custom if i == 0 else None,
+                ),
+                offset=0.0,
+            )
+            for i, c in enumerate(lrec.channel_ids)
+        ]
         cut = MixedCut(id=dialogue.dialogue_id, tracks=tracks)
     return cut.resample(sample_rate) if cut.sampling_rate != sample_rate else cut
 
@@ -230,8 +286,9 @@ def to_entry(work: RecordingWork) -> CorpusEntry:
     """Drop the audio (and the tables the corpus does not need) from a work."""
     speakers = {s for d in work.dialogues for s in (d.s1_speaker, d.s2_speaker)}
     needs_regions = any(d.channel_layout == stereo.PSEUDO_STEREO for d in work.dialogues)
-    diarization = tuple(s for s in work.diarization if s.speaker in speakers) \
-        if needs_regions else ()
+    diarization = (
+        tuple(s for s in work.diarization if s.speaker in speakers) if needs_regions else ()
+    )
     return CorpusEntry(work.recording, work.dialogues, work.dialogue_turns, diarization)
 
 
@@ -248,8 +305,9 @@ class _DropDuplicatesFn(beam.DoFn):
         kept = entries[0]
         yield kept
         for entry in entries[1:]:
-            for reject in duplicate_rejects(entry.recording, entry.dialogues,
-                                            kept.recording.recording_id):
+            for reject in duplicate_rejects(
+                entry.recording, entry.dialogues, kept.recording.recording_id
+            ):
                 self.dropped.inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, reject)
 
@@ -281,8 +339,9 @@ class WriteShardFn(beam.DoFn):
     def process(self, keyed):
         (split, index), entries = keyed
         entries = sorted(entries, key=lambda e: e.recording.recording_id)
-        digest = hashlib.sha1("\n".join(e.recording.recording_id for e in entries)
-                              .encode()).hexdigest()[:8]
+        digest = hashlib.sha1(
+            "\n".join(e.recording.recording_id for e in entries).encode()
+        ).hexdigest()[:8]
         shard = f"{index:06d}-{digest}"
         summary, rejects = write_shard(self.output_dir, split, shard, entries, self.opts)
         for reject in rejects:
@@ -293,26 +352,44 @@ class WriteShardFn(beam.DoFn):
         yield summary
 
 
-def _render_pseudo_stereo(entry: CorpusEntry, dialogue: Dialogue,
-                          turns: Sequence[DialogueTurn], lrec, path: str, sample_rate: int):
+def _render_pseudo_stereo(
+    entry: CorpusEntry,
+    dialogue: Dialogue,
+    turns: Sequence[DialogueTurn],
+    lrec,
+    path: str,
+    sample_rate: int,
+):
     """Render a mono dialogue into 2 channels at ``sample_rate`` and write it as flac."""
     import soundfile as sf
     from lhotse import MonoCut
 
-    cuts = [MonoCut(id=f"{dialogue.dialogue_id}-ch{c}", start=dialogue.start,
-                    duration=min(dialogue.duration, lrec.duration - dialogue.start), channel=c,
-                    recording=lrec).resample(sample_rate) for c in lrec.channel_ids]
+    cuts = [
+        MonoCut(
+            id=f"{dialogue.dialogue_id}-ch{c}",
+            start=dialogue.start,
+            duration=min(dialogue.duration, lrec.duration - dialogue.start),
+            channel=c,
+            recording=lrec,
+        ).resample(sample_rate)
+        for c in lrec.channel_ids
+    ]
     mono = np.mean([c.load_audio()[0] for c in cuts], axis=0)
-    regions = stereo.role_regions(dialogue.start, dialogue.end,
-                                  {"S1": dialogue.s1_speaker, "S2": dialogue.s2_speaker},
-                                  entry.diarization, turns)
+    regions = stereo.role_regions(
+        dialogue.start,
+        dialogue.end,
+        {"S1": dialogue.s1_speaker, "S2": dialogue.s2_speaker},
+        entry.diarization,
+        turns,
+    )
     audio = stereo.render_pseudo_stereo(mono, sample_rate, dialogue.start, regions)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     sf.write(path, audio.T, sample_rate, format="FLAC")
 
 
-def write_shard(output_dir: str, split: str, shard: str, entries: Sequence[CorpusEntry],
-                opts: CorpusOptions) -> tuple[ShardSummary, list[Reject]]:
+def write_shard(
+    output_dir: str, split: str, shard: str, entries: Sequence[CorpusEntry], opts: CorpusOptions
+) -> tuple[ShardSummary, list[Reject]]:
     """Write the cuts, TSV lines and audio of one shard (plain Python; the DoFn calls it)."""
     from lhotse import CutSet
     from lhotse.shar import SharWriter
@@ -329,8 +406,9 @@ def write_shard(output_dir: str, split: str, shard: str, entries: Sequence[Corpu
     if opts.write_shar:
         shar_dir = os.path.join(output_dir, "shar", split)
         os.makedirs(shar_dir, exist_ok=True)
-        shar = SharWriter(shar_dir, fields={"recording": "flac"}, shard_size=None,
-                          shard_suffix=f".{shard}")
+        shar = SharWriter(
+            shar_dir, fields={"recording": "flac"}, shard_size=None, shard_suffix=f".{shard}"
+        )
         shar.__enter__()
     try:
         for entry in entries:
@@ -347,10 +425,12 @@ def write_shard(output_dir: str, split: str, shard: str, entries: Sequence[Corpu
                     if source_lrec is None:
                         source_lrec = lhotse_recording(rec)
                     if dialogue.channel_layout == stereo.PSEUDO_STEREO:
-                        wav = os.path.join(output_dir, "audio", split,
-                                           f"{dialogue.dialogue_id}.flac")
-                        _render_pseudo_stereo(entry, dialogue, turns, source_lrec, wav,
-                                              opts.corpus_sample_rate)
+                        wav = os.path.join(
+                            output_dir, "audio", split, f"{dialogue.dialogue_id}.flac"
+                        )
+                        _render_pseudo_stereo(
+                            entry, dialogue, turns, source_lrec, wav, opts.corpus_sample_rate
+                        )
                         lrec = lhotse_recording(rec, path=wav)
                         tsv_start, tsv_end = 0.0, dialogue.duration
                     else:
@@ -360,18 +440,26 @@ def write_shard(output_dir: str, split: str, shard: str, entries: Sequence[Corpu
                     if shar is not None:
                         shar.write(cut.to_mono() if type(cut).__name__ == "MixedCut" else cut)
                 except Exception as exc:  # noqa: BLE001 - any decoder error drops the dialogue
-                    logger.warning("corpus: cannot read audio of %s: %s", dialogue.dialogue_id,
-                                   exc)
-                    rejects.append(item_reject(STAGE, rec, AUDIO_UNREADABLE,
-                                               f"{type(exc).__name__}: {exc}",
-                                               dialogue.dialogue_id, dialogue.start,
-                                               dialogue.end))
+                    logger.warning("corpus: cannot read audio of %s: %s", dialogue.dialogue_id, exc)
+                    rejects.append(
+                        item_reject(
+                            STAGE,
+                            rec,
+                            AUDIO_UNREADABLE,
+                            f"{type(exc).__name__}: {exc}",
+                            dialogue.dialogue_id,
+                            dialogue.start,
+                            dialogue.end,
+                        )
+                    )
                     continue
                 cuts.append(cut)
-                lines.append(zipvoice_tsv_line(dialogue.dialogue_id, dialogue.text, wav,
-                                               tsv_start, tsv_end))
-                seconds_by_layout[dialogue.channel_layout] = \
+                lines.append(
+                    zipvoice_tsv_line(dialogue.dialogue_id, dialogue.text, wav, tsv_start, tsv_end)
+                )
+                seconds_by_layout[dialogue.channel_layout] = (
                     seconds_by_layout.get(dialogue.channel_layout, 0.0) + dialogue.duration
+                )
     finally:
         if shar is not None:
             shar.close()
@@ -380,10 +468,15 @@ def write_shard(output_dir: str, split: str, shard: str, entries: Sequence[Corpu
         os.makedirs(tsv_dir, exist_ok=True)
         with open(tsv_path, "w", encoding="utf-8") as f:
             f.writelines(line + "\n" for line in lines)
-    summary = ShardSummary(split=split, shard=shard, cuts_path=cuts_path, tsv_path=tsv_path,
-                           num_dialogues=len(cuts),
-                           seconds=float(sum(seconds_by_layout.values())),
-                           seconds_by_layout=tuple(sorted(seconds_by_layout.items())))
+    summary = ShardSummary(
+        split=split,
+        shard=shard,
+        cuts_path=cuts_path,
+        tsv_path=tsv_path,
+        num_dialogues=len(cuts),
+        seconds=float(sum(seconds_by_layout.values())),
+        seconds_by_layout=tuple(sorted(seconds_by_layout.items())),
+    )
     return summary, rejects
 
 
@@ -395,8 +488,9 @@ def finalize_corpus(output_dir: str, summaries: Sequence[ShardSummary]) -> dict:
     """
     summary: dict = {"splits": {}}
     for split in SPLITS:
-        parts = sorted(_glob(os.path.join(output_dir, "lhotse", "shards"), f"cuts_{split}.",
-                             ".jsonl.gz"))
+        parts = sorted(
+            _glob(os.path.join(output_dir, "lhotse", "shards"), f"cuts_{split}.", ".jsonl.gz")
+        )
         if not parts:
             continue
         seen: set[str] = set()
@@ -416,10 +510,15 @@ def finalize_corpus(output_dir: str, summaries: Sequence[ShardSummary]) -> dict:
                         seconds += duration
                         by_layout[layout] = by_layout.get(layout, 0.0) + duration
         os.replace(out_path + ".tmp", out_path)
-        entry = {"cuts": out_path, "num_dialogues": len(seen), "hours": seconds / 3600,
-                 "hours_by_layout": {k: v / 3600 for k, v in sorted(by_layout.items())}}
-        tsv_parts = sorted(_glob(os.path.join(output_dir, "zipvoice", "shards"), f"{split}.",
-                                 ".tsv"))
+        entry = {
+            "cuts": out_path,
+            "num_dialogues": len(seen),
+            "hours": seconds / 3600,
+            "hours_by_layout": {k: v / 3600 for k, v in sorted(by_layout.items())},
+        }
+        tsv_parts = sorted(
+            _glob(os.path.join(output_dir, "zipvoice", "shards"), f"{split}.", ".tsv")
+        )
         if tsv_parts:
             tsv_path = os.path.join(output_dir, "zipvoice", f"{split}.tsv")
             tsv_seen: set[str] = set()
@@ -446,13 +545,16 @@ def finalize_corpus(output_dir: str, summaries: Sequence[ShardSummary]) -> dict:
 def _glob(directory: str, prefix: str, suffix: str) -> list[str]:
     if not os.path.isdir(directory):
         return []
-    return [os.path.join(directory, n) for n in os.listdir(directory)
-            if n.startswith(prefix) and n.endswith(suffix)]
+    return [
+        os.path.join(directory, n)
+        for n in os.listdir(directory)
+        if n.startswith(prefix) and n.endswith(suffix)
+    ]
 
 
 def _cut_custom(row: dict) -> dict:
     if row.get("type") == "MixedCut":
-        return (row["tracks"][0]["cut"].get("custom") or {})
+        return row["tracks"][0]["cut"].get("custom") or {}
     return row.get("custom") or {}
 
 
@@ -466,15 +568,26 @@ def entries_from_rows(keyed_rows) -> CorpusEntry:
     """``(recording_id, {table: rows})`` (a CoGroupByKey of the table rows) → a corpus entry."""
     _, tables = keyed_rows
     recordings = list(tables["recordings"])
-    turns = sorted((DialogueTurn.from_dict(r) for r in tables["dialogue_turns"]),
-                   key=lambda t: (t.dialogue_id, t.index))
+    turns = sorted(
+        (DialogueTurn.from_dict(r) for r in tables["dialogue_turns"]),
+        key=lambda t: (t.dialogue_id, t.index),
+    )
     return CorpusEntry(
         recording=Recording.from_dict(recordings[0]),
-        dialogues=tuple(sorted((Dialogue.from_dict(_dialogue_fields(r))
-                                for r in tables["dialogues"]), key=lambda d: d.dialogue_id)),
+        dialogues=tuple(
+            sorted(
+                (Dialogue.from_dict(_dialogue_fields(r)) for r in tables["dialogues"]),
+                key=lambda d: d.dialogue_id,
+            )
+        ),
         dialogue_turns=tuple(turns),
-        diarization=tuple(sorted((SpeakerSegment.from_dict(r) for r in tables["diarization"]),
-                                 key=lambda s: (s.start, s.speaker))))
+        diarization=tuple(
+            sorted(
+                (SpeakerSegment.from_dict(r) for r in tables["diarization"]),
+                key=lambda s: (s.start, s.speaker),
+            )
+        ),
+    )
 
 
 def _dialogue_fields(row: dict) -> dict:
@@ -509,25 +622,35 @@ class WriteCorpusEntries(beam.PTransform):
     def expand(self, entries_in: beam.PCollection) -> StageOutputs:
         opts, num_shards = self.opts, self.opts.corpus_shards
         split_of = split_function(opts)
-        entries = (entries_in
-                   | "KeyByContent" >> beam.Map(
-                       lambda e: (e.recording.content_sha1 or e.recording.recording_id, e))
-                   | "GroupByContent" >> beam.GroupByKey()
-                   | "DropDuplicates" >> beam.ParDo(_DropDuplicatesFn()).with_outputs(
-                       REJECTS, main="main"))
-        shards = (entries.main
-                  | "SkipEmpty" >> beam.Filter(lambda e: len(e.dialogues) > 0)
-                  | "KeyByShard" >> beam.Map(lambda e: ((split_of(e.recording.recording_id),
-                                                         int(_unit_hash("shard" + e.recording
-                                                                        .recording_id)
-                                                             * num_shards)), e))
-                  | "GroupByShard" >> beam.GroupByKey()
-                  | "WriteShards" >> beam.ParDo(WriteShardFn(self.output_dir, opts))
-                  .with_outputs(REJECTS, main="main"))
+        entries = (
+            entries_in
+            | "KeyByContent"
+            >> beam.Map(lambda e: (e.recording.content_sha1 or e.recording.recording_id, e))
+            | "GroupByContent" >> beam.GroupByKey()
+            | "DropDuplicates" >> beam.ParDo(_DropDuplicatesFn()).with_outputs(REJECTS, main="main")
+        )
+        shards = (
+            entries.main
+            | "SkipEmpty" >> beam.Filter(lambda e: len(e.dialogues) > 0)
+            | "KeyByShard"
+            >> beam.Map(
+                lambda e: (
+                    (
+                        split_of(e.recording.recording_id),
+                        int(_unit_hash("shard" + e.recording.recording_id) * num_shards),
+                    ),
+                    e,
+                )
+            )
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShards"
+            >> beam.ParDo(WriteShardFn(self.output_dir, opts)).with_outputs(REJECTS, main="main")
+        )
         output_dir = self.output_dir
-        summary = (shards.main
-                   | "CollectShards" >> beam.combiners.ToList()
-                   | "MergeShards" >> beam.Map(lambda s: finalize_corpus(output_dir, s)))
-        rejects = ((entries[REJECTS], shards[REJECTS])
-                   | "FlattenRejects" >> beam.Flatten())
+        summary = (
+            shards.main
+            | "CollectShards" >> beam.combiners.ToList()
+            | "MergeShards" >> beam.Map(lambda s: finalize_corpus(output_dir, s))
+        )
+        rejects = (entries[REJECTS], shards[REJECTS]) | "FlattenRejects" >> beam.Flatten()
         return StageOutputs(summary, rejects)

@@ -5,14 +5,15 @@ Input: URIs. Output: ``RecordingWork`` with its :class:`Recording` row; rejects 
 ``non_finite``, ``silent``. Decoding runs in a child process by default, so a native crash in
 FFmpeg costs one file, not the run. No model is loaded.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -37,14 +38,19 @@ class DecodeOptions:
     max_duration_s: float = opt(6 * 3600.0, "reject files longer than this many seconds")
     max_channels: int = opt(8, "reject files with more channels than this")
     silence_dbfs: float = opt(-60.0, "reject files whose peak level is below this (dBFS)")
-    decode_isolation: str = opt("subprocess", "decode in a child process (contains native "
-                                "decoder crashes) or inline", choices=("subprocess", "inline"))
+    decode_isolation: str = opt(
+        "subprocess",
+        "decode in a child process (contains native decoder crashes) or inline",
+        choices=("subprocess", "inline"),
+    )
     decode_timeout_s: float = opt(1800.0, "give up on a file whose decoding takes longer")
 
     def __post_init__(self):
         if self.min_duration_s < 0 or self.max_duration_s <= self.min_duration_s:
-            raise ValueError(f"need 0 <= min_duration_s < max_duration_s, got "
-                             f"{self.min_duration_s}, {self.max_duration_s}")
+            raise ValueError(
+                f"need 0 <= min_duration_s < max_duration_s, got "
+                f"{self.min_duration_s}, {self.max_duration_s}"
+            )
         if self.max_channels < 1:
             raise ValueError(f"max_channels must be >= 1, got {self.max_channels}")
 
@@ -66,31 +72,40 @@ def check_audio(decoded: DecodedAudio, opts: DecodeOptions) -> None:
         raise DecodeError(errors.NON_FINITE, f"{bad} NaN/inf samples")
     duration = decoded.duration_s
     if duration < opts.min_duration_s:
-        raise DecodeError(errors.TOO_SHORT,
-                          f"{duration:.2f} s < min_duration_s {opts.min_duration_s}")
+        raise DecodeError(
+            errors.TOO_SHORT, f"{duration:.2f} s < min_duration_s {opts.min_duration_s}"
+        )
     if duration > opts.max_duration_s:
-        raise DecodeError(errors.TOO_LONG,
-                          f"{duration:.0f} s > max_duration_s {opts.max_duration_s}")
+        raise DecodeError(
+            errors.TOO_LONG, f"{duration:.0f} s > max_duration_s {opts.max_duration_s}"
+        )
     peak = float(np.max(np.abs(samples)))
     peak_dbfs = 20 * np.log10(peak) if peak > 0 else -np.inf
     if peak_dbfs < opts.silence_dbfs:
-        raise DecodeError(errors.SILENT,
-                          f"peak {peak_dbfs:.1f} dBFS < silence_dbfs {opts.silence_dbfs}")
+        raise DecodeError(
+            errors.SILENT, f"peak {peak_dbfs:.1f} dBFS < silence_dbfs {opts.silence_dbfs}"
+        )
 
 
 def decode_recording(uri: str, opts: DecodeOptions) -> RecordingWork:
     """Decode and check one file (the pure function behind :class:`DecodeFn`)."""
     if opts.decode_isolation == "subprocess":
-        decoded = decode_isolated(uri, ANALYSIS_SAMPLE_RATE, opts.max_channels,
-                                  opts.decode_timeout_s)
+        decoded = decode_isolated(
+            uri, ANALYSIS_SAMPLE_RATE, opts.max_channels, opts.decode_timeout_s
+        )
     else:
         decoded = decode_audio(uri, ANALYSIS_SAMPLE_RATE, opts.max_channels)
     check_audio(decoded, opts)
     recording = Recording(
-        recording_id=recording_id_for(uri), uri=uri, sample_rate=decoded.sample_rate,
-        num_channels=decoded.num_channels, duration_s=round(decoded.duration_s, 4),
-        codec=decoded.codec, content_sha1=content_sha1(decoded.samples),
-        bandwidth_hz=round(decoded.bandwidth_hz, 1))
+        recording_id=recording_id_for(uri),
+        uri=uri,
+        sample_rate=decoded.sample_rate,
+        num_channels=decoded.num_channels,
+        duration_s=round(decoded.duration_s, 4),
+        codec=decoded.codec,
+        content_sha1=content_sha1(decoded.samples),
+        bandwidth_hz=round(decoded.bandwidth_hz, 1),
+    )
     return RecordingWork(recording=recording, audio=decoded.samples)
 
 
@@ -113,16 +128,30 @@ class DecodeFn(beam.DoFn):
             work = decode_recording(uri, self.opts)
         except DecodeError as exc:
             counters.dropped(exc.reason)
-            yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                uri=uri, recording_id=recording_id_for(uri), stage=STAGE, reason=exc.reason,
-                message=str(exc)))
+            yield beam.pvalue.TaggedOutput(
+                REJECTS,
+                Reject(
+                    uri=uri,
+                    recording_id=recording_id_for(uri),
+                    stage=STAGE,
+                    reason=exc.reason,
+                    message=str(exc),
+                ),
+            )
             return
         except Exception as exc:  # an unexpected failure loses this file only
             logger.exception("decoding %s failed", uri)
             counters.dropped(errors.STAGE_ERROR)
-            yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                uri=uri, recording_id=recording_id_for(uri), stage=STAGE,
-                reason=errors.STAGE_ERROR, message=f"{type(exc).__name__}: {exc}"))
+            yield beam.pvalue.TaggedOutput(
+                REJECTS,
+                Reject(
+                    uri=uri,
+                    recording_id=recording_id_for(uri),
+                    stage=STAGE,
+                    reason=errors.STAGE_ERROR,
+                    message=f"{type(exc).__name__}: {exc}",
+                ),
+            )
             return
         finally:
             counters.millis.inc(int((time.perf_counter() - started) * 1000))
@@ -140,5 +169,6 @@ class DecodeAudio(beam.PTransform):
 
     def expand(self, uris):
         results = uris | "DecodeFiles" >> beam.ParDo(DecodeFn(self.opts)).with_outputs(
-            REJECTS, main="main")
+            REJECTS, main="main"
+        )
         return StageOutputs(results.main, results[REJECTS])

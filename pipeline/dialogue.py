@@ -7,6 +7,7 @@ Item-level rejects: ``one_speaker``, ``too_few_switches``, ``too_short``, ``too_
 ``third_speaker``. No model. The cutting rules are pure functions (:func:`segment_dialogues`);
 the README section "Dialogue segmentation rules" describes them.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -55,38 +56,65 @@ class DialogueOptions:
     """Options of the dialogue segmentation stage (each field is a command-line flag)."""
 
     min_dialogue_s: float = opt(3.0, "shortest dialogue segment kept, seconds")
-    max_dialogue_s: float = opt(30.0, "longest dialogue segment, seconds (at most 60); longer "
-                                      "conversations are cut at pauses")
+    max_dialogue_s: float = opt(
+        30.0,
+        "longest dialogue segment, seconds (at most 60); longer conversations are cut at pauses",
+    )
     min_speaker_switches: int = opt(1, "fewest speaker switches (S1→S2 or S2→S1) in a segment")
-    max_turn_gap_s: float = opt(3.0, "a pause longer than this between two turns ends a "
-                                     "conversation (segments never span it), seconds")
-    min_cut_pause_s: float = opt(0.2, "shortest pause where a segment may be cut (between turns, "
-                                      "or between two words of a turn that does not fit), "
-                                      "seconds")
-    dialogue_edge_pad_s: float = opt(0.1, "silence kept before the first and after the last "
-                                          "word (never more than half the pause to other "
-                                          "speech), seconds")
-    max_other_speaker_s: float = opt(0.5, "most seconds of a third speaker's diarized speech "
-                                          "allowed inside a segment")
-    max_untranscribed_s: float = opt(0.4, "diarized speech of one speaker, alone, that no "
-                                          "transcribed turn of theirs covers (a reply the "
-                                          "recogniser heard no words in) ends a conversation "
-                                          "when it lasts this long, seconds (0: off)")
-    pseudo_stereo: bool = opt(False, "render mono dialogues into 2 channels, each speaker's "
-                                     "diarized regions on its own channel (layout "
-                                     "pseudo_stereo)")
+    max_turn_gap_s: float = opt(
+        3.0,
+        "a pause longer than this between two turns ends a "
+        "conversation (segments never span it), seconds",
+    )
+    min_cut_pause_s: float = opt(
+        0.2,
+        "shortest pause where a segment may be cut (between turns, "
+        "or between two words of a turn that does not fit), "
+        "seconds",
+    )
+    dialogue_edge_pad_s: float = opt(
+        0.1,
+        "silence kept before the first and after the last "
+        "word (never more than half the pause to other "
+        "speech), seconds",
+    )
+    max_other_speaker_s: float = opt(
+        0.5, "most seconds of a third speaker's diarized speech allowed inside a segment"
+    )
+    max_untranscribed_s: float = opt(
+        0.4,
+        "diarized speech of one speaker, alone, that no "
+        "transcribed turn of theirs covers (a reply the "
+        "recogniser heard no words in) ends a conversation "
+        "when it lasts this long, seconds (0: off)",
+    )
+    pseudo_stereo: bool = opt(
+        False,
+        "render mono dialogues into 2 channels, each speaker's "
+        "diarized regions on its own channel (layout "
+        "pseudo_stereo)",
+    )
 
     def __post_init__(self):
         if not 0 < self.min_dialogue_s <= self.max_dialogue_s:
-            raise ValueError(f"min_dialogue_s={self.min_dialogue_s} must be > 0 and <= "
-                             f"max_dialogue_s={self.max_dialogue_s}")
+            raise ValueError(
+                f"min_dialogue_s={self.min_dialogue_s} must be > 0 and <= "
+                f"max_dialogue_s={self.max_dialogue_s}"
+            )
         if self.max_dialogue_s > MAX_DIALOGUE_S_LIMIT:
-            raise ValueError(f"max_dialogue_s={self.max_dialogue_s} is above the "
-                             f"{MAX_DIALOGUE_S_LIMIT:g} s limit")
+            raise ValueError(
+                f"max_dialogue_s={self.max_dialogue_s} is above the "
+                f"{MAX_DIALOGUE_S_LIMIT:g} s limit"
+            )
         if self.min_speaker_switches < 1:
             raise ValueError(f"min_speaker_switches={self.min_speaker_switches} must be >= 1")
-        for name in ("max_turn_gap_s", "min_cut_pause_s", "dialogue_edge_pad_s",
-                     "max_other_speaker_s", "max_untranscribed_s"):
+        for name in (
+            "max_turn_gap_s",
+            "min_cut_pause_s",
+            "dialogue_edge_pad_s",
+            "max_other_speaker_s",
+            "max_untranscribed_s",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
 
@@ -141,8 +169,17 @@ def _turn_pieces(turn: Turn, index: int, min_cut_pause_s: float) -> list[_Piece]
     """Split a turn at the pauses between its words where it may be cut."""
     words = [w for w in turn.words if w.text.strip()]
     if not words:
-        return [_Piece(turn.speaker, turn.start, turn.end, clean_turn_text(turn.text), index,
-                       turn.language, turn.channel)]
+        return [
+            _Piece(
+                turn.speaker,
+                turn.start,
+                turn.end,
+                clean_turn_text(turn.text),
+                index,
+                turn.language,
+                turn.channel,
+            )
+        ]
     groups: list[list[Word]] = [[words[0]]]
     for prev, word in itertools.pairwise(words):
         if word.start - prev.end >= min_cut_pause_s:
@@ -151,15 +188,34 @@ def _turn_pieces(turn: Turn, index: int, min_cut_pause_s: float) -> list[_Piece]
             groups[-1].append(word)
     if len(groups) == 1:
         # keep the turn's own (punctuated) text; the span is the words' span
-        return [_Piece(turn.speaker, words[0].start, words[-1].end, clean_turn_text(turn.text),
-                       index, turn.language, turn.channel)]
-    return [_Piece(turn.speaker, g[0].start, g[-1].end,
-                   clean_turn_text(join_words(g, turn.language)), index, turn.language,
-                   turn.channel) for g in groups]
+        return [
+            _Piece(
+                turn.speaker,
+                words[0].start,
+                words[-1].end,
+                clean_turn_text(turn.text),
+                index,
+                turn.language,
+                turn.channel,
+            )
+        ]
+    return [
+        _Piece(
+            turn.speaker,
+            g[0].start,
+            g[-1].end,
+            clean_turn_text(join_words(g, turn.language)),
+            index,
+            turn.language,
+            turn.channel,
+        )
+        for g in groups
+    ]
 
 
-def _untranscribed_pieces(turns: Sequence[Turn], diarization: Sequence[SpeakerSegment],
-                          min_s: float, bridge_s: float) -> list[_Piece]:
+def _untranscribed_pieces(
+    turns: Sequence[Turn], diarization: Sequence[SpeakerSegment], min_s: float, bridge_s: float
+) -> list[_Piece]:
     """Text-less pieces where a speaker with transcribed turns talks alone and no turn of theirs
     covers it (a turn the recogniser found no words in, or one shorter than ``asr_min_turn_s``,
     is dropped with its own reject, so without these a dialogue could hold that speech inside
@@ -180,8 +236,12 @@ def _untranscribed_pieces(turns: Sequence[Turn], diarization: Sequence[SpeakerSe
             parts = [(seg.start, seg.end)]
             for a, b in taken:
                 if a < seg.end and b > seg.start:
-                    parts = [part for s, e in parts
-                             for part in ((s, min(e, a)), (max(s, b), e)) if part[1] > part[0]]
+                    parts = [
+                        part
+                        for s, e in parts
+                        for part in ((s, min(e, a)), (max(s, b), e))
+                        if part[1] > part[0]
+                    ]
             free += parts
         stretches: list[list[tuple[float, float]]] = []
         for span in sorted(free):
@@ -189,10 +249,16 @@ def _untranscribed_pieces(turns: Sequence[Turn], diarization: Sequence[SpeakerSe
                 stretches[-1].append(span)
             else:
                 stretches.append([span])
-        channel = next(s.channel for s in diarization if s.speaker == speaker) \
-            if any(s.speaker == speaker for s in diarization) else 0
-        out += [_Piece(speaker, group[0][0], group[-1][1], "", -1, "", channel)
-                for group in stretches if sum(e - s for s, e in group) >= min_s]
+        channel = (
+            next(s.channel for s in diarization if s.speaker == speaker)
+            if any(s.speaker == speaker for s in diarization)
+            else 0
+        )
+        out += [
+            _Piece(speaker, group[0][0], group[-1][1], "", -1, "", channel)
+            for group in stretches
+            if sum(e - s for s, e in group) >= min_s
+        ]
     return out
 
 
@@ -218,8 +284,9 @@ def _windows(pieces: Sequence[_Piece], opts: DialogueOptions) -> list[list[_Piec
     return windows
 
 
-def _chunks(window: Sequence[_Piece], max_s: float,
-            min_pause_s: float) -> list[tuple[int, int, bool]]:
+def _chunks(
+    window: Sequence[_Piece], max_s: float, min_pause_s: float
+) -> list[tuple[int, int, bool]]:
     """Cut a window into chunks no longer than ``max_s``, only at pauses.
 
     A cut is allowed after piece ``e`` when all speech up to ``e`` (of either speaker) ends at
@@ -259,8 +326,9 @@ def _chunks(window: Sequence[_Piece], max_s: float,
     return chunks
 
 
-def _merge_runs(pieces: Sequence[_Piece],
-                turn_texts: dict[int, tuple[int, str]]) -> list[tuple[str, float, float, str]]:
+def _merge_runs(
+    pieces: Sequence[_Piece], turn_texts: dict[int, tuple[int, str]]
+) -> list[tuple[str, float, float, str]]:
     """Merge consecutive same-speaker pieces into ``(speaker, start, end, text)`` runs.
 
     ``turn_texts`` maps a turn index to ``(number of pieces, cleaned turn text)``: a turn whose
@@ -289,12 +357,15 @@ def _merge_runs(pieces: Sequence[_Piece],
                 parts.append(piece.text)
         language = run[0].language.split("-")[0].lower()
         sep = "" if language in _NO_SPACE_LANGUAGES else " "
-        merged.append((run[0].speaker, run[0].start, max(p.end for p in run),
-                       sep.join(p for p in parts if p)))
+        merged.append(
+            (run[0].speaker, run[0].start, max(p.end for p in run), sep.join(p for p in parts if p))
+        )
     return merged
 
 
-def _intervals_overlap_s(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> float:
+def _intervals_overlap_s(
+    a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]
+) -> float:
     """Total time where an interval of ``a`` and one of ``b`` overlap (each list non-overlapping
     within itself after union)."""
     ua, ub = _union(a), _union(b)
@@ -320,7 +391,9 @@ def _union(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in out]
 
 
-def _clip(spans: Sequence[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
+def _clip(
+    spans: Sequence[tuple[float, float]], start: float, end: float
+) -> list[tuple[float, float]]:
     return [(max(a, start), min(b, end)) for a, b in spans if min(b, end) > max(a, start)]
 
 
@@ -340,10 +413,13 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-def segment_dialogues(recording: Recording, turns: Sequence[Turn],
-                      diarization: Sequence[SpeakerSegment], opts: DialogueOptions,
-                      split: str = "train") -> tuple[list[Dialogue], list[DialogueTurn],
-                                                     list[Reject]]:
+def segment_dialogues(
+    recording: Recording,
+    turns: Sequence[Turn],
+    diarization: Sequence[SpeakerSegment],
+    opts: DialogueOptions,
+    split: str = "train",
+) -> tuple[list[Dialogue], list[DialogueTurn], list[Reject]]:
     """Cut a recording's turns into two-speaker dialogue segments.
 
     Args:
@@ -368,8 +444,9 @@ def segment_dialogues(recording: Recording, turns: Sequence[Turn],
     turn_texts = {i: (len(ps), clean_turn_text(ordered[i].text)) for i, ps in enumerate(per_turn)}
     pieces = [p for ps in per_turn for p in ps]
     if opts.max_untranscribed_s > 0:
-        pieces += _untranscribed_pieces(ordered, diarization, opts.max_untranscribed_s,
-                                        opts.min_cut_pause_s)
+        pieces += _untranscribed_pieces(
+            ordered, diarization, opts.max_untranscribed_s, opts.min_cut_pause_s
+        )
     pieces.sort(key=lambda p: (p.start, p.end))
     channels = stereo.speaker_channels(recording, diarization, turns)
     dialogues: list[Dialogue] = []
@@ -378,7 +455,7 @@ def segment_dialogues(recording: Recording, turns: Sequence[Turn],
     k = 0
     for window in _windows(pieces, opts):
         for first, last, fits in _chunks(window, opts.max_dialogue_s, opts.min_cut_pause_s):
-            chunk = window[first:last + 1]
+            chunk = window[first : last + 1]
             item_id = f"{rid}-d{k:04d}"
             k += 1
             start, end = chunk[0].start, max(p.end for p in chunk)
@@ -386,25 +463,43 @@ def segment_dialogues(recording: Recording, turns: Sequence[Turn],
                 if len({p.speaker for p in window}) < 2:
                     raise _Rejected(ONE_SPEAKER, f"only {chunk[0].speaker} speaks")
                 if not fits:
-                    raise _Rejected(TOO_LONG, f"speech_s={end - start:.2f}: no pause to cut at "
-                                              f"within {opts.max_dialogue_s:g} s")
+                    raise _Rejected(
+                        TOO_LONG,
+                        f"speech_s={end - start:.2f}: no pause to cut at "
+                        f"within {opts.max_dialogue_s:g} s",
+                    )
                 dialogue, dialogue_turns = _build_dialogue(
-                    recording, chunk, pieces, diarization, channels, opts, item_id, split,
-                    turn_texts)
+                    recording,
+                    chunk,
+                    pieces,
+                    diarization,
+                    channels,
+                    opts,
+                    item_id,
+                    split,
+                    turn_texts,
+                )
             except _Rejected as exc:
-                rejects.append(item_reject(STAGE, recording, exc.reason, str(exc), item_id,
-                                           start, end))
+                rejects.append(
+                    item_reject(STAGE, recording, exc.reason, str(exc), item_id, start, end)
+                )
                 continue
             dialogues.append(dialogue)
             dturns.extend(dialogue_turns)
     return dialogues, dturns, rejects
 
 
-def _build_dialogue(recording: Recording, chunk: Sequence[_Piece], all_pieces: Sequence[_Piece],
-                    diarization: Sequence[SpeakerSegment], channels: dict[str, int] | None,
-                    opts: DialogueOptions, dialogue_id: str, split: str,
-                    turn_texts: dict[int, tuple[int, str]]
-                    ) -> tuple[Dialogue, list[DialogueTurn]]:
+def _build_dialogue(
+    recording: Recording,
+    chunk: Sequence[_Piece],
+    all_pieces: Sequence[_Piece],
+    diarization: Sequence[SpeakerSegment],
+    channels: dict[str, int] | None,
+    opts: DialogueOptions,
+    dialogue_id: str,
+    split: str,
+    turn_texts: dict[int, tuple[int, str]],
+) -> tuple[Dialogue, list[DialogueTurn]]:
     """One candidate chunk → a dialogue and its turns (raises :class:`_Rejected`)."""
     speakers = {p.speaker for p in chunk}
     word_start, word_end = chunk[0].start, max(p.end for p in chunk)
@@ -439,23 +534,32 @@ def _build_dialogue(recording: Recording, chunk: Sequence[_Piece], all_pieces: S
     others = [(s.start, s.end) for s in diarization if s.speaker not in speakers]
     other_s = sum(b - a for a, b in _union(_clip(others, start, end)))
     if other_s > opts.max_other_speaker_s:
-        raise _Rejected(THIRD_SPEAKER,
-                        f"other_speaker_s={other_s:.2f} > {opts.max_other_speaker_s:g}")
+        raise _Rejected(
+            THIRD_SPEAKER, f"other_speaker_s={other_s:.2f} > {opts.max_other_speaker_s:g}"
+        )
 
     s1 = runs[0][0]
     s2 = next(spk for spk in sorted(speakers) if spk != s1)
     role_of = {s1: "S1", s2: "S2"}
-    if channels is not None and s1 in channels and s2 in channels \
-            and channels[s1] != channels[s2]:
+    if channels is not None and s1 in channels and s2 in channels and channels[s1] != channels[s2]:
         layout = stereo.STEREO
     elif opts.pseudo_stereo:
         layout = stereo.PSEUDO_STEREO
     else:
         layout = stereo.MONO
-    dturns = [DialogueTurn(dialogue_id=dialogue_id, index=i, role=role_of[spk], speaker=spk,
-                           start=a, end=b, text=text,
-                           channel=stereo.turn_channel(layout, role_of[spk], spk, channels))
-              for i, (spk, a, b, text) in enumerate(runs)]
+    dturns = [
+        DialogueTurn(
+            dialogue_id=dialogue_id,
+            index=i,
+            role=role_of[spk],
+            speaker=spk,
+            start=a,
+            end=b,
+            text=text,
+            channel=stereo.turn_channel(layout, role_of[spk], spk, channels),
+        )
+        for i, (spk, a, b, text) in enumerate(runs)
+    ]
 
     # speech time and overlap from diarization where it knows the speaker, else from the words
     def spans(spk: str) -> list[tuple[float, float]]:
@@ -466,14 +570,24 @@ def _build_dialogue(recording: Recording, chunk: Sequence[_Piece], all_pieces: S
 
     s1_spans, s2_spans = spans(s1), spans(s2)
     dialogue = Dialogue(
-        dialogue_id=dialogue_id, recording_id=recording.recording_id, start=start, end=end,
-        text=tagged_text(dturns), language=_dominant_language(chunk), num_turns=len(dturns),
-        s1_speaker=s1, s2_speaker=s2, s1_s=sum(b - a for a, b in s1_spans),
+        dialogue_id=dialogue_id,
+        recording_id=recording.recording_id,
+        start=start,
+        end=end,
+        text=tagged_text(dturns),
+        language=_dominant_language(chunk),
+        num_turns=len(dturns),
+        s1_speaker=s1,
+        s2_speaker=s2,
+        s1_s=sum(b - a for a, b in s1_spans),
         s2_s=sum(b - a for a, b in s2_spans),
         overlap_ratio=_intervals_overlap_s(s1_spans, s2_spans) / (end - start),
-        channel_layout=layout, sample_rate=recording.sample_rate,
-        bandwidth_hz=recording.bandwidth_hz, split=split,
-        quality={"other_speaker_s": float(other_s), "speaker_switches": float(switches)})
+        channel_layout=layout,
+        sample_rate=recording.sample_rate,
+        bandwidth_hz=recording.bandwidth_hz,
+        split=split,
+        quality={"other_speaker_s": float(other_s), "speaker_switches": float(switches)},
+    )
     return dialogue, dturns
 
 
@@ -498,8 +612,9 @@ class SegmentDialoguesFn(RecordingStageFn):
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
         split = self.split_fn(work.recording_id) if self.split_fn else "train"
-        dialogues, dturns, rejects = segment_dialogues(work.recording, work.turns,
-                                                       work.diarization, self.opts, split)
+        dialogues, dturns, rejects = segment_dialogues(
+            work.recording, work.turns, work.diarization, self.opts, split
+        )
         return replace(work, dialogues=tuple(dialogues), dialogue_turns=tuple(dturns)), rejects
 
 

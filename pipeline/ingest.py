@@ -4,11 +4,12 @@
 listing one URI per line (``.txt``/``.lst``/``.list``); any scheme Beam's ``FileSystems`` knows.
 Without ``--input`` the bundled sample is curated.
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -20,8 +21,23 @@ from pipeline.state import StateStore
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".webm",
-                    ".mp4", ".aiff", ".aif", ".au", ".sph", ".amr")
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".ogg",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".webm",
+    ".mp4",
+    ".aiff",
+    ".aif",
+    ".au",
+    ".sph",
+    ".amr",
+)
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 FINISHED = "finished"
 
@@ -73,18 +89,21 @@ class MatchInputs(beam.PTransform):
         parts = []
         if patterns:
             parts.append(
-                pbegin | "Patterns" >> beam.Create(patterns)
+                pbegin
+                | "Patterns" >> beam.Create(patterns)
                 | "MatchFiles" >> fileio.MatchAll()
                 | "MatchedPaths" >> beam.Map(lambda meta: meta.path)
-                | "KeepAudio" >> beam.Filter(_is_audio_candidate, bool(from_directory)))
+                | "KeepAudio" >> beam.Filter(_is_audio_candidate, bool(from_directory))
+            )
         for i, list_file in enumerate(list_files):
             parts.append(
-                pbegin | f"ReadList{i}" >> beam.io.ReadFromText(list_file)
+                pbegin
+                | f"ReadList{i}" >> beam.io.ReadFromText(list_file)
                 | f"StripLines{i}" >> beam.Map(str.strip)
-                | f"DropBlank{i}" >> beam.Filter(lambda line: line and not line.startswith("#")))
+                | f"DropBlank{i}" >> beam.Filter(lambda line: line and not line.startswith("#"))
+            )
         uris = parts[0] if len(parts) == 1 else parts | "MergeInputs" >> beam.Flatten()
-        return (uris | "Dedup" >> beam.Distinct()
-                | "SpreadFiles" >> beam.Reshuffle())
+        return uris | "Dedup" >> beam.Distinct() | "SpreadFiles" >> beam.Reshuffle()
 
 
 class SplitFinishedFn(beam.DoFn):

@@ -11,6 +11,7 @@
 * Import: each OpenDialog line becomes a Lhotse ``MonoCut`` with one supervision holding the
   tagged text (and ``custom["text"]``), which ``model.train`` reads like our own cuts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from core.dialogue_script import dialogue_text, starts_with_first_speaker
 
@@ -57,8 +58,12 @@ def to_opendialog(cuts: Iterable, out_dir: Path, audio_format: str = "flac") -> 
             audio = cut.load_audio()  # (channels, samples)
             rel = Path("audio") / f"{cut.id}.{audio_format}"
             sf.write(out_dir / rel, audio.T, cut.sampling_rate)
-            manifest.write(json.dumps({"id": cut.id, "text": _cut_text(cut), "path": str(rel)},
-                                      ensure_ascii=False) + "\n")
+            manifest.write(
+                json.dumps(
+                    {"id": cut.id, "text": _cut_text(cut), "path": str(rel)}, ensure_ascii=False
+                )
+                + "\n"
+            )
             count += 1
     return count
 
@@ -85,20 +90,38 @@ def from_opendialog(manifest: Path, audio_root: Path | None = None):
             if not starts_with_first_speaker(text):
                 raise ValueError(f"{manifest}:{number}: text must start with [S1]: {text[:40]!r}")
             path = Path(row["path"])
-            recording = Recording.from_file(path if path.is_absolute() else root / path,
-                                            recording_id=row["id"])
-            sup = SupervisionSegment(id=row["id"], recording_id=row["id"], start=0.0,
-                                     duration=recording.duration, channel=0, text=text,
-                                     language=row.get("language"))
-            cuts.append(MonoCut(id=row["id"], start=0.0, duration=recording.duration,
-                                channel=0, recording=recording, supervisions=[sup],
-                                custom={"text": text}))
+            recording = Recording.from_file(
+                path if path.is_absolute() else root / path, recording_id=row["id"]
+            )
+            sup = SupervisionSegment(
+                id=row["id"],
+                recording_id=row["id"],
+                start=0.0,
+                duration=recording.duration,
+                channel=0,
+                text=text,
+                language=row.get("language"),
+            )
+            cuts.append(
+                MonoCut(
+                    id=row["id"],
+                    start=0.0,
+                    duration=recording.duration,
+                    channel=0,
+                    recording=recording,
+                    supervisions=[sup],
+                    custom={"text": text},
+                )
+            )
     return CutSet.from_cuts(cuts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.interop", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.interop",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     tsv = sub.add_parser("to-zipvoice-tsv", help="our cuts → ZipVoice custom-data TSV")
     tsv.add_argument("--cuts", required=True)
@@ -115,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     try:
         if args.command == "from-opendialog":
-            cuts = from_opendialog(Path(args.manifest),
-                                   Path(args.audio_root) if args.audio_root else None)
+            cuts = from_opendialog(
+                Path(args.manifest), Path(args.audio_root) if args.audio_root else None
+            )
             cuts.to_file(args.out)
             print(f"{len(cuts)} cuts → {args.out}")
             return 0

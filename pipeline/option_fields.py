@@ -4,17 +4,19 @@ the flag builder turns a dataclass into flags and parsed flags back into the dat
 A leaf module (no pipeline imports): every stage declares its options with :func:`opt`, and
 :mod:`pipeline.options` builds the command line from the stage registry (:mod:`pipeline.stages`).
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, Type, TypeVar
+from typing import Any, TypeVar
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 T = TypeVar("T")
+
 
 def opt(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mirrors argparse
     """A dataclass field that is also a command-line flag (``choices=`` may be given)."""
@@ -53,9 +55,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         group.add_argument(f"--{f.name}", **kwargs)
 
 
-def dataclass_from_options(cls: Type[T], options: PipelineOptions) -> T:
+def dataclass_from_options(cls: type[T], options: PipelineOptions) -> T:
     """Build a stage's options dataclass from the parsed flags (unset flags keep the default)."""
     values = options.get_all_options(drop_default=False, retain_unknown_options=False)
-    given = {f.name: values[f.name] for f in dataclasses.fields(cls)
-             if values.get(f.name) is not None}
+    given = {
+        f.name: values[f.name] for f in dataclasses.fields(cls) if values.get(f.name) is not None
+    }
     return cls(**given)

@@ -7,6 +7,7 @@ is the field's ``metadata["help"]``.
 DoFns receive the dataclass, never the options object. Beam flags (``--runner``,
 ``--direct_num_workers``, …) share the same command line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,15 +24,27 @@ class CurateOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         io = parser.add_argument_group("input/output")
-        io.add_argument("--input", default=None,
-                        help="a glob, a directory, or a text file listing one URI per line; any "
-                             "scheme Beam's FileSystems knows (default: the bundled sample)")
+        io.add_argument(
+            "--input",
+            default=None,
+            help="a glob, a directory, or a text file listing one URI per line; any "
+            "scheme Beam's FileSystems knows (default: the bundled sample)",
+        )
         io.add_argument("--output", default="output", help="output directory (default: output)")
-        io.add_argument("--resume", type=parse_bool, nargs="?", const=True, default=True,
-                        help="skip recordings a previous run with this --output finished "
-                             "(default: true)")
-        io.add_argument("--progress_interval_s", type=float, default=30.0,
-                        help="seconds between progress log lines (default: 30)")
+        io.add_argument(
+            "--resume",
+            type=parse_bool,
+            nargs="?",
+            const=True,
+            default=True,
+            help="skip recordings a previous run with this --output finished (default: true)",
+        )
+        io.add_argument(
+            "--progress_interval_s",
+            type=float,
+            default=30.0,
+            help="seconds between progress log lines (default: 30)",
+        )
         for stage_cls in option_classes():
             add_dataclass_args(parser, stage_cls)
 
@@ -41,11 +54,20 @@ def help_parser() -> argparse.ArgumentParser:
     from apache_beam.options import pipeline_options as beam_options
 
     parser = argparse.ArgumentParser(
-        prog="beam_runner.py", description="Curate two-speaker dialogue corpora with Apache Beam.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="beam_runner.py",
+        description="Curate two-speaker dialogue corpora with Apache Beam.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     CurateOptions._add_argparse_args(parser)
-    for name in ("StandardOptions", "DirectOptions", "PortableOptions", "FlinkRunnerOptions",
-                 "GoogleCloudOptions", "WorkerOptions", "SetupOptions"):
+    for name in (
+        "StandardOptions",
+        "DirectOptions",
+        "PortableOptions",
+        "FlinkRunnerOptions",
+        "GoogleCloudOptions",
+        "WorkerOptions",
+        "SetupOptions",
+    ):
         beam_parser = beam_options._BeamArgumentParser(allow_abbrev=False)
         getattr(beam_options, name)._add_argparse_args(beam_parser)
         group = parser.add_argument_group(f"Beam {name}")

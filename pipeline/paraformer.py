@@ -10,6 +10,7 @@ Paraformer gives text and per-unit timestamps (a unit is a Chinese character or 
 word) but no confidence, so the turns it transcribes carry NaN ``avg_logprob`` and word
 ``probability``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,8 +73,15 @@ class ParaformerTranscriber:
         hub: ``ms`` (ModelScope) or ``hf`` (Hugging Face), for names that are not directories.
     """
 
-    def __init__(self, model: str = "paraformer-zh", device: str = "cpu", batch_size: int = 8,
-                 threads: int = 0, word_timestamps: bool = True, hub: str = "ms"):
+    def __init__(
+        self,
+        model: str = "paraformer-zh",
+        device: str = "cpu",
+        batch_size: int = 8,
+        threads: int = 0,
+        word_timestamps: bool = True,
+        hub: str = "ms",
+    ):
         import torch
         from funasr import AutoModel
 
@@ -83,31 +91,43 @@ class ParaformerTranscriber:
         self.batch_size = batch_size
         self.word_timestamps = word_timestamps
         try:
-            self.model = AutoModel(model=model, device=_torch_device(device), hub=hub,
-                                   ncpu=threads or torch.get_num_threads(), disable_update=True,
-                                   disable_pbar=True, log_level=root_level)
+            self.model = AutoModel(
+                model=model,
+                device=_torch_device(device),
+                hub=hub,
+                ncpu=threads or torch.get_num_threads(),
+                disable_update=True,
+                disable_pbar=True,
+                log_level=root_level,
+            )
         except Exception as exc:  # funasr reports a failed download as a later, unrelated error
             raise RuntimeError(
                 f"--paraformer_model {model!r} could not be loaded ({type(exc).__name__}: "
                 f"{exc}); hub names need network access to {hub!r}, or give a local directory "
-                "with config.yaml, model.pt and tokens.json") from exc
+                "with config.yaml, model.pt and tokens.json"
+            ) from exc
         logger.info("Paraformer loaded from %s", self.model.model_path or model)
 
-    def transcribe(self, chunks: Sequence[np.ndarray],
-                   offsets_s: Sequence[float]) -> list[ParaformerResult]:
+    def transcribe(
+        self, chunks: Sequence[np.ndarray], offsets_s: Sequence[float]
+    ) -> list[ParaformerResult]:
         """Recognise ``chunks`` (16 kHz mono float32); word times are shifted by ``offsets_s``."""
         results: list[ParaformerResult] = []
         for begin in range(0, len(chunks), self.batch_size):
-            batch = [np.ascontiguousarray(c, dtype=np.float32)
-                     for c in chunks[begin: begin + self.batch_size]]
+            batch = [
+                np.ascontiguousarray(c, dtype=np.float32)
+                for c in chunks[begin : begin + self.batch_size]
+            ]
             keys = [f"chunk{begin + k}" for k in range(len(batch))]
-            raw = self.model.generate(input=batch, key=keys, batch_size=len(batch),
-                                      output_timestamp=self.word_timestamps)
+            raw = self.model.generate(
+                input=batch, key=keys, batch_size=len(batch), output_timestamp=self.word_timestamps
+            )
             by_key = {r.get("key"): r for r in raw if isinstance(r, dict)}
             for k, key in enumerate(keys):
                 # a batch where no chunk yields a token comes back as one keyless empty result
-                results.append(self._result(by_key.get(key, {}), offsets_s[begin + k],
-                                            len(batch[k]) / 16000.0))
+                results.append(
+                    self._result(by_key.get(key, {}), offsets_s[begin + k], len(batch[k]) / 16000.0)
+                )
         return results
 
     @staticmethod
@@ -118,15 +138,17 @@ class ParaformerTranscriber:
         if not stamps:
             return ParaformerResult(text=join_units(units) if units else text)
         if len(stamps) != len(units):
-            logger.debug("Paraformer: %d units but %d timestamps; words dropped",
-                         len(units), len(stamps))
+            logger.debug(
+                "Paraformer: %d units but %d timestamps; words dropped", len(units), len(stamps)
+            )
             return ParaformerResult(text=join_units(units))
         words, cursor = [], offset_s
         end_s = offset_s + duration_s
         for unit, (start_ms, end_ms) in zip(units, stamps):
             start = min(max(offset_s + start_ms / 1000.0, cursor), end_s)
             end = min(max(offset_s + end_ms / 1000.0, start), end_s)
-            words.append(Word(start=round(start, 3), end=round(end, 3), text=unit,
-                              probability=math.nan))
+            words.append(
+                Word(start=round(start, 3), end=round(end, 3), text=unit, probability=math.nan)
+            )
             cursor = start
         return ParaformerResult(text=join_units(units), words=tuple(words))

@@ -7,11 +7,12 @@ every table row is read on its own.
 
 Audio arrays travel only in :class:`RecordingWork` (never in a table row, never through a shuffle).
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class Turn(_Record):
         return row
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Turn":
+    def from_dict(cls, row: dict[str, Any]) -> Turn:
         row = dict(row)
         row["words"] = tuple(Word.from_dict(w) for w in row.get("words") or ())
         return super().from_dict(row)
@@ -217,11 +218,18 @@ class RecordingWork:
     turns: tuple[Turn, ...] = ()
     dialogues: tuple[Dialogue, ...] = ()
     dialogue_turns: tuple[DialogueTurn, ...] = ()
-    speaker_embeddings: Optional[dict[str, np.ndarray]] = field(default=None, compare=False, repr=False)
-    rejects: tuple["Reject", ...] = ()  # item-level rejects of every stage so far
+    speaker_embeddings: dict[str, np.ndarray] | None = field(
+        default=None, compare=False, repr=False
+    )
+    rejects: tuple[Reject, ...] = ()  # item-level rejects of every stage so far
 
     TABLE_FIELDS: ClassVar[tuple[str, ...]] = (
-        "speech", "diarization", "turns", "dialogues", "dialogue_turns")
+        "speech",
+        "diarization",
+        "turns",
+        "dialogues",
+        "dialogue_turns",
+    )
 
     @property
     def recording_id(self) -> str:
@@ -239,48 +247,123 @@ class RecordingWork:
 def _schemas():
     import pyarrow as pa
 
-    word = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()),
-                      ("probability", pa.float64())])
+    word = pa.struct(
+        [
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("text", pa.string()),
+            ("probability", pa.float64()),
+        ]
+    )
     return {
-        "recordings": pa.schema([
-            ("recording_id", pa.string()), ("uri", pa.string()), ("sample_rate", pa.int64()),
-            ("num_channels", pa.int64()), ("duration_s", pa.float64()), ("codec", pa.string()),
-            ("content_sha1", pa.string()), ("speech_s", pa.float64()),
-            ("speech_ratio", pa.float64()), ("bandwidth_hz", pa.float64())]),
-        "speech": pa.schema([
-            ("recording_id", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
-            ("channel", pa.int64())]),
-        "diarization": pa.schema([
-            ("recording_id", pa.string()), ("speaker", pa.string()), ("start", pa.float64()),
-            ("end", pa.float64()), ("overlap", pa.bool_()), ("channel", pa.int64())]),
-        "turns": pa.schema([
-            ("recording_id", pa.string()), ("turn_id", pa.string()), ("speaker", pa.string()),
-            ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()),
-            ("language", pa.string()), ("language_prob", pa.float64()),
-            ("avg_logprob", pa.float64()), ("no_speech_prob", pa.float64()),
-            ("compression_ratio", pa.float64()), ("words", pa.list_(word)),
-            ("channel", pa.int64()), ("overlap_s", pa.float64())]),
-        "dialogues": pa.schema([
-            ("dialogue_id", pa.string()), ("recording_id", pa.string()), ("start", pa.float64()),
-            ("end", pa.float64()), ("text", pa.string()), ("language", pa.string()),
-            ("num_turns", pa.int64()), ("s1_speaker", pa.string()), ("s2_speaker", pa.string()),
-            ("s1_s", pa.float64()), ("s2_s", pa.float64()), ("overlap_ratio", pa.float64()),
-            ("channel_layout", pa.string()), ("sample_rate", pa.int64()),
-            ("bandwidth_hz", pa.float64()), ("split", pa.string()),
-            ("quality", pa.map_(pa.string(), pa.float64())), ("duration", pa.float64())]),
-        "dialogue_turns": pa.schema([
-            ("dialogue_id", pa.string()), ("index", pa.int64()), ("role", pa.string()),
-            ("speaker", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
-            ("text", pa.string()), ("channel", pa.int64())]),
-        "rejects": pa.schema([
-            ("uri", pa.string()), ("recording_id", pa.string()), ("stage", pa.string()),
-            ("reason", pa.string()), ("message", pa.string()), ("item_id", pa.string()),
-            ("start", pa.float64()), ("end", pa.float64())]),
+        "recordings": pa.schema(
+            [
+                ("recording_id", pa.string()),
+                ("uri", pa.string()),
+                ("sample_rate", pa.int64()),
+                ("num_channels", pa.int64()),
+                ("duration_s", pa.float64()),
+                ("codec", pa.string()),
+                ("content_sha1", pa.string()),
+                ("speech_s", pa.float64()),
+                ("speech_ratio", pa.float64()),
+                ("bandwidth_hz", pa.float64()),
+            ]
+        ),
+        "speech": pa.schema(
+            [
+                ("recording_id", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+                ("channel", pa.int64()),
+            ]
+        ),
+        "diarization": pa.schema(
+            [
+                ("recording_id", pa.string()),
+                ("speaker", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+                ("overlap", pa.bool_()),
+                ("channel", pa.int64()),
+            ]
+        ),
+        "turns": pa.schema(
+            [
+                ("recording_id", pa.string()),
+                ("turn_id", pa.string()),
+                ("speaker", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+                ("text", pa.string()),
+                ("language", pa.string()),
+                ("language_prob", pa.float64()),
+                ("avg_logprob", pa.float64()),
+                ("no_speech_prob", pa.float64()),
+                ("compression_ratio", pa.float64()),
+                ("words", pa.list_(word)),
+                ("channel", pa.int64()),
+                ("overlap_s", pa.float64()),
+            ]
+        ),
+        "dialogues": pa.schema(
+            [
+                ("dialogue_id", pa.string()),
+                ("recording_id", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+                ("text", pa.string()),
+                ("language", pa.string()),
+                ("num_turns", pa.int64()),
+                ("s1_speaker", pa.string()),
+                ("s2_speaker", pa.string()),
+                ("s1_s", pa.float64()),
+                ("s2_s", pa.float64()),
+                ("overlap_ratio", pa.float64()),
+                ("channel_layout", pa.string()),
+                ("sample_rate", pa.int64()),
+                ("bandwidth_hz", pa.float64()),
+                ("split", pa.string()),
+                ("quality", pa.map_(pa.string(), pa.float64())),
+                ("duration", pa.float64()),
+            ]
+        ),
+        "dialogue_turns": pa.schema(
+            [
+                ("dialogue_id", pa.string()),
+                ("index", pa.int64()),
+                ("role", pa.string()),
+                ("speaker", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+                ("text", pa.string()),
+                ("channel", pa.int64()),
+            ]
+        ),
+        "rejects": pa.schema(
+            [
+                ("uri", pa.string()),
+                ("recording_id", pa.string()),
+                ("stage", pa.string()),
+                ("reason", pa.string()),
+                ("message", pa.string()),
+                ("item_id", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+            ]
+        ),
     }
 
 
-TABLES: tuple[str, ...] = ("recordings", "speech", "diarization", "turns", "dialogues",
-                           "dialogue_turns", "rejects")
+TABLES: tuple[str, ...] = (
+    "recordings",
+    "speech",
+    "diarization",
+    "turns",
+    "dialogues",
+    "dialogue_turns",
+    "rejects",
+)
 
 
 def table_schema(table: str):
@@ -309,9 +392,17 @@ def lhotse_recording_dict(recording: Recording, source: str | None = None) -> di
     local = source.removeprefix("file://")
     url = "://" in local
     channels = list(range(recording.num_channels))
-    return {"id": recording.recording_id,
-            "sources": [{"type": "url" if url else "file", "channels": channels,
-                         "source": source if url else local}],
-            "sampling_rate": recording.sample_rate,
-            "num_samples": round(recording.duration_s * recording.sample_rate),
-            "duration": recording.duration_s, "channel_ids": channels}
+    return {
+        "id": recording.recording_id,
+        "sources": [
+            {
+                "type": "url" if url else "file",
+                "channels": channels,
+                "source": source if url else local,
+            }
+        ],
+        "sampling_rate": recording.sample_rate,
+        "num_samples": round(recording.duration_s * recording.sample_rate),
+        "duration": recording.duration_s,
+        "channel_ids": channels,
+    }

@@ -8,6 +8,7 @@ text as paths) and with a small built-in SVG bar renderer otherwise.
 
 Usage: ``python -m pipeline.report OUTPUT_DIR``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,12 @@ def find_table_files(output_dir: str, table: str) -> list[str]:
     """
     found: set[str] = set()
     for base in (output_dir, os.path.join(output_dir, "tables")):
-        for pattern in (f"{table}.parquet", f"{table}-*.parquet", f"{table}.*.parquet",
-                        os.path.join(table, "**", "*.parquet")):
+        for pattern in (
+            f"{table}.parquet",
+            f"{table}-*.parquet",
+            f"{table}.*.parquet",
+            os.path.join(table, "**", "*.parquet"),
+        ):
             found.update(glob.glob(os.path.join(base, pattern), recursive=True))
     return sorted(found)
 
@@ -108,8 +113,13 @@ def _histogram(values: Sequence[float], bins: int = 20) -> tuple[list[str], list
     return [f"{lo + i * width:.3g}" for i in range(bins)], counts
 
 
-def _svg_bars(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str,
-              horizontal: bool = False) -> str:
+def _svg_bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    title: str,
+    xlabel: str,
+    horizontal: bool = False,
+) -> str:
     """A plain SVG bar chart (used when matplotlib is not installed)."""
     esc = html.escape
     if not values:
@@ -118,32 +128,46 @@ def _svg_bars(labels: Sequence[str], values: Sequence[float], title: str, xlabel
     if horizontal:
         row_h, left, width = 20, 260, 360
         height = 30 + row_h * len(values)
-        parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 60}" '
-                  f'height="{height}"><text x="4" y="16" font-size="13">{esc(title)}</text>')]
+        parts = [
+            (
+                f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 60}" '
+                f'height="{height}"><text x="4" y="16" font-size="13">{esc(title)}</text>'
+            )
+        ]
         for i, (label, value) in enumerate(zip(labels, values)):
             y = 26 + i * row_h
             w = width * value / top
-            parts.append(f'<text x="{left - 4}" y="{y + 13}" font-size="11" '
-                         f'text-anchor="end">{esc(label)}</text>'
-                         f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row_h - 4}" '
-                         f'fill="#4878a8"/><text x="{left + w + 3:.1f}" y="{y + 13}" '
-                         f'font-size="11">{value:g}</text>')
+            parts.append(
+                f'<text x="{left - 4}" y="{y + 13}" font-size="11" '
+                f'text-anchor="end">{esc(label)}</text>'
+                f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row_h - 4}" '
+                f'fill="#4878a8"/><text x="{left + w + 3:.1f}" y="{y + 13}" '
+                f'font-size="11">{value:g}</text>'
+            )
         return "".join(parts) + "</svg>"
     n, plot_w, plot_h = len(values), 560, 180
     bar_w = plot_w / n
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{plot_w + 60}" '
-              f'height="{plot_h + 70}"><text x="4" y="16" font-size="13">{esc(title)}</text>')]
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{plot_w + 60}" '
+            f'height="{plot_h + 70}"><text x="4" y="16" font-size="13">{esc(title)}</text>'
+        )
+    ]
     for i, (label, value) in enumerate(zip(labels, values)):
         h = plot_h * value / top
         x = 40 + i * bar_w
-        parts.append(f'<rect x="{x:.1f}" y="{30 + plot_h - h:.1f}" width="{bar_w * 0.9:.1f}" '
-                     f'height="{h:.1f}" fill="#4878a8"><title>{esc(label)}: {value:g}</title>'
-                     f'</rect>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{30 + plot_h - h:.1f}" width="{bar_w * 0.9:.1f}" '
+            f'height="{h:.1f}" fill="#4878a8"><title>{esc(label)}: {value:g}</title>'
+            f"</rect>"
+        )
         if n <= 12 or i % max(1, n // 8) == 0:
             parts.append(f'<text x="{x:.1f}" y="{plot_h + 45}" font-size="10">{esc(label)}</text>')
-    parts.append(f'<text x="{40 + plot_w / 2}" y="{plot_h + 64}" font-size="11" '
-                 f'text-anchor="middle">{esc(xlabel)}</text><text x="4" y="{30 + 10}" '
-                 f'font-size="10">{top:g}</text>')
+    parts.append(
+        f'<text x="{40 + plot_w / 2}" y="{plot_h + 64}" font-size="11" '
+        f'text-anchor="middle">{esc(xlabel)}</text><text x="4" y="{30 + 10}" '
+        f'font-size="10">{top:g}</text>'
+    )
     return "".join(parts) + "</svg>"
 
 
@@ -172,17 +196,24 @@ class _Plotter:
         fig.savefig(buf, format="svg", bbox_inches="tight")
         self._plt.close(fig)
         text = buf.getvalue()
-        text = text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE for inlining
+        text = text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE for inlining
         # inline SVGs share the page's id namespace: give each figure's ids its own prefix
         self._figures += 1
         prefix = f"fig{self._figures}-"
         text = text.replace('id="', f'id="{prefix}').replace("url(#", f"url(#{prefix}")
         return text.replace('href="#', f'href="#{prefix}')
 
-    def histogram(self, series: dict[str, Sequence[float]], title: str, xlabel: str,
-                  bins: int = 20, discrete: bool = False) -> str:
-        series = {k: [v for v in vs if v is not None and math.isfinite(v)]
-                  for k, vs in series.items()}
+    def histogram(
+        self,
+        series: dict[str, Sequence[float]],
+        title: str,
+        xlabel: str,
+        bins: int = 20,
+        discrete: bool = False,
+    ) -> str:
+        series = {
+            k: [v for v in vs if v is not None and math.isfinite(v)] for k, vs in series.items()
+        }
         series = {k: v for k, v in series.items() if v}
         if not series:
             return f"<p><em>{html.escape(title)}: no data</em></p>"
@@ -190,9 +221,12 @@ class _Plotter:
             values = next(iter(series.values()))
             if discrete:
                 labels = sorted({int(v) for v in values})
-                return _svg_bars([str(x) for x in labels],
-                                 [float(sum(1 for v in values if int(v) == x)) for x in labels],
-                                 title, xlabel)
+                return _svg_bars(
+                    [str(x) for x in labels],
+                    [float(sum(1 for v in values if int(v) == x)) for x in labels],
+                    title,
+                    xlabel,
+                )
             labels, counts = _histogram(values, bins)
             return _svg_bars(labels, counts, title, xlabel)
         fig, ax = self._plt.subplots(figsize=(6.4, 3.0))
@@ -210,8 +244,7 @@ class _Plotter:
         ax.set_ylabel("count")
         return self._svg(fig)
 
-    def bars(self, labels: Sequence[str], values: Sequence[float], title: str,
-             xlabel: str) -> str:
+    def bars(self, labels: Sequence[str], values: Sequence[float], title: str, xlabel: str) -> str:
         if not values:
             return f"<p><em>{html.escape(title)}: no data</em></p>"
         if self._plt is None:
@@ -233,8 +266,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>"
-                   for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -259,27 +291,53 @@ def build_report(output_dir: str) -> str:
         layout = d.get("channel_layout") or "mono"
         by_layout[layout] = by_layout.get(layout, 0.0) + dur
     hours_out = sum(by_split.values())
-    rows = [("recordings", len(recordings)), ("hours in (audio)", hours_in),
-            ("hours in (speech, VAD)", speech_in), ("dialogues out", len(dialogues)),
-            ("hours out (dialogues)", hours_out),
-            ("yield (out / in)", hours_out / hours_in if hours_in else 0.0)]
+    rows = [
+        ("recordings", len(recordings)),
+        ("hours in (audio)", hours_in),
+        ("hours in (speech, VAD)", speech_in),
+        ("dialogues out", len(dialogues)),
+        ("hours out (dialogues)", hours_out),
+        ("yield (out / in)", hours_out / hours_in if hours_in else 0.0),
+    ]
     rows += [(f"hours out, split {k}", v) for k, v in sorted(by_split.items())]
     rows += [(f"hours out, layout {k}", v) for k, v in sorted(by_layout.items())]
-    sections.append("<h2>Hours in and out</h2>" + _table(("measure", "value"), rows)
-                    + plot.bars(["audio in", "speech in", "dialogues out"],
-                                [hours_in, speech_in, hours_out], "Hours in and out", "hours"))
+    sections.append(
+        "<h2>Hours in and out</h2>"
+        + _table(("measure", "value"), rows)
+        + plot.bars(
+            ["audio in", "speech in", "dialogues out"],
+            [hours_in, speech_in, hours_out],
+            "Hours in and out",
+            "hours",
+        )
+    )
 
     # dialogues
     durations = [d.get("duration") or (d["end"] - d["start"]) for d in dialogues]
-    sections.append("<h2>Dialogue durations</h2>" + plot.histogram(
-        {"dialogues": durations}, "Dialogue duration", "seconds"))
-    sections.append("<h2>Turns per dialogue</h2>" + plot.histogram(
-        {"dialogues": [d.get("num_turns") or 0 for d in dialogues]}, "Turns per dialogue",
-        "turns", discrete=True))
-    shares = [d["s1_s"] / (d["s1_s"] + d["s2_s"]) for d in dialogues
-              if (d.get("s1_s") or 0) + (d.get("s2_s") or 0) > 0]
-    sections.append("<h2>Speaker balance</h2>" + plot.histogram(
-        {"dialogues": shares}, "S1 share of the speech (0.5 = balanced)", "S1 share"))
+    sections.append(
+        "<h2>Dialogue durations</h2>"
+        + plot.histogram({"dialogues": durations}, "Dialogue duration", "seconds")
+    )
+    sections.append(
+        "<h2>Turns per dialogue</h2>"
+        + plot.histogram(
+            {"dialogues": [d.get("num_turns") or 0 for d in dialogues]},
+            "Turns per dialogue",
+            "turns",
+            discrete=True,
+        )
+    )
+    shares = [
+        d["s1_s"] / (d["s1_s"] + d["s2_s"])
+        for d in dialogues
+        if (d.get("s1_s") or 0) + (d.get("s2_s") or 0) > 0
+    ]
+    sections.append(
+        "<h2>Speaker balance</h2>"
+        + plot.histogram(
+            {"dialogues": shares}, "S1 share of the speech (0.5 = balanced)", "S1 share"
+        )
+    )
 
     # DNSMOS: kept from the dialogues, dropped from the reject messages
     kept = [_quality(d).get("dnsmos_ovrl") for d in dialogues]
@@ -288,9 +346,14 @@ def build_report(output_dir: str) -> str:
         m = _VALUE_IN_MESSAGE.match(r.get("message") or "")
         if m and m.group(1) == "dnsmos_ovrl":
             dropped.append(float(m.group(2)))
-    sections.append("<h2>DNSMOS P.835 OVRL</h2>" + plot.histogram(
-        {"kept": [v for v in kept if v is not None], "dropped (low_dnsmos)": dropped},
-        "DNSMOS OVRL of scored dialogues", "OVRL"))
+    sections.append(
+        "<h2>DNSMOS P.835 OVRL</h2>"
+        + plot.histogram(
+            {"kept": [v for v in kept if v is not None], "dropped (low_dnsmos)": dropped},
+            "DNSMOS OVRL of scored dialogues",
+            "OVRL",
+        )
+    )
 
     # drops by stage and reason
     drops: dict[tuple[str, str], list[float]] = {}
@@ -301,32 +364,52 @@ def build_report(output_dir: str) -> str:
         entry[0] += 1
         entry[1] += span
     ordered = sorted(drops.items(), key=lambda kv: (-kv[1][0], kv[0]))
-    sections.append("<h2>Drops by stage and reason</h2>" + plot.bars(
-        [f"{s}/{r}" for (s, r), _ in ordered], [v[0] for _, v in ordered],
-        "Rejects by stage/reason", "count") + _table(
-        ("stage", "reason", "count", "seconds"),
-        [(s, r, int(v[0]), v[1]) for (s, r), v in ordered]))
+    sections.append(
+        "<h2>Drops by stage and reason</h2>"
+        + plot.bars(
+            [f"{s}/{r}" for (s, r), _ in ordered],
+            [v[0] for _, v in ordered],
+            "Rejects by stage/reason",
+            "count",
+        )
+        + _table(
+            ("stage", "reason", "count", "seconds"),
+            [(s, r, int(v[0]), v[1]) for (s, r), v in ordered],
+        )
+    )
 
     if corpus:
-        rows = [(split, e.get("num_dialogues", 0), e.get("hours", 0.0),
-                 ", ".join(f"{k} {v:.3f} h" for k, v in (e.get("hours_by_layout") or {})
-                           .items()))
-                for split, e in sorted(corpus.get("splits", {}).items())]
-        sections.append("<h2>Corpus</h2>" + _table(("split", "dialogues", "hours", "layouts"),
-                                                    rows))
+        rows = [
+            (
+                split,
+                e.get("num_dialogues", 0),
+                e.get("hours", 0.0),
+                ", ".join(f"{k} {v:.3f} h" for k, v in (e.get("hours_by_layout") or {}).items()),
+            )
+            for split, e in sorted(corpus.get("splits", {}).items())
+        ]
+        sections.append(
+            "<h2>Corpus</h2>" + _table(("split", "dialogues", "hours", "layouts"), rows)
+        )
     if metrics is not None:
-        sections.append("<h2>Counters (metrics.json)</h2>" + _table(
-            ("counter", "value"), _flatten(metrics)))
+        sections.append(
+            "<h2>Counters (metrics.json)</h2>" + _table(("counter", "value"), _flatten(metrics))
+        )
 
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
-             "td,th{border:1px solid #bbb;padding:2px 8px;text-align:left}"
-             "h2{border-bottom:1px solid #ddd;margin-top:1.6em}")
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+        "td,th{border:1px solid #bbb;padding:2px 8px;text-align:left}"
+        "h2{border-bottom:1px solid #ddd;margin-top:1.6em}"
+    )
     title = f"Curation report: {html.escape(os.path.abspath(output_dir))}"
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{style}</style></head><body><h1>{title}</h1>"
-            f"<p>Plots: {plot.engine}. Self-contained: no external files.</p>"
-            + "".join(sections) + "</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body><h1>{title}</h1>"
+        f"<p>Plots: {plot.engine}. Self-contained: no external files.</p>"
+        + "".join(sections)
+        + "</body></html>"
+    )
 
 
 def write_report(output_dir: str) -> str:

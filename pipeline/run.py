@@ -9,12 +9,13 @@ Data flow (one fused chain per recording; only URIs and table rows are ever shuf
                                  └─ finished → LoadFinished ────────────────────┤
                                           rows grouped by recording → WriteCorpus (cuts, TSV)
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -35,9 +36,11 @@ from pipeline.writers import (
 
 logger = logging.getLogger(__name__)
 
+
 def build_stages(options: PipelineOptions) -> list[tuple[str, beam.PTransform]]:
     """The per-recording stages after decoding (:data:`pipeline.stages.STAGES`), in order, each
     built from its own options."""
+
     def options_of(cls):
         return dataclass_from_options(cls, options)
 
@@ -46,12 +49,17 @@ def build_stages(options: PipelineOptions) -> list[tuple[str, beam.PTransform]]:
 
 def corpus_entries(rows_by_table: dict[str, beam.PCollection]) -> beam.PCollection:
     """Every recording's rows (processed now or restored) grouped into corpus entries."""
-    keyed = {table: rows_by_table[table] | f"KeyForCorpus_{table}" >> beam.Map(
-        lambda row: (corpus.recording_id_of(row), row))
-        for table in ("recordings", "dialogues", "dialogue_turns", "diarization")}
-    return (keyed | "GroupRowsByRecording" >> beam.CoGroupByKey()
-            | "KeepRecorded" >> beam.Filter(lambda kv: len(kv[1]["recordings"]) > 0)
-            | "ToCorpusEntries" >> beam.Map(corpus.entries_from_rows))
+    keyed = {
+        table: rows_by_table[table]
+        | f"KeyForCorpus_{table}" >> beam.Map(lambda row: (corpus.recording_id_of(row), row))
+        for table in ("recordings", "dialogues", "dialogue_turns", "diarization")
+    }
+    return (
+        keyed
+        | "GroupRowsByRecording" >> beam.CoGroupByKey()
+        | "KeepRecorded" >> beam.Filter(lambda kv: len(kv[1]["recordings"]) > 0)
+        | "ToCorpusEntries" >> beam.Map(corpus.entries_from_rows)
+    )
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
@@ -61,37 +69,44 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
 
     uris = pipeline | "MatchInputs" >> MatchInputs(curate.input)
     split = uris | "SplitFinished" >> beam.ParDo(
-        SplitFinishedFn(output, curate.resume)).with_outputs(FINISHED, main="todo")
+        SplitFinishedFn(output, curate.resume)
+    ).with_outputs(FINISHED, main="todo")
 
     decoded = split.todo | DECODE.label >> DECODE.build(
-        dataclass_from_options(DECODE.options, options), None)
+        dataclass_from_options(DECODE.options, options), None
+    )
     works = decoded.main
     for label, transform in build_stages(options):
         works = (works | label >> transform).main
 
     persisted = works | "PersistRecording" >> beam.ParDo(
-        PersistRecordingFn(output, curate.progress_interval_s)).with_outputs(*OUTPUTS)
+        PersistRecordingFn(output, curate.progress_interval_s)
+    ).with_outputs(*OUTPUTS)
     file_rejects = decoded.rejects | "PersistReject" >> beam.ParDo(
-        PersistRejectFn(output)).with_outputs(*OUTPUTS)
-    finished = split[FINISHED] | "LoadFinished" >> beam.ParDo(
-        LoadFinishedFn()).with_outputs(*OUTPUTS)
+        PersistRejectFn(output)
+    ).with_outputs(*OUTPUTS)
+    finished = split[FINISHED] | "LoadFinished" >> beam.ParDo(LoadFinishedFn()).with_outputs(
+        *OUTPUTS
+    )
 
     rows_by_table = {
         table: (persisted[table], file_rejects[table], finished[table])
         | f"Merge_{table}" >> beam.Flatten()
-        for table in OUTPUTS}
+        for table in OUTPUTS
+    }
     corpus_out = corpus_entries(rows_by_table) | "WriteCorpus" >> corpus.WriteCorpusEntries(
-        output, dataclass_from_options(corpus.CorpusOptions, options))
+        output, dataclass_from_options(corpus.CorpusOptions, options)
+    )
     # duplicate-content rejects are decided over the whole output on every run, so they are not
     # part of any recording's state file
     rows_by_table["rejects"] = (
-        (rows_by_table["rejects"],
-         corpus_out.rejects | "CorpusRejectRows" >> beam.Map(lambda r: table_row("rejects", r)))
-        | "MergeCorpusRejects" >> beam.Flatten())
+        rows_by_table["rejects"],
+        corpus_out.rejects | "CorpusRejectRows" >> beam.Map(lambda r: table_row("rejects", r)),
+    ) | "MergeCorpusRejects" >> beam.Flatten()
     rows_by_table | "WriteTables" >> WriteTables(output)
 
 
-def run(argv: Optional[list[str]] = None) -> dict[str, Any]:
+def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse ``argv``, run the pipeline to completion, write the run files; returns the summary."""
     from pipeline import run_files
 

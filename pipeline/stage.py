@@ -11,13 +11,15 @@ per-stage counting) and also accumulated in ``work.rejects``, which the writers 
 Counters, namespace = the stage name: ``items_in``, ``items_out``, ``dropped_<reason>``,
 ``audio_ms_in`` (milliseconds of audio entering the stage), ``wall_ms`` (wall time spent in it).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
 import traceback
-from typing import Any, Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -55,11 +57,26 @@ class StageCounters:
         self._dropped[reason].inc(n)  # type: ignore[attr-defined]
 
 
-def item_reject(stage: str, recording: Recording, reason: str, message: str, item_id: str,
-                start: float, end: float) -> Reject:
+def item_reject(
+    stage: str,
+    recording: Recording,
+    reason: str,
+    message: str,
+    item_id: str,
+    start: float,
+    end: float,
+) -> Reject:
     """An item-level reject (a segment, turn or dialogue of ``recording``)."""
-    return Reject(uri=recording.uri, recording_id=recording.recording_id, stage=stage,
-                  reason=reason, message=message, item_id=item_id, start=start, end=end)
+    return Reject(
+        uri=recording.uri,
+        recording_id=recording.recording_id,
+        stage=stage,
+        reason=reason,
+        message=message,
+        item_id=item_id,
+        start=start,
+        end=end,
+    )
 
 
 class _ModelHolder:
@@ -106,8 +123,9 @@ class RecordingStageFn(beam.DoFn):
             rejects = [self.whole_recording_reject(work, exc.reason, str(exc))]
         except Exception as exc:  # contain one recording's crash; the run goes on
             logger.exception("%s failed on %s", self.stage, work.recording.uri)
-            message = (f"{type(exc).__name__}: {exc} | "
-                       + traceback.format_exc(limit=3).replace("\n", " "))
+            message = f"{type(exc).__name__}: {exc} | " + traceback.format_exc(limit=3).replace(
+                "\n", " "
+            )
             rejects = [self.whole_recording_reject(work, STAGE_ERROR, message)]
         counters.millis.inc(int((time.perf_counter() - started) * 1000))
         for reject in rejects:
@@ -120,9 +138,16 @@ class RecordingStageFn(beam.DoFn):
 
     def whole_recording_reject(self, work: RecordingWork, reason: str, message: str) -> Reject:
         """An item-level reject covering the whole recording (nothing of it passed this stage)."""
-        return Reject(uri=work.recording.uri, recording_id=work.recording_id, stage=self.stage,
-                      reason=reason, message=message, item_id=work.recording_id, start=0.0,
-                      end=work.recording.duration_s)
+        return Reject(
+            uri=work.recording.uri,
+            recording_id=work.recording_id,
+            stage=self.stage,
+            reason=reason,
+            message=message,
+            item_id=work.recording_id,
+            start=0.0,
+            end=work.recording.duration_s,
+        )
 
 
 def apply_stage(pcoll: beam.PCollection, label: str, fn: RecordingStageFn) -> StageOutputs:

@@ -5,6 +5,7 @@ The command line (:mod:`pipeline.options`) takes its flag groups from here and t
 dataclass (fields declared with :func:`pipeline.option_fields.opt`) and a ``PTransform`` over
 ``RecordingWork`` that returns :class:`pipeline.stage.StageOutputs`; it goes in :data:`STAGES`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -31,8 +32,9 @@ class StageSpec:
 
 def _segment_dialogues(opts: dialogue.DialogueOptions, options_of) -> beam.PTransform:
     # dialogue rows carry the split of their recording: the corpus uses the same function
-    return dialogue.SegmentDialogues(opts, split_fn=corpus.split_function(
-        options_of(corpus.CorpusOptions)))
+    return dialogue.SegmentDialogues(
+        opts, split_fn=corpus.split_function(options_of(corpus.CorpusOptions))
+    )
 
 
 # decoding comes first and its rejects are whole files; the others each fill one field of the work

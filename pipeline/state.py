@@ -5,6 +5,7 @@ to ``<output>/_state/<recording_id>.json`` in one atomic write. A re-run with th
 reads these files instead of processing the recording again, so a run killed part-way and re-run
 ends with the same tables as an uninterrupted run, and no table holds a duplicate.
 """
+
 from __future__ import annotations
 
 import json

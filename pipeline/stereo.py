@@ -5,6 +5,7 @@ diarizer marks ``SpeakerSegment.channel`` 0/1 for such inputs), ``"pseudo_stereo
 dialogue is rendered into two channels by routing each speaker's diarized regions to its own channel
 (``--pseudo_stereo``), and ``"mono"`` otherwise. Pure numpy functions; no Beam, no models.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,9 @@ _REGION_PAD_S = 0.05
 _FADE_S = 0.01
 
 
-def speaker_channels(recording: Recording, diarization: Sequence[SpeakerSegment],
-                     turns: Sequence[Turn] = ()) -> dict[str, int] | None:
+def speaker_channels(
+    recording: Recording, diarization: Sequence[SpeakerSegment], turns: Sequence[Turn] = ()
+) -> dict[str, int] | None:
     """The channel of each speaker when a 2-channel input has one speaker per channel.
 
     Args:
@@ -54,9 +56,13 @@ def speaker_channels(recording: Recording, diarization: Sequence[SpeakerSegment]
     return mapping
 
 
-def role_regions(dialogue_start: float, dialogue_end: float, role_speakers: dict[str, str],
-                 diarization: Sequence[SpeakerSegment],
-                 turns: Sequence[DialogueTurn]) -> dict[str, list[tuple[float, float]]]:
+def role_regions(
+    dialogue_start: float,
+    dialogue_end: float,
+    role_speakers: dict[str, str],
+    diarization: Sequence[SpeakerSegment],
+    turns: Sequence[DialogueTurn],
+) -> dict[str, list[tuple[float, float]]]:
     """Speech regions of each role (``"S1"``/``"S2"``) inside a dialogue, in recording time.
 
     Diarized regions of the role's speaker are used when the diarization has that speaker, else
@@ -72,8 +78,9 @@ def role_regions(dialogue_start: float, dialogue_end: float, role_speakers: dict
     return regions
 
 
-def _mask(num_samples: int, sample_rate: int, offset_s: float,
-          spans: Sequence[tuple[float, float]]) -> np.ndarray:
+def _mask(
+    num_samples: int, sample_rate: int, offset_s: float, spans: Sequence[tuple[float, float]]
+) -> np.ndarray:
     """A 0..1 gain curve that is 1 inside ``spans`` (padded) with short linear fades."""
     mask = np.zeros(num_samples, dtype=np.float32)
     for a, b in spans:
@@ -88,8 +95,12 @@ def _mask(num_samples: int, sample_rate: int, offset_s: float,
     return mask
 
 
-def render_pseudo_stereo(mono: np.ndarray, sample_rate: int, offset_s: float,
-                         regions: dict[str, list[tuple[float, float]]]) -> np.ndarray:
+def render_pseudo_stereo(
+    mono: np.ndarray,
+    sample_rate: int,
+    offset_s: float,
+    regions: dict[str, list[tuple[float, float]]],
+) -> np.ndarray:
     """Route each role's speech to its own channel: S1 → channel 0, S2 → channel 1.
 
     Outside a role's regions its channel is silent (as ZipVoice-Dialog-Stereo prompts are); where
@@ -110,8 +121,7 @@ def render_pseudo_stereo(mono: np.ndarray, sample_rate: int, offset_s: float,
     return out
 
 
-def turn_channel(layout: str, role: str, speaker: str,
-                 channels: dict[str, int] | None) -> int:
+def turn_channel(layout: str, role: str, speaker: str, channels: dict[str, int] | None) -> int:
     """The channel a dialogue turn is on for a layout (mono: 0; pseudo: S1→0, S2→1)."""
     if layout == STEREO and channels is not None:
         return channels[speaker]

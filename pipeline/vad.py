@@ -5,6 +5,7 @@ recording's ``speech_s``/``speech_ratio``. Reject (item level, the whole recordi
 ``no_speech``. Model: silero-vad's bundled ONNX (or JIT) weights, loaded once per worker.
 Long files are processed in windows of ``vad_window_s`` so memory stays flat.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,9 @@ def load_vad_model(backend: str = "onnx") -> Any:
     return load_silero_vad(onnx=backend == "onnx")
 
 
-def detect_speech(samples: np.ndarray, model: Any, opts: VadOptions,
-                  sample_rate: int = ANALYSIS_SAMPLE_RATE) -> list[tuple[float, float]]:
+def detect_speech(
+    samples: np.ndarray, model: Any, opts: VadOptions, sample_rate: int = ANALYSIS_SAMPLE_RATE
+) -> list[tuple[float, float]]:
     """Speech regions ``(start_s, end_s)`` of a mono signal, in windows of ``vad_window_s``.
 
     Regions that touch across a window boundary are joined.
@@ -60,14 +62,18 @@ def detect_speech(samples: np.ndarray, model: Any, opts: VadOptions,
     window = int(opts.vad_window_s * sample_rate)
     regions: list[tuple[float, float]] = []
     for offset in range(0, len(samples), window):
-        chunk = torch.from_numpy(np.ascontiguousarray(samples[offset: offset + window]))
+        chunk = torch.from_numpy(np.ascontiguousarray(samples[offset : offset + window]))
         if len(chunk) < 512:
             break
         stamps = get_speech_timestamps(
-            chunk, model, threshold=opts.vad_threshold, sampling_rate=sample_rate,
+            chunk,
+            model,
+            threshold=opts.vad_threshold,
+            sampling_rate=sample_rate,
             min_speech_duration_ms=opts.min_speech_duration_ms,
             min_silence_duration_ms=opts.min_silence_duration_ms,
-            speech_pad_ms=opts.speech_pad_ms)
+            speech_pad_ms=opts.speech_pad_ms,
+        )
         base = offset / sample_rate
         for stamp in stamps:
             start, end = base + stamp["start"] / sample_rate, base + stamp["end"] / sample_rate
@@ -100,12 +106,15 @@ class DetectSpeechFn(RecordingStageFn):
         speech = tuple(SpeechRegion(work.recording_id, s, e) for s, e in regions)
         speech_s = round(sum(r.duration for r in speech), 3)
         recording = dataclasses.replace(
-            work.recording, speech_s=speech_s,
-            speech_ratio=round(speech_s / max(work.recording.duration_s, 1e-9), 4))
+            work.recording,
+            speech_s=speech_s,
+            speech_ratio=round(speech_s / max(work.recording.duration_s, 1e-9), 4),
+        )
         work = replace(work, recording=recording, speech=speech)
         if not speech:  # the recording stays in `recordings`; later stages find nothing to do
-            return work, [self.whole_recording_reject(work, errors.NO_SPEECH,
-                                                      "VAD found no speech")]
+            return work, [
+                self.whole_recording_reject(work, errors.NO_SPEECH, "VAD found no speech")
+            ]
         return work, []
 
 

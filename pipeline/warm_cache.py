@@ -2,6 +2,7 @@
 
 ``python -m pipeline.warm_cache`` is run when a worker image is built (see deploy/Dockerfile).
 """
+
 from __future__ import annotations
 
 import logging

@@ -6,12 +6,14 @@ and its RTTM. Rows of recordings finished by an earlier run are read back from t
 by :class:`LoadFinishedFn`. :class:`WriteTables` then writes each table with Beam's Parquet IO and
 the Lhotse ``recordings.jsonl.gz`` / ``supervisions.jsonl.gz`` with ``WriteToText``.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -38,13 +40,23 @@ def lhotse_supervisions(work: RecordingWork) -> list[dict[str, Any]]:
     """One Lhotse ``SupervisionSegment`` dict per transcribed turn (speaker = file-wide label)."""
     sups = []
     for turn in work.turns:
-        sups.append({"id": turn.turn_id, "recording_id": turn.recording_id,
-                     "start": round(turn.start, 3),
-                     "duration": round(turn.end - turn.start, 3), "channel": turn.channel,
-                     "text": turn.text, "language": turn.language, "speaker": turn.speaker,
-                     "custom": {"avg_logprob": turn.avg_logprob,
-                                "no_speech_prob": turn.no_speech_prob,
-                                "language_prob": turn.language_prob}})
+        sups.append(
+            {
+                "id": turn.turn_id,
+                "recording_id": turn.recording_id,
+                "start": round(turn.start, 3),
+                "duration": round(turn.end - turn.start, 3),
+                "channel": turn.channel,
+                "text": turn.text,
+                "language": turn.language,
+                "speaker": turn.speaker,
+                "custom": {
+                    "avg_logprob": turn.avg_logprob,
+                    "no_speech_prob": turn.no_speech_prob,
+                    "language_prob": turn.language_prob,
+                },
+            }
+        )
     return sups
 
 
@@ -66,8 +78,11 @@ def recording_rows(work: RecordingWork) -> dict[str, list[dict[str, Any]]]:
 
 def rttm_text(work: RecordingWork) -> str:
     """The recording's diarization in RTTM (file-wide speaker labels)."""
-    lines = [f"SPEAKER {work.recording_id} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> "
-             f"{s.speaker} <NA> <NA>" for s in sorted(work.diarization, key=lambda s: s.start)]
+    lines = [
+        f"SPEAKER {work.recording_id} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> "
+        f"{s.speaker} <NA> <NA>"
+        for s in sorted(work.diarization, key=lambda s: s.start)
+    ]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -94,9 +109,14 @@ class ProgressLog:
         if now - self.last >= self.interval_s:
             self.last = now
             elapsed = now - self.started
-            logger.info("progress: %d files, %.2f h of audio finished in %.0f s "
-                        "(%.1fx real time) by this worker", self.files, self.audio_s / 3600,
-                        elapsed, self.audio_s / max(elapsed, 1e-9))
+            logger.info(
+                "progress: %d files, %.2f h of audio finished in %.0f s "
+                "(%.1fx real time) by this worker",
+                self.files,
+                self.audio_s / 3600,
+                elapsed,
+                self.audio_s / max(elapsed, 1e-9),
+            )
 
 
 class PersistRecordingFn(beam.DoFn):
@@ -165,22 +185,39 @@ class WriteTables(beam.PTransform):
 
     def expand(self, rows_by_table: dict[str, beam.PCollection]):
         for table in TABLES:
-            (rows_by_table[table]
-             | f"ArrowReady_{table}" >> beam.Map(_arrow_ready)
-             | f"Write_{table}" >> beam.io.WriteToParquet(
-                FileSystems.join(self.output_dir, table, "part"), table_schema(table),
-                file_name_suffix=".parquet", num_shards=self.num_shards,
-                shard_name_template="-SSSSS-of-NNNNN"))
+            (
+                rows_by_table[table]
+                | f"ArrowReady_{table}" >> beam.Map(_arrow_ready)
+                | f"Write_{table}"
+                >> beam.io.WriteToParquet(
+                    FileSystems.join(self.output_dir, table, "part"),
+                    table_schema(table),
+                    file_name_suffix=".parquet",
+                    num_shards=self.num_shards,
+                    shard_name_template="-SSSSS-of-NNNNN",
+                )
+            )
         lhotse_dir = FileSystems.join(self.output_dir, "lhotse")
-        for table, name in ((LHOTSE_RECORDINGS, "recordings"),
-                            (LHOTSE_SUPERVISIONS, "supervisions")):
-            (rows_by_table[table]
-             | f"Collect_lhotse_{name}" >> beam.combiners.ToList()
-             | f"Lines_lhotse_{name}" >> beam.FlatMap(
-                 lambda rows: [json.dumps(r, sort_keys=True)
-                               for r in sorted(rows, key=lambda r: r["id"])])
-             | f"Write_lhotse_{name}" >> beam.io.WriteToText(
-                 FileSystems.join(lhotse_dir, name), file_name_suffix=".jsonl.gz",
-                 num_shards=1, shard_name_template="",
-                 compression_type=CompressionTypes.GZIP))
+        for table, name in (
+            (LHOTSE_RECORDINGS, "recordings"),
+            (LHOTSE_SUPERVISIONS, "supervisions"),
+        ):
+            (
+                rows_by_table[table]
+                | f"Collect_lhotse_{name}" >> beam.combiners.ToList()
+                | f"Lines_lhotse_{name}"
+                >> beam.FlatMap(
+                    lambda rows: [
+                        json.dumps(r, sort_keys=True) for r in sorted(rows, key=lambda r: r["id"])
+                    ]
+                )
+                | f"Write_lhotse_{name}"
+                >> beam.io.WriteToText(
+                    FileSystems.join(lhotse_dir, name),
+                    file_name_suffix=".jsonl.gz",
+                    num_shards=1,
+                    shard_name_template="",
+                    compression_type=CompressionTypes.GZIP,
+                )
+            )
         return beam.pvalue.PDone(next(iter(rows_by_table.values())).pipeline)

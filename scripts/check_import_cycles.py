@@ -3,6 +3,7 @@ imports included). ``lint-imports`` checks the layers between packages; this che
 
     python scripts/check_import_cycles.py      # exit 1 and the cycle's modules when one exists
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,7 +36,9 @@ def cycles(graph) -> list[list[str]]:
                     index[child] = low[child] = len(index)
                     stack.append(child)
                     on_stack.add(child)
-                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                    work.append(
+                        (child, iter(sorted(graph.find_modules_directly_imported_by(child))))
+                    )
                 elif child in on_stack:
                     low[node] = min(low[node], index[child])
                 continue

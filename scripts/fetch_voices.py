@@ -684,8 +684,9 @@ def speech_ratio(wave16k: np.ndarray) -> float:
     global _VAD
     if _VAD is None:
         _VAD = load_silero_vad(onnx=True)
-    stamps = get_speech_timestamps(torch.from_numpy(np.asarray(wave16k, dtype=np.float32)), _VAD,
-                                   sampling_rate=RATE)
+    stamps = get_speech_timestamps(
+        torch.from_numpy(np.asarray(wave16k, dtype=np.float32)), _VAD, sampling_rate=RATE
+    )
     return sum(t["end"] - t["start"] for t in stamps) / max(len(wave16k), 1)
 
 
@@ -749,7 +750,7 @@ def build_voice(spec: VoiceSpec, roots: dict[str, Path], version: str, out_dir: 
     shutil.rmtree(voice_dir, ignore_errors=True)
     voice_dir.mkdir(parents=True)
     entries = []
-    for k, (wave16, piece, short, rate) in enumerate(clips):
+    for k, (wave16, piece, short, _rate) in enumerate(clips):
         name = f"{k:02d}.opus"
         sf.write(
             str(voice_dir / name),
@@ -847,8 +848,7 @@ SOURCE_ROWS = {
         "voip.ammdomus.it; attribution required"
     ),
     "asterisk-prompt-fr-armelle": (
-        "French prompts, voice actor Armelle Desjardins, (C) 2006 Michel Gutierrez "
-        "(aclap.com)"
+        "French prompts, voice actor Armelle Desjardins, (C) 2006 Michel Gutierrez (aclap.com)"
     ),
     "asterisk-prompt-es-co": "Colombian-Spanish prompts by Avatar Ltda. / July E. Jimenez",
     "codec2-examples": (

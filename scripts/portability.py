@@ -18,6 +18,7 @@ Variants (what this machine can run; forcing an instruction set the CPU lacks cr
 - ``threads1``: every model the tests run on 1 thread instead of 2 (``PORTABILITY_THREADS``).
 - ``reencoded``: the bundled sample replaced by an MP3 round trip of it (in a copy of the tree).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,10 @@ def variants() -> list[tuple[str, str]]:
     else:
         out.append(("ct2-mkl", "CT2_USE_MKL=1"))
     out += [
-        ("torch-generic",
-         "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2"),
+        (
+            "torch-generic",
+            "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2",
+        ),
         ("threads1", "PORTABILITY_THREADS=1"),
         ("reencoded", ""),
     ]
@@ -84,7 +87,9 @@ def reencode(src: Path, dst: Path, bitrate: int = 64000) -> None:
         stream.bit_rate = bitrate
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray((audio.T * 32767).round().astype(np.int16)).reshape(1, -1),
-            format="s16", layout=layout)
+            format="s16",
+            layout=layout,
+        )
         frame.sample_rate = rate
         for packet in stream.encode(frame):
             out.mux(packet)
@@ -101,17 +106,23 @@ def reencode(src: Path, dst: Path, bitrate: int = 64000) -> None:
     # undo the codec's delay: the lag that best aligns the mono mixes (within 0.25 s)
     ref, got = audio.mean(1), back.mean(0)
     max_lag = min(rate // 4, len(got) - 1)
-    scores = [float(np.dot(ref[: len(got) - lag], got[lag: lag + len(ref)][: len(ref)]))
-              if len(got) - lag > 0 else -math.inf for lag in range(max_lag)]
+    scores = [
+        float(np.dot(ref[: len(got) - lag], got[lag : lag + len(ref)][: len(ref)]))
+        if len(got) - lag > 0
+        else -math.inf
+        for lag in range(max_lag)
+    ]
     lag = int(np.argmax(scores))
-    back = back[:, lag: lag + len(audio)]
+    back = back[:, lag : lag + len(audio)]
     if back.shape[1] < len(audio):
         back = np.pad(back, ((0, 0), (0, len(audio) - back.shape[1])))
     sf.write(str(dst), np.clip(back.T, -1.0, 1.0), rate, subtype="PCM_16")
     difference = back.T - audio
-    snr = 10 * math.log10(float(np.sum(audio ** 2)) / max(float(np.sum(difference ** 2)), 1e-12))
-    print(f"re-encoded {src} -> {dst}: MP3 {bitrate // 1000} kb/s, codec delay {lag} samples, "
-          f"SNR {snr:.1f} dB")
+    snr = 10 * math.log10(float(np.sum(audio**2)) / max(float(np.sum(difference**2)), 1e-12))
+    print(
+        f"re-encoded {src} -> {dst}: MP3 {bitrate // 1000} kb/s, codec delay {lag} samples, "
+        f"SNR {snr:.1f} dB"
+    )
 
 
 def table(path: Path) -> int:
@@ -137,19 +148,35 @@ def table(path: Path) -> int:
             bounds.append(f">= {bound:.4g}")
             margins.append(low - bound)
         margin = min(margins)
-        worst = max(items, key=lambda r: r["value"]) if at_most and (
-            not at_least or margins[0] <= margins[-1]) else min(items, key=lambda r: r["value"])
+        worst = (
+            max(items, key=lambda r: r["value"])
+            if at_most and (not at_least or margins[0] <= margins[-1])
+            else min(items, key=lambda r: r["value"])
+        )
         broken += margin < 0
         short = test.split("::", 1)[-1]
-        lines.append((f"{short} {name}", len({r['variant'] for r in items}), low, high,
-                      " and ".join(bounds), margin, worst["variant"]))
+        lines.append(
+            (
+                f"{short} {name}",
+                len({r["variant"] for r in items}),
+                low,
+                high,
+                " and ".join(bounds),
+                margin,
+                worst["variant"],
+            )
+        )
     width = max((len(line[0]) for line in lines), default=10)
-    print(f"{'figure':<{width}}  vars  {'min':>10}  {'max':>10}  {'bound':<20}  "
-          f"{'margin':>10}  worst variant")
+    print(
+        f"{'figure':<{width}}  vars  {'min':>10}  {'max':>10}  {'bound':<20}  "
+        f"{'margin':>10}  worst variant"
+    )
     for figure, count, low, high, bounds, margin, worst in lines:
         flag = "  BROKEN" if margin < 0 else ""
-        print(f"{figure:<{width}}  {count:>4}  {low:>10.4g}  {high:>10.4g}  {bounds:<20}  "
-              f"{margin:>10.4g}  {worst}{flag}")
+        print(
+            f"{figure:<{width}}  {count:>4}  {low:>10.4g}  {high:>10.4g}  {bounds:<20}  "
+            f"{margin:>10.4g}  {worst}{flag}"
+        )
     return broken
 
 

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# formatting and the lint rule set of pyproject.toml
+.venv/bin/ruff format --check --quiet . || { echo "ruff format would change the files above" >&2; exit 1; }
+.venv/bin/ruff check --quiet .
 # the layers (core <- pipeline <- model, model through pipeline.api only): .importlinter
 .venv/bin/lint-imports --no-cache
 .venv/bin/python scripts/check_import_cycles.py

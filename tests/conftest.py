@@ -9,6 +9,7 @@ paths) are checked through the :func:`figure` fixture: it asserts the bound and,
 ``scripts/test_portability.sh`` can show each figure's spread over CPU instruction sets and
 thread counts against its bound. Every test that uses it is marked ``numeric``.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,6 @@ def upstream_fixtures() -> Path:
     return upstream_fixture_dir()
 
 
-
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory) -> SampleRun:
     """The default run (no --input: the bundled sample), as a user runs it, once per session
@@ -102,22 +102,39 @@ def figure(request):
     "variant"}`` (``variant`` from ``PORTABILITY_VARIANT``). Set bounds outside the spread the
     portability check measures, and write the margin beside them.
     """
-    def check(name: str, value: float, *, at_most: float | None = None,
-              at_least: float | None = None, detail: object = "") -> float:
+
+    def check(
+        name: str,
+        value: float,
+        *,
+        at_most: float | None = None,
+        at_least: float | None = None,
+        detail: object = "",
+    ) -> float:
         value = float(value)
         if at_most is None and at_least is None:
             raise ValueError(f"figure {name!r}: give at_most and/or at_least")
         path = os.environ.get(FIGURES_ENV)
         if path:
-            row = {"test": request.node.nodeid, "name": name, "value": value,
-                   "at_most": at_most, "at_least": at_least,
-                   "variant": os.environ.get(VARIANT_ENV, "")}
+            row = {
+                "test": request.node.nodeid,
+                "name": name,
+                "value": value,
+                "at_most": at_most,
+                "at_least": at_least,
+                "variant": os.environ.get(VARIANT_ENV, ""),
+            }
             with open(path, "a", encoding="utf-8") as out:
                 out.write(json.dumps(row) + "\n")
         request.node.user_properties.append((name, value))
-        bounds = " and ".join(part for part in (
-            f">= {at_least}" if at_least is not None else "",
-            f"<= {at_most}" if at_most is not None else "") if part)
+        bounds = " and ".join(
+            part
+            for part in (
+                f">= {at_least}" if at_least is not None else "",
+                f"<= {at_most}" if at_most is not None else "",
+            )
+            if part
+        )
         assert not math.isnan(value), f"{name} is NaN {detail}"
         assert at_most is None or value <= at_most, f"{name} = {value:.4f}, not {bounds} {detail}"
         assert at_least is None or value >= at_least, f"{name} = {value:.4f}, not {bounds} {detail}"

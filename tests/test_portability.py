@@ -1,4 +1,5 @@
 """scripts/portability.py: the variants this CPU can run, the MP3 round trip, the spread table."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -37,12 +38,30 @@ def test_reencoded_copy_is_aligned_and_close(tmp_path, sample_wav):
 
 def test_table_reports_spread_bound_and_margin(tmp_path, capsys):
     rows = [
-        {"test": "t.py::a", "name": "wer", "value": 0.16, "at_most": 0.3, "at_least": None,
-         "variant": "default"},
-        {"test": "t.py::a", "name": "wer", "value": 0.21, "at_most": 0.3, "at_least": None,
-         "variant": "ct2-mkl"},
-        {"test": "t.py::b", "name": "ovrl", "value": 2.79, "at_most": None, "at_least": 2.8,
-         "variant": "threads1"},
+        {
+            "test": "t.py::a",
+            "name": "wer",
+            "value": 0.16,
+            "at_most": 0.3,
+            "at_least": None,
+            "variant": "default",
+        },
+        {
+            "test": "t.py::a",
+            "name": "wer",
+            "value": 0.21,
+            "at_most": 0.3,
+            "at_least": None,
+            "variant": "ct2-mkl",
+        },
+        {
+            "test": "t.py::b",
+            "name": "ovrl",
+            "value": 2.79,
+            "at_most": None,
+            "at_least": 2.8,
+            "variant": "threads1",
+        },
     ]
     path = tmp_path / "figures.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

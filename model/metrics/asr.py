@@ -21,6 +21,7 @@ the same machine gives the same text; a window that is most likely silence (no-s
 probability above 0.6 and log-probability below -1) gives no text; a window's decode is capped
 at 15 tokens a second of audio.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -60,9 +61,12 @@ class Transcript:
     windows: tuple[tuple[float, float], ...] = ()
 
 
-def speech_windows(regions: Sequence[tuple[float, float]], duration_s: float,
-                   max_s: float = WINDOW_S, pad_s: float = WINDOW_PAD_S
-                   ) -> list[tuple[float, float]]:
+def speech_windows(
+    regions: Sequence[tuple[float, float]],
+    duration_s: float,
+    max_s: float = WINDOW_S,
+    pad_s: float = WINDOW_PAD_S,
+) -> list[tuple[float, float]]:
     """Windows of at most ``max_s`` seconds over the speech ``regions`` of a clip.
 
     The span from the first region's start to the last one's end is cut at its largest pauses
@@ -106,9 +110,17 @@ class Recognizer:
         guards: Whisper's fallback and no-speech guards (default: on, openai-whisper's values).
     """
 
-    def __init__(self, model: str = "base", language: str | None = "en", beam_size: int = 5,
-                 device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0,
-                 batch_size: int = 8, guards: DecodeGuards | None = None):
+    def __init__(
+        self,
+        model: str = "base",
+        language: str | None = "en",
+        beam_size: int = 5,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        batch_size: int = 8,
+        guards: DecodeGuards | None = None,
+    ):
         from pipeline.api import (
             VadOptions,
             WhisperBatchTranscriber,
@@ -122,12 +134,17 @@ class Recognizer:
         self.language = language
         self.beam_size = beam_size
         self.guards = guards if guards is not None else DecodeGuards()
-        self.model = load_whisper(self.model_dir, device=device, compute_type=compute_type,
-                                  cpu_threads=cpu_threads)
+        self.model = load_whisper(
+            self.model_dir, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
         self.vad_options = VadOptions()
         self._vad = load_vad_model(self.vad_options.vad_backend)
-        decoder = {"beam_size": beam_size, "batch_size": batch_size, "language": language,
-                   "guards": self.guards}
+        decoder = {
+            "beam_size": beam_size,
+            "batch_size": batch_size,
+            "language": language,
+            "guards": self.guards,
+        }
         self._windows = WhisperBatchTranscriber(self.model, word_timestamps=True, **decoder)
         self._turns = WhisperBatchTranscriber(self.model, word_timestamps=False, **decoder)
 
@@ -135,8 +152,9 @@ class Recognizer:
         """silero-vad speech regions ``(start_s, end_s)`` of a 16 kHz clip."""
         from pipeline.api import detect_speech
 
-        regions = detect_speech(np.ascontiguousarray(samples, dtype=np.float32), self._vad,
-                                self.vad_options)
+        regions = detect_speech(
+            np.ascontiguousarray(samples, dtype=np.float32), self._vad, self.vad_options
+        )
         if hasattr(self._vad, "reset_states"):
             self._vad.reset_states()
         return regions
@@ -148,22 +166,34 @@ class Recognizer:
         windows = speech_windows(self.speech(samples), duration_s) if len(samples) else []
         if not windows:
             return Transcript("", (), self.language or "")
-        chunks = [samples[round(a * ANALYSIS_SAMPLE_RATE):round(b * ANALYSIS_SAMPLE_RATE)]
-                  for a, b in windows]
+        chunks = [
+            samples[round(a * ANALYSIS_SAMPLE_RATE) : round(b * ANALYSIS_SAMPLE_RATE)]
+            for a, b in windows
+        ]
         results = self._windows.transcribe(chunks, [a for a, _ in windows])
         for (a, b), result in zip(windows, results):
-            logger.debug("window %.2f-%.2f s: T=%.1f ratio %.2f avg_logprob %.2f no_speech %.2f"
-                         "%s: %s", a, b, result.temperature, result.compression_ratio,
-                         result.avg_logprob, result.no_speech_prob,
-                         " (silence, dropped)" if result.skipped else "", result.text)
-        language = self.language or max(zip(windows, results),
-                                         key=lambda pair: pair[0][1] - pair[0][0])[1].language
+            logger.debug(
+                "window %.2f-%.2f s: T=%.1f ratio %.2f avg_logprob %.2f no_speech %.2f%s: %s",
+                a,
+                b,
+                result.temperature,
+                result.compression_ratio,
+                result.avg_logprob,
+                result.no_speech_prob,
+                " (silence, dropped)" if result.skipped else "",
+                result.text,
+            )
+        language = (
+            self.language
+            or max(zip(windows, results), key=lambda pair: pair[0][1] - pair[0][0])[1].language
+        )
         words = tuple(word for result in results for word in result.words)
         text = " ".join(result.text for result in results if result.text)
         return Transcript(text, words, language, tuple(windows))
 
-    def transcribe_turns(self, chunks: Sequence[np.ndarray],
-                         offsets_s: Sequence[float]) -> list[str]:
+    def transcribe_turns(
+        self, chunks: Sequence[np.ndarray], offsets_s: Sequence[float]
+    ) -> list[str]:
         """Transcribe short pieces (each at most 30 s; longer ones are cut to 30 s)."""
         if not chunks:
             return []

@@ -4,6 +4,7 @@ Decoding reuses :func:`pipeline.audio_io.decode_audio` (PyAV + soxr: wav, flac, 
 Multi-channel files (e.g. ZipVoice-Dialog-Stereo outputs, one speaker per channel) are averaged
 to mono, which is what a listener of the downmix hears and what the paper's evaluation loads.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,10 @@ def load_mono_16k(path: str | os.PathLike) -> np.ndarray:
 
 def cut(samples: np.ndarray, spans_s: list[tuple[float, float]]) -> np.ndarray:
     """The pieces ``[start_s, end_s)`` of a 16 kHz array, concatenated in the given order."""
-    pieces = [samples[max(0, round(a * SAMPLE_RATE)):round(b * SAMPLE_RATE)]
-              for a, b in spans_s if b > a]
+    pieces = [
+        samples[max(0, round(a * SAMPLE_RATE)) : round(b * SAMPLE_RATE)]
+        for a, b in spans_s
+        if b > a
+    ]
     pieces = [p for p in pieces if len(p)]
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)

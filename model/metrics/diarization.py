@@ -5,6 +5,7 @@ pyannote segmentation-3.0 + GE2E track clustering) with ``num_speakers=2``, as t
 ZipVoice-Dialog evaluation runs pyannote with ``num_speakers=2``. Labels are ``SPK0``, ``SPK1`` by
 first appearance, so on a merged prompt ``SPK0`` is the prompt's ``[S1]``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,10 @@ class TwoSpeakerDiarizer:
         self.embedder = embedder if embedder is not None else Ge2eEmbedder()
         # the diarizer's own embedding is the pipeline's default (CAM++): its recipe was fitted
         # with it; GE2E (shared with cpSIM) cannot tell the sample's telephone voices apart
-        self._models = OnnxModels(segmentation=SegmentationModel(num_threads=num_threads),
-                                  embedder=CamPlusEmbedder(num_threads=num_threads))
+        self._models = OnnxModels(
+            segmentation=SegmentationModel(num_threads=num_threads),
+            embedder=CamPlusEmbedder(num_threads=num_threads),
+        )
         self._opts = DiarizeOptions(num_speakers=2)
 
     def __call__(self, samples: np.ndarray) -> tuple[SpeakerSegment, ...]:
@@ -72,8 +75,9 @@ def speaker_labels(segments: Sequence[SpeakerSegment]) -> list[str]:
     return seen
 
 
-def speaker_spans(segments: Sequence[SpeakerSegment], speaker: str,
-                  exclude_overlap: bool = True) -> list[tuple[float, float]]:
+def speaker_spans(
+    segments: Sequence[SpeakerSegment], speaker: str, exclude_overlap: bool = True
+) -> list[tuple[float, float]]:
     """``(start, end)`` of one speaker's segments in time order.
 
     With ``exclude_overlap``, stretches where the other speaker also talks are left out, unless

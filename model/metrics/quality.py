@@ -4,6 +4,7 @@
 ships (Microsoft DNSMOS, non-personalised P.835), all 9.01 s windows of a clip in one call.
 DNSMOS is an offline stand-in for the paper's UTMOS: a different scale, not comparable.
 """
+
 from __future__ import annotations
 
 import logging

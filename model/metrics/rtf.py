@@ -9,6 +9,7 @@ synthesis time over total audio duration, as ZipVoice's inference logs report it
 >>> corpus_rtf({"a": 1.0, "b": 3.0}, {"a": 10.0, "b": 10.0, "c": 5.0})
 0.2
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,7 @@ def real_time_factor(synthesis_s: float, audio_s: float) -> float:
     return synthesis_s / audio_s
 
 
-def corpus_rtf(synthesis_s: Mapping[str, float],
-               durations_s: Mapping[str, float]) -> float | None:
+def corpus_rtf(synthesis_s: Mapping[str, float], durations_s: Mapping[str, float]) -> float | None:
     """Total synthesis time over total duration of the items that have both (None: none do)."""
     names = [n for n in synthesis_s if n in durations_s]
     total_audio = sum(durations_s[n] for n in names)

@@ -10,14 +10,22 @@ removed from the reference, as the ZipVoice-Dialog evaluation does.
 >>> speaker_texts(parse_script("[S1] Hi! [S2] Hello. [S1] Bye."))
 {'S1': 'Hi! Bye.', 'S2': 'Hello.'}
 """
+
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["SPEAKERS", "ScriptTurn", "parse_script", "plain_text", "speaker_texts",
-           "swap_speakers", "to_script"]
+__all__ = [
+    "SPEAKERS",
+    "ScriptTurn",
+    "parse_script",
+    "plain_text",
+    "speaker_texts",
+    "swap_speakers",
+    "to_script",
+]
 
 SPEAKERS = ("S1", "S2")
 _SPEAKER_TAG = re.compile(r"\[(S[12])\]")
@@ -59,7 +67,7 @@ def parse_script(text: str) -> tuple[ScriptTurn, ...]:
     turns: list[ScriptTurn] = []
     speaker, cursor = "S1", 0
     for match in _SPEAKER_TAG.finditer(text):
-        words = plain_text(text[cursor:match.start()])
+        words = plain_text(text[cursor : match.start()])
         if words:
             turns.append(ScriptTurn(speaker, words))
         speaker, cursor = match.group(1), match.end()
@@ -78,8 +86,9 @@ def swap_speakers(turns: Sequence[ScriptTurn], indices: Sequence[int]) -> tuple[
     """A copy of ``turns`` with the speaker of the turns at ``indices`` swapped (S1 <-> S2)."""
     chosen = set(indices)
     other = {"S1": "S2", "S2": "S1"}
-    return tuple(ScriptTurn(other[t.speaker], t.text) if i in chosen else t
-                 for i, t in enumerate(turns))
+    return tuple(
+        ScriptTurn(other[t.speaker], t.text) if i in chosen else t for i, t in enumerate(turns)
+    )
 
 
 def to_script(turns: Sequence[ScriptTurn]) -> str:

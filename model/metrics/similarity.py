@@ -9,6 +9,7 @@ The embedder is GE2E (Resemblyzer's bundled weights, 256-d), an offline stand-in
 WavLM-large ECAPA-TDNN: its cosines are on another scale (higher for everyone) and it separates
 voices poorly on narrow-band telephone speech.
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,8 +70,9 @@ def split_pair(prompt_s1: np.ndarray, prompt_s2: np.ndarray, embedder: Any) -> S
     return SpeakerPair(np.asarray(rows, dtype=np.float32), ("S1", "S2"))
 
 
-def diarized_pair(samples: np.ndarray, segments: Sequence[SpeakerSegment],
-                  embedder: Any) -> SpeakerPair:
+def diarized_pair(
+    samples: np.ndarray, segments: Sequence[SpeakerSegment], embedder: Any
+) -> SpeakerPair:
     """Embeddings of the first two diarized speakers' concatenated speech (first appearance order).
 
     Overlapped stretches are left out of each speaker's audio when the speaker has other speech.
@@ -106,7 +108,14 @@ def cp_sim(prompt: SpeakerPair, output: SpeakerPair) -> CpSim:
         score, other, mapping = straight, swapped, (("S1", s1), ("S2", s2))
     else:
         score, other, mapping = swapped, straight, (("S1", s2), ("S2", s1))
-    matrix = ((round(float(cos[0, 0]), 6), round(float(cos[0, 1]), 6)),
-              (round(float(cos[1, 0]), 6), round(float(cos[1, 1]), 6)))
-    return CpSim(score=round(score, 6), other_score=round(other, 6), cosine=matrix,
-                 mapping=mapping, fallback=prompt.fallback or output.fallback)
+    matrix = (
+        (round(float(cos[0, 0]), 6), round(float(cos[0, 1]), 6)),
+        (round(float(cos[1, 0]), 6), round(float(cos[1, 1]), 6)),
+    )
+    return CpSim(
+        score=round(score, 6),
+        other_score=round(other, 6),
+        cosine=matrix,
+        mapping=mapping,
+        fallback=prompt.fallback or output.fallback,
+    )

@@ -4,6 +4,7 @@ WER and cpWER are corpus rates (total errors / total reference words, not a mean
 rates); cpSIM and DNSMOS are means over items; turn accuracy is total correct turns / total
 turns; RTF is total synthesis time / total audio duration.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,10 +78,15 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
-def summarise(items: Sequence[Mapping[str, Any]], model: str = "", params: str = "",
-              num_missing: int = 0, cpwer_max_s: float | None = None,
-              rtf: float | None = None,
-              models: Mapping[str, str] | None = None) -> Summary:
+def summarise(
+    items: Sequence[Mapping[str, Any]],
+    model: str = "",
+    params: str = "",
+    num_missing: int = 0,
+    cpwer_max_s: float | None = None,
+    rtf: float | None = None,
+    models: Mapping[str, str] | None = None,
+) -> Summary:
     """Aggregate per-item result dicts (see :class:`model.evaluate.ItemResult`).
 
     Args:
@@ -95,24 +101,30 @@ def summarise(items: Sequence[Mapping[str, Any]], model: str = "", params: str =
     timed = [i for i in items if i.get("synthesis_s") is not None]
     if rtf is None and timed:
         rtf = _ratio(sum(i["synthesis_s"] for i in timed), sum(i["duration_s"] for i in timed))
-    short = [i for i in items
-             if cpwer_max_s is None or i["duration_s"] <= cpwer_max_s + 1e-9]
+    short = [i for i in items if cpwer_max_s is None or i["duration_s"] <= cpwer_max_s + 1e-9]
     modes = {i.get("prompt_mode", "") for i in items}
     return Summary(
-        model=model, params=params, num_items=len(items), num_missing=num_missing,
+        model=model,
+        params=params,
+        num_items=len(items),
+        num_missing=num_missing,
         hours=sum(i["duration_s"] for i in items) / 3600.0,
         prompt_mode=modes.pop() if len(modes) == 1 else ("mixed" if modes else ""),
         rtf=rtf,
         wer=_ratio(sum(i["wer_errors"] for i in items), sum(i["ref_words"] for i in items)),
         cpwer=_ratio(sum(i["cpwer_errors"] for i in short), sum(i["ref_words"] for i in short)),
-        cpwer_items=len(short), cpwer_max_s=cpwer_max_s,
+        cpwer_items=len(short),
+        cpwer_max_s=cpwer_max_s,
         cpsim=_mean([i.get("cpsim") for i in items]),
         cpsim_swapped=_mean([i.get("cpsim_swapped") for i in items]),
         dnsmos_ovrl=_mean([i.get("dnsmos_ovrl") for i in items]),
         dnsmos_sig=_mean([i.get("dnsmos_sig") for i in items]),
         dnsmos_bak=_mean([i.get("dnsmos_bak") for i in items]),
-        turn_accuracy=_ratio(sum(i["turns_correct"] for i in items),
-                             sum(i["num_turns"] for i in items)),
-        switch_error=_mean([float(abs(i["switches_found"] - i["switches_expected"]))
-                            for i in items]),
-        models=dict(models or {}))
+        turn_accuracy=_ratio(
+            sum(i["turns_correct"] for i in items), sum(i["num_turns"] for i in items)
+        ),
+        switch_error=_mean(
+            [float(abs(i["switches_found"] - i["switches_expected"])) for i in items]
+        ),
+        models=dict(models or {}),
+    )

@@ -9,6 +9,7 @@ Formats (tab-separated, as ``zipvoice.bin.infer_zipvoice_dialog --test-list`` re
 The generated audio of a line is ``<res_dir>/<name>.wav``. A relative prompt path is taken as
 given when it exists from the working directory, else relative to the test list's folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,10 @@ def parse_line(line: str, base_dir: str | os.PathLike = ".") -> TestItem:
     if len(fields) == 6:
         name, text1, text2, wav1, wav2, text = fields
         return TestItem(name, text, (_resolve(wav1, base), _resolve(wav2, base)), (text1, text2))
-    raise ValueError(f"a test-list line has 4 (merged prompt) or 6 (split prompts) tab-separated "
-                     f"columns, got {len(fields)}: {line[:80]!r}")
+    raise ValueError(
+        f"a test-list line has 4 (merged prompt) or 6 (split prompts) tab-separated "
+        f"columns, got {len(fields)}: {line[:80]!r}"
+    )
 
 
 def read_test_list(path: str | os.PathLike) -> list[TestItem]:

@@ -10,6 +10,7 @@
   fraction of turns whose speaker matches, under the better of the two S1/S2 <-> diarized-label
   pairings. A turn none of whose words were recognised counts as wrong.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -68,16 +69,20 @@ def merge_turns(turns: Sequence[ScriptTurn]) -> list[ScriptTurn]:
     return merged
 
 
-def diarized_turn_sequence(segments: Sequence[SpeakerSegment],
-                           min_turn_s: float = MIN_TURN_S) -> list[tuple[str, float]]:
+def diarized_turn_sequence(
+    segments: Sequence[SpeakerSegment], min_turn_s: float = MIN_TURN_S
+) -> list[tuple[str, float]]:
     """The diarization as a turn sequence: ``(speaker, seconds of speech)`` per turn.
 
     >>> seg = lambda spk, a, b: SpeakerSegment("r", spk, a, b)
     >>> diarized_turn_sequence([seg("A", 0, 2), seg("B", 2, 2.1), seg("A", 2.1, 4), seg("B", 5, 6)])
     [('A', 3.9), ('B', 1.0)]
     """
-    pieces = [[s.speaker, s.end - s.start]
-              for s in sorted(segments, key=lambda s: (s.start, s.speaker)) if not s.overlap]
+    pieces = [
+        [s.speaker, s.end - s.start]
+        for s in sorted(segments, key=lambda s: (s.start, s.speaker))
+        if not s.overlap
+    ]
 
     def merged(items: list[list]) -> list[list]:
         out: list[list] = []
@@ -93,12 +98,13 @@ def diarized_turn_sequence(segments: Sequence[SpeakerSegment],
         shortest = min(range(len(pieces)), key=lambda i: pieces[i][1])
         if pieces[shortest][1] >= min_turn_s:
             break
-        pieces = merged(pieces[:shortest] + pieces[shortest + 1:])
+        pieces = merged(pieces[:shortest] + pieces[shortest + 1 :])
     return [(speaker, round(float(seconds), 3)) for speaker, seconds in pieces]
 
 
-def _turn_votes(turns: Sequence[ScriptTurn], words: Sequence[Word],
-                speakers: Sequence[str | None]) -> list[str]:
+def _turn_votes(
+    turns: Sequence[ScriptTurn], words: Sequence[Word], speakers: Sequence[str | None]
+) -> list[str]:
     """The diarized label most aligned words of each turn fall on (``""``: none or a tie)."""
     ref_tokens: list[str] = []
     ref_turn: list[int] = []
@@ -126,9 +132,13 @@ def _turn_votes(turns: Sequence[ScriptTurn], words: Sequence[Word],
     return out
 
 
-def score_turns(turns: Sequence[ScriptTurn], words: Sequence[Word],
-                speakers: Sequence[str | None], segments: Sequence[SpeakerSegment],
-                min_turn_s: float = MIN_TURN_S) -> TurnScore:
+def score_turns(
+    turns: Sequence[ScriptTurn],
+    words: Sequence[Word],
+    speakers: Sequence[str | None],
+    segments: Sequence[SpeakerSegment],
+    min_turn_s: float = MIN_TURN_S,
+) -> TurnScore:
     """Switch counts and turn accuracy of one output.
 
     Args:
@@ -145,12 +155,17 @@ def score_turns(turns: Sequence[ScriptTurn], words: Sequence[Word],
     best: tuple[int, tuple[tuple[str, str], ...]] | None = None
     for order in itertools.permutations(labels, len(SPEAKERS)):
         pairing = dict(zip(SPEAKERS, order))
-        correct = sum(1 for turn, label in zip(script, predicted)
-                      if label and pairing[turn.speaker] == label)
+        correct = sum(
+            1 for turn, label in zip(script, predicted) if label and pairing[turn.speaker] == label
+        )
         if best is None or correct > best[0]:
             best = (correct, tuple(zip(SPEAKERS, order)))
     sequence = diarized_turn_sequence(segments, min_turn_s)
-    return TurnScore(num_turns=len(script), switches_expected=max(0, len(script) - 1),
-                     switches_found=max(0, len(sequence) - 1),
-                     turns_correct=best[0] if best else 0,
-                     mapping=best[1] if best else (), predicted=tuple(predicted))
+    return TurnScore(
+        num_turns=len(script),
+        switches_expected=max(0, len(script) - 1),
+        switches_found=max(0, len(sequence) - 1),
+        turns_correct=best[0] if best else 0,
+        mapping=best[1] if best else (),
+        predicted=tuple(predicted),
+    )

@@ -10,6 +10,7 @@ fewest errors is kept. A missing speaker on either side is an empty text (all de
 insertions). Summing per pair differs slightly from ZipVoice's ``process_one_cpwer``, which aligns
 the two concatenations joined end to end (an alignment may then cross the speaker boundary).
 """
+
 from __future__ import annotations
 
 import itertools

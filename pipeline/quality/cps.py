@@ -5,6 +5,7 @@ characters (missed speech, a hallucinated short phrase over a long segment) or t
 hallucinated repetition, text from another segment). Characters are letters and digits (tags,
 spaces and punctuation do not count); seconds are seconds of speech, not of the segment.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,7 @@ class CpsBounds:
                 lang, rng = entry.split("=")
                 lo, hi = (float(v) for v in rng.split(":"))
             except ValueError as exc:
-                raise ValueError(f"cps bound {entry!r} is not lang=min:max (e.g. en=5:25)") \
-                    from exc
+                raise ValueError(f"cps bound {entry!r} is not lang=min:max (e.g. en=5:25)") from exc
             if lo > hi:
                 raise ValueError(f"cps bound {entry!r}: min {lo} is above max {hi}")
             items.append((lang.strip().lower(), lo, hi))

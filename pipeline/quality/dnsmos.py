@@ -6,6 +6,7 @@ MIT). Windowing, tiling of short clips and the polynomial calibration follow
 difference is that a clip's windows go through ``InferenceSession.run`` in batches and P.808 (a second model
 on a mel spectrogram) is skipped unless asked for.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -45,8 +46,9 @@ def model_dir() -> Path:
     """Where the ``speechmos`` package keeps the DNSMOS ONNX files (found without importing it)."""
     spec = importlib.util.find_spec("speechmos")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the speechmos package is not installed: pip install --no-deps "
-                                "speechmos==0.0.1.1")
+        raise FileNotFoundError(
+            "the speechmos package is not installed: pip install --no-deps speechmos==0.0.1.1"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "dnsmos_models"
 
 
@@ -67,7 +69,7 @@ def clip_windows(clip: np.ndarray) -> np.ndarray:
     num_hops = int(np.floor(audio.shape[0] / SAMPLE_RATE) - WINDOW_S) + 1
     windows = []
     for i in range(num_hops):
-        window = audio[int(i * HOP_SAMPLES): int((i + WINDOW_S) * HOP_SAMPLES)]
+        window = audio[int(i * HOP_SAMPLES) : int((i + WINDOW_S) * HOP_SAMPLES)]
         if window.shape[0] >= WINDOW_SAMPLES:
             windows.append(window[:WINDOW_SAMPLES])
     return np.stack(windows)
@@ -85,8 +87,9 @@ def _p808_features(window: np.ndarray) -> np.ndarray:
     """The P.808 model's input for one window: 120-bin log-mel, shape ``(900, 120)``."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=window[:-160], sr=SAMPLE_RATE, n_fft=321,
-                                         hop_length=160, n_mels=120)
+    mel = librosa.feature.melspectrogram(
+        y=window[:-160], sr=SAMPLE_RATE, n_fft=321, hop_length=160, n_mels=120
+    )
     return ((librosa.power_to_db(mel, ref=np.max) + 40) / 40).T.astype(np.float32)
 
 
@@ -110,8 +113,13 @@ class DnsmosScorer:
         [3.1, 2.7]
     """
 
-    def __init__(self, p808: bool = False, num_threads: int = 0, max_batch_windows: int = 4,
-                 max_windows: int = 0):
+    def __init__(
+        self,
+        p808: bool = False,
+        num_threads: int = 0,
+        max_batch_windows: int = 4,
+        max_windows: int = 0,
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -119,12 +127,14 @@ class DnsmosScorer:
             options.intra_op_num_threads = num_threads
         directory = model_dir()
         providers = ["CPUExecutionProvider"]
-        self._p835 = ort.InferenceSession(str(directory / "sig_bak_ovr.onnx"), options,
-                                          providers=providers)
+        self._p835 = ort.InferenceSession(
+            str(directory / "sig_bak_ovr.onnx"), options, providers=providers
+        )
         self._p808: object | None = None
         if p808:
-            self._p808 = ort.InferenceSession(str(directory / "model_v8.onnx"), options,
-                                              providers=providers)
+            self._p808 = ort.InferenceSession(
+                str(directory / "model_v8.onnx"), options, providers=providers
+            )
         self.max_batch_windows = max(1, max_batch_windows)
         if max_windows < 0:
             raise ValueError(f"max_windows={max_windows}: expected 0 (all) or more")
@@ -145,8 +155,8 @@ class DnsmosScorer:
             pending.extend(windows)
             owners.extend([index] * len(windows))
             while len(pending) >= self.max_batch_windows:
-                rows.append(self._run(np.stack(pending[:self.max_batch_windows])))
-                del pending[:self.max_batch_windows]
+                rows.append(self._run(np.stack(pending[: self.max_batch_windows])))
+                del pending[: self.max_batch_windows]
         if pending:
             rows.append(self._run(np.stack(pending)))
         if not owners:
@@ -155,8 +165,15 @@ class DnsmosScorer:
         scores = []
         for index in range(int(owner.max()) + 1):
             sig, bak, ovr, p808 = table[owner == index].mean(axis=0)
-            scores.append(DnsmosScore(ovrl=float(ovr), sig=float(sig), bak=float(bak),
-                                      p808=float(p808), num_windows=int((owner == index).sum())))
+            scores.append(
+                DnsmosScore(
+                    ovrl=float(ovr),
+                    sig=float(sig),
+                    bak=float(bak),
+                    p808=float(p808),
+                    num_windows=int((owner == index).sum()),
+                )
+            )
         return scores
 
     def _run(self, windows: np.ndarray) -> np.ndarray:
@@ -166,5 +183,6 @@ class DnsmosScorer:
         if self._p808 is not None:
             feats = np.stack([_p808_features(w) for w in windows])
             p808 = self._p808.run(None, {"input_1": feats})[0][:, 0]
-        return np.stack([_POLY_SIG(raw[:, 0]), _POLY_BAK(raw[:, 1]), _POLY_OVR(raw[:, 2]),
-                         p808], axis=1)
+        return np.stack(
+            [_POLY_SIG(raw[:, 0]), _POLY_BAK(raw[:, 1]), _POLY_OVR(raw[:, 2]), p808], axis=1
+        )

@@ -17,6 +17,7 @@ turns of at least ``min_turn_s``), three measures:
 the development set of many voices, see the README), and the filter stage rejects a failing
 dialogue as ``role_impure``: the corpus prefers dropping a dialogue to poisoning it.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,11 @@ class PurityThresholds:
 
 
 # Fitted on the development set (tests/assets/voices, split "dev"): see the README.
-THRESHOLDS = {"campplus": PurityThresholds(min_margin=0.0, min_self_similarity=0.25,
-                                           max_cross_similarity=0.55)}
+THRESHOLDS = {
+    "campplus": PurityThresholds(
+        min_margin=0.0, min_self_similarity=0.25, max_cross_similarity=0.55
+    )
+}
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -54,8 +58,11 @@ def role_measures(embeddings: np.ndarray, roles: Sequence[str]) -> dict[str, flo
     (1.0, 0.0)
     """
     roles = list(roles)
-    out = {"role_margin": math.nan, "role_self_similarity": math.nan,
-           "role_cross_similarity": math.nan}
+    out = {
+        "role_margin": math.nan,
+        "role_self_similarity": math.nan,
+        "role_cross_similarity": math.nan,
+    }
     if len(roles) != len(embeddings) or len(set(roles)) < 2:
         return out
     emb = np.stack([_unit(np.asarray(e, dtype=np.float64)) for e in embeddings])
@@ -80,12 +87,21 @@ def role_measures(embeddings: np.ndarray, roles: Sequence[str]) -> dict[str, flo
 def purity_failure(measures: dict[str, float], limits: PurityThresholds) -> str | None:
     """The first measure outside its limit, as a message, or None (NaN never fails)."""
     checks = [
-        ("role_cross_similarity", measures["role_cross_similarity"] > limits.max_cross_similarity,
-         f"> {limits.max_cross_similarity:g} (the two roles sound like one person)"),
-        ("role_self_similarity", measures["role_self_similarity"] < limits.min_self_similarity,
-         f"< {limits.min_self_similarity:g} (a role holds another voice)"),
-        ("role_margin", measures["role_margin"] < limits.min_margin,
-         f"< {limits.min_margin:g} (a turn sounds like the other role)"),
+        (
+            "role_cross_similarity",
+            measures["role_cross_similarity"] > limits.max_cross_similarity,
+            f"> {limits.max_cross_similarity:g} (the two roles sound like one person)",
+        ),
+        (
+            "role_self_similarity",
+            measures["role_self_similarity"] < limits.min_self_similarity,
+            f"< {limits.min_self_similarity:g} (a role holds another voice)",
+        ),
+        (
+            "role_margin",
+            measures["role_margin"] < limits.min_margin,
+            f"< {limits.min_margin:g} (a turn sounds like the other role)",
+        ),
     ]
     for name, failed, why in checks:
         if failed:

@@ -340,8 +340,7 @@ def step_distilled(trained_tiny_checkpoint, tmp_path_factory):
     return exp_dir
 
 
-def test_four_step_student_beats_four_step_teacher(step_distilled, trained_tiny_checkpoint,
-                                                  figure):
+def test_four_step_student_beats_four_step_teacher(step_distilled, trained_tiny_checkpoint, figure):
     from model.distill import compare_few_step
     from model.student import load_model
 
@@ -365,8 +364,12 @@ def test_four_step_student_beats_four_step_teacher(step_distilled, trained_tiny_
     logger.info(
         "L1 to teacher@16: teacher@4 %.4f, student@4 %.4f", result.teacher[4], result.student[4]
     )
-    figure("student_to_teacher_l1_at_4_steps", result.student[4] / result.teacher[4],
-           at_most=0.95, detail=result)
+    figure(
+        "student_to_teacher_l1_at_4_steps",
+        result.student[4] / result.teacher[4],
+        at_most=0.95,
+        detail=result,
+    )
     records = [json.loads(line) for line in (step_distilled / "log" / "distill.jsonl").open()]
     assert len(records) == 6 and all(np.isfinite(r["loss"]) for r in records)
     assert np.mean([r["loss"] for r in records[-2:]]) < records[0]["loss"]

@@ -6,6 +6,7 @@ segments cut from the sample. The models are the offline stand-ins (Whisper base
 segmentation-3.0 ONNX + GE2E, DNSMOS). One evaluator and one analysis of the sample are shared
 by the module (the expensive part); scoring against scripts is cheap.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,11 @@ def seg(speaker: str, start: float, end: float, overlap: bool = False) -> Speake
 
 def test_parse_script_is_lenient_and_drops_non_speech():
     turns = parse_script("Well [laughs] hi. [S2] (coughs) Hello <noise> there. [S1] [S1] Bye.")
-    assert turns == (ScriptTurn("S1", "Well hi."), ScriptTurn("S2", "Hello there."),
-                     ScriptTurn("S1", "Bye."))
+    assert turns == (
+        ScriptTurn("S1", "Well hi."),
+        ScriptTurn("S2", "Hello there."),
+        ScriptTurn("S1", "Bye."),
+    )
     assert speaker_texts(turns) == {"S1": "Well hi. Bye.", "S2": "Hello there."}
     assert plain_text("[S1] a [S2] b") == "a b"
     assert parse_script(to_script(turns)) == turns
@@ -74,8 +78,12 @@ def test_cp_wer_takes_the_best_pairing_and_counts_missing_speakers():
     extra = cp_wer(reference, {"A": "one two three", "B": "four five", "C": "six"})
     assert extra.counts.errors == 1 and extra.counts.insertions == 1
     # cpWER is never below the WER of the joined texts in the best order
-    assert best.counts.errors >= error_counts(["one", "two", "three", "four", "five"],
-                                              ["one", "two", "tree", "four", "five"]).errors
+    assert (
+        best.counts.errors
+        >= error_counts(
+            ["one", "two", "three", "four", "five"], ["one", "two", "tree", "four", "five"]
+        ).errors
+    )
 
 
 def test_align_has_exactly_the_error_counts_of_pipeline_wer():
@@ -95,12 +103,25 @@ def test_align_has_exactly_the_error_counts_of_pipeline_wer():
 
 
 def test_diarized_turn_sequence_removes_short_flips_and_merges():
-    segments = [seg("A", 0.0, 2.0), seg("B", 2.0, 2.1), seg("A", 2.1, 4.0),
-                seg("A", 4.0, 4.5, overlap=True), seg("B", 4.0, 4.5, overlap=True),
-                seg("B", 4.5, 6.0), seg("A", 6.2, 6.3), seg("B", 6.3, 7.0)]
+    segments = [
+        seg("A", 0.0, 2.0),
+        seg("B", 2.0, 2.1),
+        seg("A", 2.1, 4.0),
+        seg("A", 4.0, 4.5, overlap=True),
+        seg("B", 4.0, 4.5, overlap=True),
+        seg("B", 4.5, 6.0),
+        seg("A", 6.2, 6.3),
+        seg("B", 6.3, 7.0),
+    ]
     assert [s for s, _ in diarized_turn_sequence(segments)] == ["A", "B"]
-    assert [s for s, _ in diarized_turn_sequence(segments, min_turn_s=0.05)] == \
-        ["A", "B", "A", "B", "A", "B"]
+    assert [s for s, _ in diarized_turn_sequence(segments, min_turn_s=0.05)] == [
+        "A",
+        "B",
+        "A",
+        "B",
+        "A",
+        "B",
+    ]
 
 
 def test_word_speakers_and_fill():
@@ -112,9 +133,15 @@ def test_word_speakers_and_fill():
 
 def test_score_turns_counts_turns_on_the_right_speaker():
     turns = parse_script("[S1] hello there [S2] hi you [S1] bye now [S1] really")
-    words = [Word(0.0, 0.4, "hello"), Word(0.4, 0.8, "there"), Word(1.0, 1.3, "hi"),
-             Word(1.3, 1.6, "you"), Word(2.0, 2.3, "bye"), Word(2.3, 2.6, "now"),
-             Word(2.6, 2.9, "really")]
+    words = [
+        Word(0.0, 0.4, "hello"),
+        Word(0.4, 0.8, "there"),
+        Word(1.0, 1.3, "hi"),
+        Word(1.3, 1.6, "you"),
+        Word(2.0, 2.3, "bye"),
+        Word(2.3, 2.6, "now"),
+        Word(2.6, 2.9, "really"),
+    ]
     segments = [seg("X", 0.0, 0.9), seg("Y", 1.0, 1.7), seg("X", 2.0, 3.0)]
     speakers = word_speakers(words, segments)
     score = score_turns(turns, words, speakers, segments)
@@ -147,8 +174,10 @@ def test_cp_sim_is_the_better_pairing_mean_cosine():
 def test_test_list_formats(tmp_path):
     (tmp_path / "p.wav").write_bytes(b"")
     path = tmp_path / "list.tsv"
-    path.write_text("a\t[S1] x [S2] y\tp.wav\t[S1] one [S2] two\n\n"
-                    "b\tx\ty\t/s1.wav\t/s2.wav\t[S1] three [S2] four\n")
+    path.write_text(
+        "a\t[S1] x [S2] y\tp.wav\t[S1] one [S2] two\n\n"
+        "b\tx\ty\t/s1.wav\t/s2.wav\t[S1] three [S2] four\n"
+    )
     merged, split = read_test_list(path)
     assert merged.merged_prompt and merged.prompt_wavs == (str(tmp_path / "p.wav"),)
     assert not split.merged_prompt and split.prompt_wavs == ("/s1.wav", "/s2.wav")
@@ -175,11 +204,23 @@ def test_rtf(tmp_path):
 
 def test_summary_uses_corpus_rates_and_limits_cpwer_length():
     def item(duration_s, wer_errors, cpwer_errors, words, synthesis_s):
-        return {"duration_s": duration_s, "wer_errors": wer_errors, "cpwer_errors": cpwer_errors,
-                "ref_words": words, "cpsim": 0.5, "cpsim_swapped": 0.2, "dnsmos_ovrl": 3.0,
-                "dnsmos_sig": 3.5, "dnsmos_bak": 4.0, "turns_correct": 2, "num_turns": 4,
-                "switches_found": 3, "switches_expected": 2, "synthesis_s": synthesis_s,
-                "prompt_mode": "split"}
+        return {
+            "duration_s": duration_s,
+            "wer_errors": wer_errors,
+            "cpwer_errors": cpwer_errors,
+            "ref_words": words,
+            "cpsim": 0.5,
+            "cpsim_swapped": 0.2,
+            "dnsmos_ovrl": 3.0,
+            "dnsmos_sig": 3.5,
+            "dnsmos_bak": 4.0,
+            "turns_correct": 2,
+            "num_turns": 4,
+            "switches_found": 3,
+            "switches_expected": 2,
+            "synthesis_s": synthesis_s,
+            "prompt_mode": "split",
+        }
 
     items = [item(10.0, 1, 2, 10, 1.0), item(40.0, 9, 9, 90, 3.0)]
     s = summarise(items, model="m", cpwer_max_s=30.0)
@@ -227,8 +268,12 @@ def sample(sample_wav, sample_stm):
     rows = _stm_rows(sample_stm)
     turns = tuple(ScriptTurn(SPEAKER_TAGS[spk], text) for spk, _, _, text in rows)
     spans = {spk: [(a, b) for s, a, b, _ in rows if s == spk] for spk in SPEAKER_TAGS}
-    return {"audio": load_mono_16k(sample_wav), "turns": turns, "spans": spans,
-            "starts": [a for _, a, _, _ in rows]}
+    return {
+        "audio": load_mono_16k(sample_wav),
+        "turns": turns,
+        "spans": spans,
+        "starts": [a for _, a, _, _ in rows],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +293,11 @@ def prompt(evaluator, sample):
     from model.metrics.audio import cut
     from model.metrics.similarity import split_pair
 
-    return split_pair(cut(sample["audio"], sample["spans"]["Diane"]),
-                      cut(sample["audio"], sample["spans"]["Sheila"]), evaluator.embedder)
+    return split_pair(
+        cut(sample["audio"], sample["spans"]["Diane"]),
+        cut(sample["audio"], sample["spans"]["Sheila"]),
+        evaluator.embedder,
+    )
 
 
 def _true_labels(segments, sample_rttm):
@@ -264,8 +312,10 @@ def _true_labels(segments, sample_rttm):
                 if s.speaker == label:
                     common = max(0.0, min(b, s.end) - max(a, s.start))
                     shared[(label, ref[spk])] = shared.get((label, ref[spk]), 0.0) + common
-    return {label: max(("S1", "S2"), key=lambda t: shared.get((label, t), 0.0))
-            for label in {s.speaker for s in segments}}
+    return {
+        label: max(("S1", "S2"), key=lambda t: shared.get((label, t), 0.0))
+        for label in {s.speaker for s in segments}
+    }
 
 
 def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm, figure):
@@ -274,14 +324,16 @@ def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm, fig
     script = to_script(sample["turns"])
     result = score_item(analysis, script, prompt, name="sample", cpwer_mode="turns")
     words = score_item(analysis, script, prompt, cpwer_mode="words")
-    print(f"\nsample vs itself: WER {result.wer:.4f} ({result.wer_errors}/{result.ref_words}), "
-          f"cpWER turns {result.cpwer:.4f} ({result.cpwer_errors}), cpWER words "
-          f"{words.cpwer:.4f} ({words.cpwer_errors}), cpWER of the wrong pairing "
-          f"{result.cpwer_swapped:.4f}; cpSIM {result.cpsim:.4f} vs swapped "
-          f"{result.cpsim_swapped:.4f} (margin {result.cpsim - result.cpsim_swapped:.4f}), "
-          f"cosine {result.cosine}; turns {result.turns_correct}/{result.num_turns}, switches "
-          f"{result.switches_found}/{result.switches_expected}; DNSMOS OVRL "
-          f"{result.dnsmos_ovrl:.3f} SIG {result.dnsmos_sig:.3f} BAK {result.dnsmos_bak:.3f}")
+    print(
+        f"\nsample vs itself: WER {result.wer:.4f} ({result.wer_errors}/{result.ref_words}), "
+        f"cpWER turns {result.cpwer:.4f} ({result.cpwer_errors}), cpWER words "
+        f"{words.cpwer:.4f} ({words.cpwer_errors}), cpWER of the wrong pairing "
+        f"{result.cpwer_swapped:.4f}; cpSIM {result.cpsim:.4f} vs swapped "
+        f"{result.cpsim_swapped:.4f} (margin {result.cpsim - result.cpsim_swapped:.4f}), "
+        f"cosine {result.cosine}; turns {result.turns_correct}/{result.num_turns}, switches "
+        f"{result.switches_found}/{result.switches_expected}; DNSMOS OVRL "
+        f"{result.dnsmos_ovrl:.3f} SIG {result.dnsmos_sig:.3f} BAK {result.dnsmos_bak:.3f}"
+    )
     print(f"transcript: {result.transcript}")
     # WER is Whisper base's own error on this narrow-band call; the tags change nothing
     assert result.ref_words == len(plain_text(script).split())
@@ -324,12 +376,15 @@ def test_turn_metrics_on_the_reference_diarization(analysis, sample, sample_rttm
         hypotheses.setdefault(label, []).append(word.text)
     cp = cp_wer(speaker_texts(sample["turns"]), {k: " ".join(v) for k, v in hypotheses.items()})
     wer = dialogue_wer(to_script(sample["turns"]), analysis.transcript.text)
-    print(f"\nreference diarization: turns {score.turns_correct}/{score.num_turns}, switches "
-          f"{score.switches_found}/{score.switches_expected}, cpWER (words) "
-          f"{cp.counts.rate:.4f} vs WER {wer.rate:.4f}")
+    print(
+        f"\nreference diarization: turns {score.turns_correct}/{score.num_turns}, switches "
+        f"{score.switches_found}/{score.switches_expected}, cpWER (words) "
+        f"{cp.counts.rate:.4f} vs WER {wer.rate:.4f}"
+    )
     assert dict(cp.mapping) == {"S1": "speaker90", "S2": "speaker91"}
-    figure("cpwer_extra_errors", (cp.counts.errors - wer.errors) / wer.reference_units,
-           at_most=0.08)
+    figure(
+        "cpwer_extra_errors", (cp.counts.errors - wer.errors) / wer.reference_units, at_most=0.08
+    )
     assert (score.num_turns, score.switches_expected, score.switches_found) == (9, 8, 8)
     assert dict(score.mapping) == {"S1": "speaker90", "S2": "speaker91"}
     figure("turns_correct", score.turns_correct, at_least=8)
@@ -342,11 +397,16 @@ def test_speaker_swapped_script_raises_cpwer_not_wer(analysis, prompt, sample):
     for indices in ([1, 4], [7], [0, 3, 6, 9, 12]):
         swapped = to_script(swap_speakers(sample["turns"], indices))
         for mode in ("turns", "words"):
-            base = true if mode == "turns" else score_item(
-                analysis, to_script(sample["turns"]), prompt, cpwer_mode=mode)
+            base = (
+                true
+                if mode == "turns"
+                else score_item(analysis, to_script(sample["turns"]), prompt, cpwer_mode=mode)
+            )
             result = score_item(analysis, swapped, prompt, cpwer_mode=mode)
-            print(f"\ntags swapped on turns {indices} ({mode}): cpWER {base.cpwer:.4f} -> "
-                  f"{result.cpwer:.4f}, WER {base.wer:.4f} -> {result.wer:.4f}")
+            print(
+                f"\ntags swapped on turns {indices} ({mode}): cpWER {base.cpwer:.4f} -> "
+                f"{result.cpwer:.4f}, WER {base.wer:.4f} -> {result.wer:.4f}"
+            )
             assert result.wer == base.wer
             assert result.cpwer_errors > base.cpwer_errors
 
@@ -359,20 +419,25 @@ def test_held_out_prompts_cpsim(evaluator, sample, sample_rttm, figure):
 
     cut_s = 17.7
     audio = sample["audio"]
-    before = {spk: [(a, b) for a, b in spans if b <= cut_s]
-              for spk, spans in sample["spans"].items()}
-    prompt = split_pair(cut(audio, before["Diane"]), cut(audio, before["Sheila"]),
-                        evaluator.embedder)
-    output = audio[int(cut_s * SAMPLE_RATE):]
+    before = {
+        spk: [(a, b) for a, b in spans if b <= cut_s] for spk, spans in sample["spans"].items()
+    }
+    prompt = split_pair(
+        cut(audio, before["Diane"]), cut(audio, before["Sheila"]), evaluator.embedder
+    )
+    output = audio[int(cut_s * SAMPLE_RATE) :]
     segments = evaluator.diarizer(output)
-    shifted = [SpeakerSegment("r", s.speaker, s.start + cut_s, s.end + cut_s, s.overlap)
-               for s in segments]
+    shifted = [
+        SpeakerSegment("r", s.speaker, s.start + cut_s, s.end + cut_s, s.overlap) for s in segments
+    ]
     truth = _true_labels(shifted, sample_rttm)
     result = cp_sim(prompt, diarized_pair(output, segments, evaluator.embedder))
     true_pairs = tuple(sorted((ref, label) for label, ref in truth.items()))
-    print(f"\nheld-out prompts: cpSIM {result.score:.4f} vs swapped {result.other_score:.4f} "
-          f"(margin {result.score - result.other_score:.4f}), cosine {result.cosine}, "
-          f"pairing {result.mapping}, truth {true_pairs}")
+    print(
+        f"\nheld-out prompts: cpSIM {result.score:.4f} vs swapped {result.other_score:.4f} "
+        f"(margin {result.score - result.other_score:.4f}), cosine {result.cosine}, "
+        f"pairing {result.mapping}, truth {true_pairs}"
+    )
     assert sorted(truth.values()) == ["S1", "S2"]
     assert tuple(sorted(result.mapping)) == true_pairs
     figure("cpsim_margin_held_out", result.score - result.other_score, at_least=1e-6)
@@ -383,8 +448,10 @@ def test_dnsmos_drops_with_added_noise(evaluator, analysis, sample, figure):
     audio = sample["audio"]
     noisy = audio + rng.normal(scale=3 * np.std(audio), size=audio.shape).astype(np.float32)
     clean, degraded = analysis.dnsmos, evaluator.quality(noisy)
-    print(f"\nDNSMOS clean OVRL {clean.ovrl:.3f} BAK {clean.bak:.3f}; with noise OVRL "
-          f"{degraded.ovrl:.3f} BAK {degraded.bak:.3f}")
+    print(
+        f"\nDNSMOS clean OVRL {clean.ovrl:.3f} BAK {clean.bak:.3f}; with noise OVRL "
+        f"{degraded.ovrl:.3f} BAK {degraded.bak:.3f}"
+    )
     figure("ovrl_drop", clean.ovrl - degraded.ovrl, at_least=0.5)
     figure("bak_drop", clean.bak - degraded.bak, at_least=0.5)
 
@@ -398,34 +465,72 @@ def test_cli_writes_the_results_table(tmp_path, sample, sample_wav, figure):
 
     audio, split_s = sample["audio"], 14.3
     (tmp_path / "res").mkdir()
-    sf.write(tmp_path / "prompt.wav", audio[:int(split_s * SAMPLE_RATE)], SAMPLE_RATE)
-    sf.write(tmp_path / "res" / "d1.wav", audio[int(split_s * SAMPLE_RATE):], SAMPLE_RATE)
+    sf.write(tmp_path / "prompt.wav", audio[: int(split_s * SAMPLE_RATE)], SAMPLE_RATE)
+    sf.write(tmp_path / "res" / "d1.wav", audio[int(split_s * SAMPLE_RATE) :], SAMPLE_RATE)
     prompt_turns = [t for t, a in zip(sample["turns"], sample["starts"]) if a < split_s]
     rest = [t for t, a in zip(sample["turns"], sample["starts"]) if a >= split_s]
     rest = [ScriptTurn("S1" if t.speaker == "S2" else "S2", t.text) for t in rest]  # Sheila first
     (tmp_path / "list.tsv").write_text(
         f"d1\t{to_script(prompt_turns)}\tprompt.wav\t{to_script(rest)}\n"
-        f"gone\t{to_script(prompt_turns)}\tprompt.wav\t[S1] never generated\n")
+        f"gone\t{to_script(prompt_turns)}\tprompt.wav\t[S1] never generated\n"
+    )
     (tmp_path / "times.tsv").write_text("d1\t0.78\n")
     out = tmp_path / "results.md"
-    earlier = Summary(model="earlier", params="1M", num_items=1, num_missing=0, hours=0.1,
-                      prompt_mode="merged", rtf=None, wer=0.5, cpwer=None, cpwer_items=0,
-                      cpwer_max_s=None, cpsim=None, cpsim_swapped=None, dnsmos_ovrl=None,
-                      dnsmos_sig=None, dnsmos_bak=None, turn_accuracy=None, switch_error=None)
+    earlier = Summary(
+        model="earlier",
+        params="1M",
+        num_items=1,
+        num_missing=0,
+        hours=0.1,
+        prompt_mode="merged",
+        rtf=None,
+        wer=0.5,
+        cpwer=None,
+        cpwer_items=0,
+        cpwer_max_s=None,
+        cpsim=None,
+        cpsim_swapped=None,
+        dnsmos_ovrl=None,
+        dnsmos_sig=None,
+        dnsmos_bak=None,
+        turn_accuracy=None,
+        switch_error=None,
+    )
     (tmp_path / "results.md.runs.json").write_text(json.dumps({"runs": [earlier.to_dict()]}))
-    status = main(["--test-list", str(tmp_path / "list.tsv"), "--res-dir", str(tmp_path / "res"),
-                   "--out", str(out), "--json", str(tmp_path / "r.json"), "--model-name", "ours",
-                   "--params", "123M", "--synthesis-times", str(tmp_path / "times.tsv"),
-                   "--append", "--num-threads", str(TEST_THREADS)])
+    status = main(
+        [
+            "--test-list",
+            str(tmp_path / "list.tsv"),
+            "--res-dir",
+            str(tmp_path / "res"),
+            "--out",
+            str(out),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--model-name",
+            "ours",
+            "--params",
+            "123M",
+            "--synthesis-times",
+            str(tmp_path / "times.tsv"),
+            "--append",
+            "--num-threads",
+            str(TEST_THREADS),
+        ]
+    )
     assert status == 0
     text = out.read_text()
     print("\n" + text)
     header = next(line for line in text.splitlines() if line.startswith("| Model"))
     for column in ("Params", "RTF", "WER (%)", "cpWER (%)", "cpSIM", "DNSMOS OVRL"):
         assert column in header
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith("| Model")
-            and not line.startswith("| Item")}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in text.splitlines()
+        if line.startswith("| ")
+        and not line.startswith("| Model")
+        and not line.startswith("| Item")
+    }
     assert "earlier" in rows and "ours" in rows and "123M" in rows["ours"]
     assert "Whisper base" in text and "GE2E" in text and "not comparable" in text
     assert "Missing generated wavs: 1" in text
@@ -454,7 +559,7 @@ def _retimed_conversation(audio, rows, seed: int = 0):
     pieces, texts = [np.zeros(2 * SAMPLE_RATE, np.float32)], []
     for k, index in enumerate(order):
         _, start, end, text = rows[index]
-        piece = audio[int((start - 0.05) * SAMPLE_RATE):int((end + 0.05) * SAMPLE_RATE)]
+        piece = audio[int((start - 0.05) * SAMPLE_RATE) : int((end + 0.05) * SAMPLE_RATE)]
         factor = (1.0, 0.88, 1.12)[int(rng.integers(3))]
         if factor != 1.0:  # played back at the same rate: pitch and tempo times `factor`
             piece = soxr.resample(piece, SAMPLE_RATE, round(SAMPLE_RATE / factor))
@@ -467,16 +572,19 @@ def _retimed_conversation(audio, rows, seed: int = 0):
     return np.clip(out, -1.0, 1.0), " ".join(texts)
 
 
-def test_evaluation_asr_reads_a_retimed_multi_voice_conversation(evaluator, sample, sample_stm,
-                                                                 figure):
+def test_evaluation_asr_reads_a_retimed_multi_voice_conversation(
+    evaluator, sample, sample_stm, figure
+):
     """The evaluation's Whisper on 26 turns of three voices (75 s, 4-5 VAD windows): every
     window read once, no loop and no invented text."""
     rows = _stm_rows(sample_stm)
     audio, reference = _retimed_conversation(sample["audio"], rows)
     transcript = evaluator.recognizer.transcribe(audio)
     counts = dialogue_wer(reference, transcript.text)
-    print(f"\nre-timed conversation ({len(audio) / 16000:.1f} s, windows "
-          f"{transcript.windows}): WER {counts.rate:.3f} ({counts})\n{transcript.text}")
+    print(
+        f"\nre-timed conversation ({len(audio) / 16000:.1f} s, windows "
+        f"{transcript.windows}): WER {counts.rate:.3f} ({counts})\n{transcript.text}"
+    )
     assert len(transcript.windows) >= 3
     assert all(b - a <= 30.0 for a, b in transcript.windows)
     figure("wer", counts.rate, at_most=0.3)

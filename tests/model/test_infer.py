@@ -4,6 +4,7 @@ Real-behaviour checks use the session's tiny model memorised on a real dialogue 
 sample (``trained_tiny_checkpoint``): Whisper must understand what it synthesises, and a stereo
 fine-tune of it must put S1 on the left. Shape/plumbing checks use random-weight checkpoints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,7 @@ PROMPT_TEXT = "[S1] Hello? [S2] Hello?"
 
 def _sample_slice(start_s: float, end_s: float) -> tuple[np.ndarray, int]:
     audio, rate = sf.read(SAMPLE_WAV, dtype="float32")
-    return audio[int(start_s * rate): int(end_s * rate)], rate
+    return audio[int(start_s * rate) : int(end_s * rate)], rate
 
 
 def _strip_tags(text: str) -> str:
@@ -55,8 +56,14 @@ def _strip_tags(text: str) -> str:
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "model.infer", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [PYTHON, "-m", "model.infer", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -74,12 +81,22 @@ def _write_random_checkpoint(directory: Path, variant: str) -> Path:
     texts = [line.split(maxsplit=5)[5] for line in (REPO / "pipeline/assets/sample.stm").open()]
     table = build_vocabulary(texts + ["Hi. Yes! The quick brown fox jumps over the lazy dog."])
     torch.manual_seed(0)
-    config = preset("tiny", variant=variant, vocab_size=table.vocab_size, pad_id=table.pad_id,
-                    spk_a_id=table.id_of("[S1]"), spk_b_id=table.id_of("[S2]"),
-                    fm_decoder_num_layers=[1] * 5, fm_decoder_dim=32,
-                    fm_decoder_feedforward_dim=64, text_encoder_num_layers=1,
-                    text_encoder_dim=32, text_encoder_feedforward_dim=64, time_embed_dim=32,
-                    text_embed_dim=32)
+    config = preset(
+        "tiny",
+        variant=variant,
+        vocab_size=table.vocab_size,
+        pad_id=table.pad_id,
+        spk_a_id=table.id_of("[S1]"),
+        spk_b_id=table.id_of("[S2]"),
+        fm_decoder_num_layers=[1] * 5,
+        fm_decoder_dim=32,
+        fm_decoder_feedforward_dim=64,
+        text_encoder_num_layers=1,
+        text_encoder_dim=32,
+        text_encoder_feedforward_dim=64,
+        time_embed_dim=32,
+        text_embed_dim=32,
+    )
     save_checkpoint(DialogTTSNetwork(config), directory, dict(table.entries))
     (directory / "features.json").write_text(FeatureConfig.offline().to_json())
     return directory
@@ -140,8 +157,10 @@ def test_split_before_s1_and_chunk_budget():
     assert [c.count("[S1]") for c in chunks] == [2, 2, 2]  # 8 + 2 * 10 <= 30 < 8 + 3 * 10
     assert " ".join(chunks) == " ".join(pieces)
     # one exchange longer than the budget stays whole
-    assert plan_chunks(pieces[:2], [50, 5], seconds_per_token=1.0, prompt_s=8.0,
-                       max_chunk_s=30.0) == pieces[:2]
+    assert (
+        plan_chunks(pieces[:2], [50, 5], seconds_per_token=1.0, prompt_s=8.0, max_chunk_s=30.0)
+        == pieces[:2]
+    )
 
 
 def test_plan_batches_respects_padded_budget():
@@ -172,7 +191,7 @@ def test_trim_silence_inner_and_edges_keeps_channels_aligned():
     rate = 8000
     speech = 0.1 * np.sin(np.arange(rate) * 0.3).astype(np.float32)  # 1 s
     silence = np.zeros(3 * rate, np.float32)
-    mono = np.concatenate([silence[:rate // 2], speech, silence, speech, silence[:rate]])[None]
+    mono = np.concatenate([silence[: rate // 2], speech, silence, speech, silence[:rate]])[None]
     out = trim_silence(mono, rate)
     # 0.1 s + 1 s speech + 1 s (was 3 s) + 1 s speech + 0.1 s
     assert abs(out.shape[1] / rate - 3.2) < 0.03
@@ -187,14 +206,15 @@ def test_trim_silence_inner_and_edges_keeps_channels_aligned():
 def test_rms_normalisation_only_raises_quiet_prompts():
     quiet = np.full((1, 100), 0.02, np.float32)
     scaled, gain = normalize_rms(quiet, 0.1)
-    assert gain == pytest.approx(5.0) and np.sqrt(np.mean(scaled ** 2)) == pytest.approx(0.1)
+    assert gain == pytest.approx(5.0) and np.sqrt(np.mean(scaled**2)) == pytest.approx(0.1)
     loud = np.full((1, 100), 0.3, np.float32)
     assert normalize_rms(loud, 0.1)[1] == 1.0
 
 
 def test_text_punctuation_and_split_prompt_text():
     assert punctuate_dialogue("[S1]hi there [S2] ok! [S1] [LAUGHS] yes") == (
-        "[S1] hi there. [S2] ok! [S1] [LAUGHS] yes.")
+        "[S1] hi there. [S2] ok! [S1] [LAUGHS] yes."
+    )
     assert split_prompt_text("[S1] Hello", "How are you?") == "[S1] Hello. [S2] How are you?"
     with pytest.raises(PromptError):
         split_prompt_text("Hello [S2] there", "fine")
@@ -220,15 +240,25 @@ def test_load_audio_resamples_and_rejects_bad_files(tmp_path, prompt_files):
 def test_api_rate_channels_and_duration_grow_with_text(random_synth, prompt_files):
     from model.infer import synthesize
 
-    texts = ["[S1] Hello there, how are you? [S2] Fine.",
-             "[S1] Hello there, how are you doing today? [S2] I am fine, thank you very much.",
-             ("[S1] Hello there, how are you doing today? [S2] I am fine, thank you very much. "
-              "[S1] I heard a beep, so I thought you were there. [S2] Neither did I, honestly.")]
+    texts = [
+        "[S1] Hello there, how are you? [S2] Fine.",
+        "[S1] Hello there, how are you doing today? [S2] I am fine, thank you very much.",
+        (
+            "[S1] Hello there, how are you doing today? [S2] I am fine, thank you very much. "
+            "[S1] I heard a beep, so I thought you were there. [S2] Neither did I, honestly."
+        ),
+    ]
     durations = []
     for text in texts:
-        result = synthesize(random_synth, text, prompt_wav=prompt_files["merged"],
-                            prompt_text=PROMPT_TEXT, num_step=1, guidance_scale=0.0,
-                            trim_output=False)
+        result = synthesize(
+            random_synth,
+            text,
+            prompt_wav=prompt_files["merged"],
+            prompt_text=PROMPT_TEXT,
+            num_step=1,
+            guidance_scale=0.0,
+            trim_output=False,
+        )
         assert result.sample_rate == 22050 and result.audio.shape[0] == 1
         assert result.audio.dtype == np.float32 and np.abs(result.audio).max() <= 1.0
         assert result.rtf > result.rtf_no_vocoder > 0
@@ -237,8 +267,13 @@ def test_api_rate_channels_and_duration_grow_with_text(random_synth, prompt_file
 
 
 def test_short_text_is_slowed_not_clipped(random_synth, prompt_files):
-    kwargs = {"prompt_wav": prompt_files["merged"], "prompt_text": PROMPT_TEXT, "num_step": 1,
-              "guidance_scale": 0.0, "trim_output": False}
+    kwargs = {
+        "prompt_wav": prompt_files["merged"],
+        "prompt_text": PROMPT_TEXT,
+        "num_step": 1,
+        "guidance_scale": 0.0,
+        "trim_output": False,
+    }
     with_floor = random_synth.synthesize("[S1] Hi. [S2] Yes.", **kwargs)
     without = random_synth.synthesize("[S1] Hi. [S2] Yes.", short_text_tokens=0, **kwargs)
     assert with_floor.duration_s == pytest.approx(2 * without.duration_s, rel=0.05)
@@ -258,31 +293,43 @@ def test_rms_is_restored_on_the_output(random_synth, figure):
     from model.synthesis import PromptSpec, SynthesisOptions
 
     audio, rate = _sample_slice(*PROMPT_WINDOW_S)
-    audio = audio / np.sqrt(np.mean(audio ** 2))  # RMS 1
+    audio = audio / np.sqrt(np.mean(audio**2))  # RMS 1
     no_trim = PromptOptions(trim=False)  # the same prompt samples at both levels
     kwargs = {"num_step": 1, "guidance_scale": 0.0, "trim_output": False}
-    quiet = random_synth.prepare_prompt(PromptSpec.from_args((audio * 0.01, rate), PROMPT_TEXT),
-                                        SynthesisOptions(prompt_options=no_trim))
+    quiet = random_synth.prepare_prompt(
+        PromptSpec.from_args((audio * 0.01, rate), PROMPT_TEXT),
+        SynthesisOptions(prompt_options=no_trim),
+    )
     assert quiet.rms_gain == pytest.approx(10.0, rel=0.02)
     script = "[S1] Hello there. [S2] Hi!"
     lowered = random_synth.synthesize(script, prompt=quiet, **kwargs)
-    as_is = random_synth.synthesize(script, prompt=dataclasses.replace(quiet, rms_gain=1.0),
-                                    **kwargs)
+    as_is = random_synth.synthesize(
+        script, prompt=dataclasses.replace(quiet, rms_gain=1.0), **kwargs
+    )
     np.testing.assert_allclose(lowered.audio * quiet.rms_gain, as_is.audio, rtol=1e-5, atol=1e-6)
     results = {}
     for level in (0.01, 0.1):  # 0.01 is raised 10x to 0.1 and the output lowered 10x
         results[level] = random_synth.synthesize(
-            script, prompt_wav=(audio * level, rate), prompt_text=PROMPT_TEXT,
-            prompt_options=no_trim, **kwargs)
-    rms = {k: float(np.sqrt(np.mean(v.audio ** 2))) for k, v in results.items()}
+            script,
+            prompt_wav=(audio * level, rate),
+            prompt_text=PROMPT_TEXT,
+            prompt_options=no_trim,
+            **kwargs,
+        )
+    rms = {k: float(np.sqrt(np.mean(v.audio**2))) for k, v in results.items()}
     figure("rms_ratio_error", abs(rms[0.01] / rms[0.1] / 0.1 - 1), at_most=0.02)
 
 
 def test_long_script_is_chunked_batched_and_crossfaded(random_synth, prompt_files):
     exchange = "[S1] I heard a beep. [S2] Neither did I. "
     script = exchange * 2
-    kwargs = {"prompt_wav": prompt_files["merged"], "prompt_text": PROMPT_TEXT, "num_step": 1,
-              "guidance_scale": 0.0, "trim_output": False}
+    kwargs = {
+        "prompt_wav": prompt_files["merged"],
+        "prompt_text": PROMPT_TEXT,
+        "num_step": 1,
+        "guidance_scale": 0.0,
+        "trim_output": False,
+    }
     whole = random_synth.synthesize(script, max_chunk_s=1000.0, **kwargs)
     chunked = random_synth.synthesize(script, max_chunk_s=7.0, **kwargs)
     assert whole.num_chunks == 1 and chunked.num_chunks == 2
@@ -294,19 +341,32 @@ def test_long_script_is_chunked_batched_and_crossfaded(random_synth, prompt_file
 def test_stereo_random_checkpoint_writes_two_channels(random_checkpoints, prompt_files):
     from model.infer import synthesize
 
-    result = synthesize(random_checkpoints["dialog_stereo"], "[S1] Hi there. [S2] Hello.",
-                        spk1_wav=prompt_files["spk1"], spk1_text="Hello?",
-                        spk2_wav=prompt_files["spk2"], spk2_text="Hello?", num_step=1,
-                        vocoder="griffinlim", device="cpu")
+    result = synthesize(
+        random_checkpoints["dialog_stereo"],
+        "[S1] Hi there. [S2] Hello.",
+        spk1_wav=prompt_files["spk1"],
+        spk1_text="Hello?",
+        spk2_wav=prompt_files["spk2"],
+        spk2_text="Hello?",
+        num_step=1,
+        vocoder="griffinlim",
+        device="cpu",
+    )
     assert result.audio.shape[0] == 2 and result.sample_rate == 22050
     with pytest.raises(PromptError, match="2-channel"):  # a mono merged prompt is refused
-        synthesize(random_checkpoints["dialog_stereo"], "[S1] Hi. [S2] Yo.",
-                   prompt_wav=prompt_files["merged"], prompt_text=PROMPT_TEXT,
-                   vocoder="griffinlim", device="cpu")
+        synthesize(
+            random_checkpoints["dialog_stereo"],
+            "[S1] Hi. [S2] Yo.",
+            prompt_wav=prompt_files["merged"],
+            prompt_text=PROMPT_TEXT,
+            vocoder="griffinlim",
+            device="cpu",
+        )
 
 
-def test_distilled_student_uses_its_own_defaults_and_one_pass_per_step(random_checkpoints,
-                                                                     prompt_files, tmp_path):
+def test_distilled_student_uses_its_own_defaults_and_one_pass_per_step(
+    random_checkpoints, prompt_files, tmp_path
+):
     from model.checkpoint import load_checkpoint
     from model.inference_defaults import InferenceDefaults
     from model.student import GuidedDialogNetwork, save_model
@@ -314,9 +374,12 @@ def test_distilled_student_uses_its_own_defaults_and_one_pass_per_step(random_ch
 
     teacher = load_checkpoint(random_checkpoints["dialog"])
     directory = save_model(
-        GuidedDialogNetwork(teacher.config), tmp_path / "student", teacher.tokens,
+        GuidedDialogNetwork(teacher.config),
+        tmp_path / "student",
+        teacher.tokens,
         InferenceDefaults(num_step=3, guidance_scale=2.0, guidance_input=True, distill_stage=1),
-        features_json=random_checkpoints["dialog"] / "features.json")
+        features_json=random_checkpoints["dialog"] / "features.json",
+    )
     synth = Synthesizer.load(directory, device="cpu", vocoder="griffinlim")
     calls = []
     forward = synth.network.forward_fm_decoder
@@ -326,8 +389,9 @@ def test_distilled_student_uses_its_own_defaults_and_one_pass_per_step(random_ch
         return forward(*args, **kwargs)
 
     synth.network.forward_fm_decoder = spy
-    result = synth.synthesize("[S1] Hi there. [S2] Yes.", prompt_wav=prompt_files["merged"],
-                              prompt_text=PROMPT_TEXT)
+    result = synth.synthesize(
+        "[S1] Hi there. [S2] Yes.", prompt_wav=prompt_files["merged"], prompt_text=PROMPT_TEXT
+    )
     assert (result.num_step, result.guidance_scale) == (3, 2.0)
     assert len(calls) == 3  # one pass per step: no CFG doubling
     assert all(batch == 1 and float(w.flatten()[0]) == 2.0 for batch, w in calls)
@@ -347,25 +411,39 @@ def broken_weights_checkpoint(random_checkpoints, tmp_path_factory) -> Path:
     return directory
 
 
-@pytest.mark.parametrize("text_args, message", [
-    (["--text", "Hello there, no tags."], "no speaker tags"),
-    (["--text", "[S2] Hi. [S1] Hello."], "must start with [S1]"),
-    (["--text", "[S1] Hi. [S2] Hello. [S3] Hey."], "[S3]"),
-    (["--text", "[S1] Hi. [S2]"], "has no text"),
-    (["--text", "[S1] Hi. [S2] Yo.", "--prompt-wav", "MISSING"], "prompt audio not found"),
-    (["--text", "[S1] Hi. [S2] Yo.", "--prompt-wav", "CORRUPT"], "cannot decode"),
-    (["--text", "[S1] Hi. [S2] Yo.", "--prompt-text", "Hello? Hello?"], "prompt transcript"),
-    (["--text", "[S1] Hi. [S2] Yo.", "--spk1-wav", "PROMPT"], "not both"),
-])
-def test_cli_input_errors_are_one_line_before_loading(text_args, message, tmp_path,
-                                                      broken_weights_checkpoint, prompt_files):
+@pytest.mark.parametrize(
+    "text_args, message",
+    [
+        (["--text", "Hello there, no tags."], "no speaker tags"),
+        (["--text", "[S2] Hi. [S1] Hello."], "must start with [S1]"),
+        (["--text", "[S1] Hi. [S2] Hello. [S3] Hey."], "[S3]"),
+        (["--text", "[S1] Hi. [S2]"], "has no text"),
+        (["--text", "[S1] Hi. [S2] Yo.", "--prompt-wav", "MISSING"], "prompt audio not found"),
+        (["--text", "[S1] Hi. [S2] Yo.", "--prompt-wav", "CORRUPT"], "cannot decode"),
+        (["--text", "[S1] Hi. [S2] Yo.", "--prompt-text", "Hello? Hello?"], "prompt transcript"),
+        (["--text", "[S1] Hi. [S2] Yo.", "--spk1-wav", "PROMPT"], "not both"),
+    ],
+)
+def test_cli_input_errors_are_one_line_before_loading(
+    text_args, message, tmp_path, broken_weights_checkpoint, prompt_files
+):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64))
-    substitutions = {"MISSING": str(tmp_path / "missing.wav"), "CORRUPT": str(corrupt),
-                     "PROMPT": str(prompt_files["merged"])}
-    args = ["--checkpoint", str(broken_weights_checkpoint), "--prompt-wav",
-            str(prompt_files["merged"]), "--prompt-text", PROMPT_TEXT,
-            "--out", str(tmp_path / "out.wav")]
+    substitutions = {
+        "MISSING": str(tmp_path / "missing.wav"),
+        "CORRUPT": str(corrupt),
+        "PROMPT": str(prompt_files["merged"]),
+    }
+    args = [
+        "--checkpoint",
+        str(broken_weights_checkpoint),
+        "--prompt-wav",
+        str(prompt_files["merged"]),
+        "--prompt-text",
+        PROMPT_TEXT,
+        "--out",
+        str(tmp_path / "out.wav"),
+    ]
     args += [substitutions.get(a, a) for a in text_args]
     proc = run_cli(*args)
     lines = proc.stderr.strip().splitlines()
@@ -376,8 +454,16 @@ def test_cli_input_errors_are_one_line_before_loading(text_args, message, tmp_pa
 
 
 def test_cli_missing_checkpoint_is_one_line(tmp_path, prompt_files):
-    proc = run_cli("--checkpoint", str(tmp_path / "nope"), "--text", "[S1] a [S2] b",
-                   "--prompt-wav", str(prompt_files["merged"]), "--prompt-text", PROMPT_TEXT)
+    proc = run_cli(
+        "--checkpoint",
+        str(tmp_path / "nope"),
+        "--text",
+        "[S1] a [S2] b",
+        "--prompt-wav",
+        str(prompt_files["merged"]),
+        "--prompt-text",
+        PROMPT_TEXT,
+    )
     assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0
     assert "checkpoint directory not found" in proc.stderr
 
@@ -396,18 +482,32 @@ def test_cli_batch_keeps_going_and_lists_failures(tmp_path, random_checkpoints, 
     test_list = tmp_path / "list.tsv"
     test_list.write_text("\n".join(rows) + "\n")
     res = tmp_path / "res"
-    proc = run_cli("--checkpoint", str(random_checkpoints["dialog"]), "--test-list",
-                   str(test_list), "--res-dir", str(res), "--vocoder", "griffinlim",
-                   "--num-step", "1")
+    proc = run_cli(
+        "--checkpoint",
+        str(random_checkpoints["dialog"]),
+        "--test-list",
+        str(test_list),
+        "--res-dir",
+        str(res),
+        "--vocoder",
+        "griffinlim",
+        "--num-step",
+        "1",
+    )
     assert proc.returncode == 1, proc.stderr
     assert sorted(p.name for p in res.glob("*.wav")) == ["good_merged.wav", "good_split.wav"]
     err = proc.stderr
     assert "error: 5 of 7 item(s) failed" in err and "Traceback" not in err
-    for name, reason in [("line 2", "4 (merged prompt) or 6"), ("bad_text", "no speaker tags"),
-                         ("bad_wav", "not found"), ("good_merged", "duplicate"),
-                         ("empty_text", "empty column")]:
-        assert any(line.strip().startswith(f"{name}:") and reason in line
-                   for line in err.splitlines()), (name, err)
+    for name, reason in [
+        ("line 2", "4 (merged prompt) or 6"),
+        ("bad_text", "no speaker tags"),
+        ("bad_wav", "not found"),
+        ("good_merged", "duplicate"),
+        ("empty_text", "empty column"),
+    ]:
+        assert any(
+            line.strip().startswith(f"{name}:") and reason in line for line in err.splitlines()
+        ), (name, err)
     times = (res / "synthesis_times.tsv").read_text().splitlines()
     assert {line.split("\t")[0] for line in times[1:]} == {"good_merged", "good_split"}
     assert "RTF" in err and "without vocoder" in err
@@ -448,16 +548,29 @@ def test_cli_stereo_wav_channels_follow_the_network(random_checkpoints, prompt_f
     spk1, rate = sf.read(prompt_files["spk1"], dtype="float32")
     spk2, _ = sf.read(prompt_files["spk2"], dtype="float32")
     stereo = np.zeros((len(spk1) + len(spk2), 2), np.float32)
-    stereo[: len(spk1), 0], stereo[len(spk1):, 1] = spk1, spk2
+    stereo[: len(spk1), 0], stereo[len(spk1) :, 1] = spk1, spk2
     sf.write(tmp_path / "stereo_prompt.wav", stereo, rate)
     out = tmp_path / "stereo.wav"
-    proc = run_cli("--checkpoint", str(directory), "--text", "[S1] Hi there. [S2] Hello.",
-                   "--prompt-wav", str(tmp_path / "stereo_prompt.wav"), "--prompt-text",
-                   PROMPT_TEXT, "--out", str(out), "--vocoder", "griffinlim", "--num-step", "2")
+    proc = run_cli(
+        "--checkpoint",
+        str(directory),
+        "--text",
+        "[S1] Hi there. [S2] Hello.",
+        "--prompt-wav",
+        str(tmp_path / "stereo_prompt.wav"),
+        "--prompt-text",
+        PROMPT_TEXT,
+        "--out",
+        str(out),
+        "--vocoder",
+        "griffinlim",
+        "--num-step",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     audio, out_rate = sf.read(out, dtype="float32", always_2d=True)
     assert out_rate == 22050 and audio.shape[1] == 2
-    rms = np.sqrt(np.mean(audio ** 2, axis=0))
+    rms = np.sqrt(np.mean(audio**2, axis=0))
     assert rms[0] > 0.01 and rms[1] < rms[0] / 100, rms
 
 
@@ -475,8 +588,9 @@ def _whisper_transcribe(audio: np.ndarray, rate: int) -> str:
     return Recognizer("base", language="en", cpu_threads=TEST_THREADS).transcribe(mono).text
 
 
-def _speed_for_total(checkpoint: Path, prompt_wav: Path, prompt_text: str, text: str,
-                     total_s: float) -> float:
+def _speed_for_total(
+    checkpoint: Path, prompt_wav: Path, prompt_text: str, text: str, total_s: float
+) -> float:
     """The --speed that makes prompt + target last ``total_s`` under the CLI's length rule."""
     from model.chunking import target_num_frames
     from model.features import num_frames
@@ -486,13 +600,16 @@ def _speed_for_total(checkpoint: Path, prompt_wav: Path, prompt_text: str, text:
 
     prompt = PromptSpec((prompt_wav,), (prompt_text,)).prepare(22050, 1, PromptOptions())
     tokenizer = Tokenizer(TokenTable.load(checkpoint / "tokens.txt"), mode="dialog")
-    prompt_tokens, tokens = (len(ids) for ids in tokenizer.texts_to_token_ids(
-        [prompt.text, check_script(text)]))
+    prompt_tokens, tokens = (
+        len(ids) for ids in tokenizer.texts_to_token_ids([prompt.text, check_script(text)])
+    )
     prompt_frames = num_frames(prompt.samples.shape[1], 256)
     target_frames = num_frames(round(total_s * 22050), 256) - prompt_frames
     speed = prompt_frames / prompt_tokens * tokens / target_frames
-    assert abs(target_num_frames(prompt_frames, prompt_tokens, tokens, speed=speed)
-               - target_frames) <= 1
+    assert (
+        abs(target_num_frames(prompt_frames, prompt_tokens, tokens, speed=speed) - target_frames)
+        <= 1
+    )
     return speed
 
 
@@ -513,7 +630,7 @@ def _aligned_l1(audio: np.ndarray, rate: int, reference: np.ndarray, start: int)
         begin = start + offset
         overlap = min(len(mel), len(reference) - begin)
         if begin >= 0 and overlap >= 100:
-            difference = mel[:overlap] - reference[begin: begin + overlap]
+            difference = mel[:overlap] - reference[begin : begin + overlap]
             best = min(best, float(np.abs(difference).mean()))
     return best
 
@@ -522,8 +639,9 @@ def _split_after_first_exchange(cut) -> tuple[float, str, str]:
     """(prompt end in s, prompt text, target text): the prompt is the cut's first S1 -> S2
     exchange, cut in the pause before the next S1 turn, so the target starts with [S1]."""
     turns = sorted(cut.supervisions, key=lambda sup: sup.start)
-    index = next(i for i in range(1, len(turns))
-                 if turns[i].speaker == "S1" and turns[i - 1].speaker == "S2")
+    index = next(
+        i for i in range(1, len(turns)) if turns[i].speaker == "S1" and turns[i - 1].speaker == "S2"
+    )
 
     def tagged(sups) -> str:
         merged: list[list[str]] = []
@@ -573,9 +691,22 @@ def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path
     # speaks ~2.5x slower than the rest of the cut, so the rate is set to give that length
     speed = _speed_for_total(trained.exp_dir, prompt_wav, prompt_text, target, end_s - start_s)
     out = tmp_path / "memorised.wav"
-    proc = run_cli("--checkpoint", str(trained.exp_dir), "--text", target,
-                   "--prompt-wav", str(prompt_wav), "--prompt-text", prompt_text,
-                   "--speed", f"{speed:.4f}", "--guidance-scale", "0", "--out", str(out))
+    proc = run_cli(
+        "--checkpoint",
+        str(trained.exp_dir),
+        "--text",
+        target,
+        "--prompt-wav",
+        str(prompt_wav),
+        "--prompt-text",
+        prompt_text,
+        "--speed",
+        f"{speed:.4f}",
+        "--guidance-scale",
+        "0",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     cli_audio, out_rate = sf.read(out, dtype="float32", always_2d=True)
     assert out_rate == 22050 and cli_audio.shape[1] == 1
@@ -584,16 +715,20 @@ def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path
 
     loaded = load_checkpoint(trained.exp_dir)
     torch.manual_seed(0)
-    untrained_dir = save_checkpoint(DialogTTSNetwork(loaded.config), tmp_path / "untrained",
-                                    loaded.tokens)
+    untrained_dir = save_checkpoint(
+        DialogTTSNetwork(loaded.config), tmp_path / "untrained", loaded.tokens
+    )
     shutil.copy(trained.exp_dir / "features.json", untrained_dir)
     untrained = Synthesizer.load(untrained_dir, device="cpu").synthesize(
-        target, prompt_wav=prompt_wav, prompt_text=prompt_text, speed=speed, guidance_scale=0.0)
+        target, prompt_wav=prompt_wav, prompt_text=prompt_text, speed=speed, guidance_scale=0.0
+    )
     l1_untrained = _aligned_l1(untrained.audio[0], 22050, mel, target_start)
 
     hypothesis = _whisper_transcribe(cli_audio.T, out_rate)
     wer = word_error_rate(_strip_tags(target), hypothesis).rate
-    print(f"memorised dialogue: speed {speed:.2f}, Whisper base WER {wer:.3f} ({hypothesis!r}); "
-          f"log-mel L1 to the real target {l1_cli:.3f} (untrained network {l1_untrained:.3f})")
+    print(
+        f"memorised dialogue: speed {speed:.2f}, Whisper base WER {wer:.3f} ({hypothesis!r}); "
+        f"log-mel L1 to the real target {l1_cli:.3f} (untrained network {l1_untrained:.3f})"
+    )
     figure("wer", wer, at_most=0.5, detail=hypothesis)
     figure("l1_ratio_to_untrained", l1_cli / l1_untrained, at_most=0.5)

@@ -102,8 +102,7 @@ def test_export_writes_a_self_contained_directory(exported, figure):
     fp32 = (onnx_dir / meta["files"]["fm_decoder"]).stat().st_size
     assert (onnx_dir / meta["files"]["fm_decoder_int8"]).stat().st_size < 0.6 * fp32
     # the export's own check ran on other batch/lengths than the traced ones
-    figure("export_check_max_abs_diff", max(meta["check_max_abs_diff"].values()),
-           at_most=FP32_TOL)
+    figure("export_check_max_abs_diff", max(meta["check_max_abs_diff"].values()), at_most=FP32_TOL)
     loaded = load_onnx_model(onnx_dir)
     assert loaded.guidance_input and loaded.defaults.num_step == 4
     assert loaded.defaults.guidance_scale == 1.5
@@ -149,8 +148,12 @@ def test_text_condition_and_velocity_match_torch(exported, trained_tiny_checkpoi
             )
         v = onnx.forward_fm_decoder(t, xt, text, speech, mask, guidance_scale=w)
         valid = ~ref_mask
-        figure("velocity_max_abs_diff", (v - ref_v)[valid].abs().max(), at_most=FP32_TOL,
-               detail=(t_value, w))
+        figure(
+            "velocity_max_abs_diff",
+            (v - ref_v)[valid].abs().max(),
+            at_most=FP32_TOL,
+            detail=(t_value, w),
+        )
     with pytest.raises(ValueError, match="needs guidance_scale"):
         onnx.forward_fm_decoder(t, xt, text, speech, mask)
     with pytest.raises(ValueError, match="width"):
@@ -174,8 +177,7 @@ def _sample(network, ids, features, prompt_frames, *, steps, guidance, distill):
     return out[0, prompt_frames:]
 
 
-def test_onnx_sampling_matches_torch_student_and_teacher(exported, trained_tiny_checkpoint,
-                                                         figure):
+def test_onnx_sampling_matches_torch_student_and_teacher(exported, trained_tiny_checkpoint, figure):
     from model.onnx_runtime import OnnxNetwork
 
     ids, features, prompt_frames = _cut_inputs(trained_tiny_checkpoint)
@@ -282,18 +284,29 @@ def _log_mel(path):
     return audio.T, MelExtractor(FeatureConfig.offline())(torch.from_numpy(audio.T.copy())).numpy()
 
 
-def test_cli_runs_the_onnx_export_like_the_torch_student(exported, cli_prompt, tmp_path,
-                                                         figure):
+def test_cli_runs_the_onnx_export_like_the_torch_student(exported, cli_prompt, tmp_path, figure):
     """``--checkpoint <onnx dir>`` synthesises what the torch student does (same seed, its
     inference.json defaults: 4 steps, guidance 1.5 as an input); ``--onnx-int8`` runs the
     quantised graphs."""
     wav, prompt_text, target = cli_prompt
-    common = ["--text", target, "--prompt-wav", str(wav), "--prompt-text", prompt_text,
-              "--seed", "11", "--device", "cpu"]
+    common = [
+        "--text",
+        target,
+        "--prompt-wav",
+        str(wav),
+        "--prompt-text",
+        prompt_text,
+        "--seed",
+        "11",
+        "--device",
+        "cpu",
+    ]
     outputs = {}
-    for name, extra in (("torch", [str(exported["student_dir"])]),
-                        ("onnx", [str(exported["student_onnx"])]),
-                        ("int8", [str(exported["student_onnx"]), "--onnx-int8"])):
+    for name, extra in (
+        ("torch", [str(exported["student_dir"])]),
+        ("onnx", [str(exported["student_onnx"])]),
+        ("int8", [str(exported["student_onnx"]), "--onnx-int8"]),
+    ):
         outputs[name] = tmp_path / f"{name}.wav"
         proc = _run_infer("--checkpoint", *extra, *common, "--out", str(outputs[name]))
         assert proc.returncode == 0, proc.stderr
@@ -308,9 +321,11 @@ def test_cli_runs_the_onnx_export_like_the_torch_student(exported, cli_prompt, t
     correlation = float(np.corrcoef(torch_audio.ravel(), onnx_audio.ravel())[0, 1])
     frames = min(len(int8_mel), len(torch_mel))
     int8_l1 = float(np.abs(int8_mel[:frames] - torch_mel[:frames]).mean())
-    print(f"\nCLI torch vs ONNX fp32: log-mel L1 {mel_l1:.2e}, waveform correlation "
-          f"1 - {1 - correlation:.1e}; vs int8: log-mel L1 {int8_l1:.3f} ({len(int8_mel)} vs "
-          f"{len(torch_mel)} frames)")
+    print(
+        f"\nCLI torch vs ONNX fp32: log-mel L1 {mel_l1:.2e}, waveform correlation "
+        f"1 - {1 - correlation:.1e}; vs int8: log-mel L1 {int8_l1:.3f} ({len(int8_mel)} vs "
+        f"{len(torch_mel)} frames)"
+    )
     figure("cli_fp32_mel_l1", mel_l1, at_most=CLI_MEL_L1_TOL)
     figure("cli_fp32_wave_correlation", correlation, at_least=CLI_WAVE_CORRELATION)
     assert int8_l1 > 0.0
@@ -322,8 +337,16 @@ def test_cli_onnx_input_errors_are_one_line(exported, cli_prompt, tmp_path, caps
 
     wav, prompt_text, target = cli_prompt
     out = tmp_path / "out.wav"
-    common = ["--text", target, "--prompt-wav", str(wav), "--prompt-text", prompt_text,
-              "--out", str(out)]
+    common = [
+        "--text",
+        target,
+        "--prompt-wav",
+        str(wav),
+        "--prompt-text",
+        prompt_text,
+        "--out",
+        str(out),
+    ]
     cases = [
         ([str(exported["student_onnx"]), "--device", "cuda"], "CPU provider"),
         ([str(exported["student_onnx"]), "--device", "mps"], "use --device cpu or auto"),

@@ -100,11 +100,13 @@ def test_reproduces_upstream_outputs(fixture_dir: Path, name: str, figure) -> No
         text_condition, padding_mask, velocity = _run(net, data["inputs"])
         out = data["outputs"]
         assert torch.equal(padding_mask, out["padding_mask"])
-        figure(f"text_condition_max_err_{rule}", _max_err(text_condition, out["text_condition"]),
-               at_most=TOLERANCE)
+        figure(
+            f"text_condition_max_err_{rule}",
+            _max_err(text_condition, out["text_condition"]),
+            at_most=TOLERANCE,
+        )
         # end to end: our text condition feeds our decoder
-        figure(f"velocity_max_err_{rule}", _max_err(velocity, out["velocity"]),
-               at_most=TOLERANCE)
+        figure(f"velocity_max_err_{rule}", _max_err(velocity, out["velocity"]), at_most=TOLERANCE)
         # the decoder alone, on upstream's own text condition
         with torch.no_grad():
             v_ref_text = net.forward_fm_decoder(
@@ -115,8 +117,7 @@ def test_reproduces_upstream_outputs(fixture_dir: Path, name: str, figure) -> No
                 out["padding_mask"],
                 data["inputs"].get("guidance_scale"),
             )
-        figure(f"decoder_max_err_{rule}", _max_err(v_ref_text, out["velocity"]),
-               at_most=TOLERANCE)
+        figure(f"decoder_max_err_{rule}", _max_err(v_ref_text, out["velocity"]), at_most=TOLERANCE)
 
 
 def test_turn_embedding_matters_for_the_dialog_fixture(fixture_dir: Path) -> None:

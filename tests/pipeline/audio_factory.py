@@ -1,12 +1,19 @@
 """Audio the tests generate: tones and files encoded with PyAV in any container."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-_CODECS = {"wav": ("pcm_s16le", "s16"), "flac": ("flac", "s16"), "mp3": ("libmp3lame", "fltp"),
-           "ogg": ("vorbis", "fltp"), "opus": ("libopus", "flt"), "m4a": ("aac", "fltp")}
+_CODECS = {
+    "wav": ("pcm_s16le", "s16"),
+    "flac": ("flac", "s16"),
+    "mp3": ("libmp3lame", "fltp"),
+    "ogg": ("vorbis", "fltp"),
+    "opus": ("libopus", "flt"),
+    "m4a": ("aac", "fltp"),
+}
 
 
 def tone(seconds: float, sample_rate: int, channels: int, hz: float = 440.0) -> np.ndarray:
@@ -30,7 +37,7 @@ def encode_with_pyav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
             stream.codec_context.options = {"strict": "experimental"}
         frame_size = 960 if fmt == "opus" else 1024
         for start in range(0, len(wave), frame_size):
-            block = wave[start: start + frame_size]
+            block = wave[start : start + frame_size]
             if sample_fmt == "s16":
                 data = (np.clip(block, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
             elif sample_fmt == "flt":

@@ -7,6 +7,7 @@ reference is exact up to the pauses inside the original turns (the RTTM marks wh
 A third voice is made from the first speaker by shifting pitch and formants together (a resampling
 pitch shift): a *synthetic* voice, used only to check that a third speaker is counted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -47,15 +48,16 @@ def _subtract(span: tuple[float, float], others: Sequence[tuple[float, float]]):
     return pieces
 
 
-def voice_pieces(wave: np.ndarray, reference: Sequence[SpeakerSegment],
-                 min_s: float = 0.6) -> dict[str, list[np.ndarray]]:
+def voice_pieces(
+    wave: np.ndarray, reference: Sequence[SpeakerSegment], min_s: float = 0.6
+) -> dict[str, list[np.ndarray]]:
     """Per reference speaker, the audio of its turns with the other speaker's turns cut out."""
     out: dict[str, list[np.ndarray]] = {}
     for seg in reference:
         others = [(o.start, o.end) for o in reference if o.speaker != seg.speaker]
         for start, end in _subtract((seg.start, seg.end), others):
             if end - start >= min_s:
-                piece = wave[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+                piece = wave[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
                 out.setdefault(seg.speaker, []).append(piece)
     return out
 
@@ -64,12 +66,16 @@ def shifted_voice(pieces: Sequence[np.ndarray], factor: float) -> list[np.ndarra
     """A different (synthetic) voice: resample so pitch and formants move by ``factor``."""
     import soxr
 
-    return [soxr.resample(p, SAMPLE_RATE, SAMPLE_RATE / factor).astype(np.float32)
-            for p in pieces]
+    return [soxr.resample(p, SAMPLE_RATE, SAMPLE_RATE / factor).astype(np.float32) for p in pieces]
 
 
-def assemble(turns: Sequence[tuple[str, np.ndarray]], seed: int = 0, gap_s=(0.4, 0.9),
-             lead_s: float = 0.5, recording_id: str = "conv"):
+def assemble(
+    turns: Sequence[tuple[str, np.ndarray]],
+    seed: int = 0,
+    gap_s=(0.4, 0.9),
+    lead_s: float = 0.5,
+    recording_id: str = "conv",
+):
     """Concatenate ``(speaker, audio)`` turns with random clean gaps.
 
     Returns:
@@ -80,9 +86,14 @@ def assemble(turns: Sequence[tuple[str, np.ndarray]], seed: int = 0, gap_s=(0.4,
     reference = []
     cursor = len(parts[0])
     for speaker, audio in turns:
-        reference.append(SpeakerSegment(recording_id=recording_id, speaker=speaker,
-                                        start=cursor / SAMPLE_RATE,
-                                        end=(cursor + len(audio)) / SAMPLE_RATE))
+        reference.append(
+            SpeakerSegment(
+                recording_id=recording_id,
+                speaker=speaker,
+                start=cursor / SAMPLE_RATE,
+                end=(cursor + len(audio)) / SAMPLE_RATE,
+            )
+        )
         gap = np.zeros(int(rng.uniform(*gap_s) * SAMPLE_RATE), dtype=np.float32)
         parts += [audio.astype(np.float32), gap]
         cursor += len(audio) + len(gap)
@@ -111,8 +122,9 @@ def two_voice_conversation(seed: int = 0, num_turns: int = 14):
     return assemble(alternate(voices, num_turns, seed), seed=seed)
 
 
-def three_voice_conversation(seed: int = 0, turns_per_pair: int = 6, factor: float = 0.6,
-                             source: str = "speaker90"):
+def three_voice_conversation(
+    seed: int = 0, turns_per_pair: int = 6, factor: float = 0.6, source: str = "speaker90"
+):
     """The two real voices plus a synthetic third (``source`` shifted by ``factor``), talking in
     pairs: A-B, then B-C, then A-C (``turns_per_pair`` turns each), as three people do."""
     wave, reference = load_sample()
@@ -168,5 +180,7 @@ def der(reference: Sequence[SpeakerSegment], hypothesis: Sequence[SpeakerSegment
     detail = metric(ref, hyp, detailed=True, uem=uem)
     total = detail["total"]
     return detail["diarization error rate"], {
-        "miss": detail["missed detection"] / total, "false_alarm": detail["false alarm"] / total,
-        "confusion": detail["confusion"] / total}
+        "miss": detail["missed detection"] / total,
+        "false_alarm": detail["false alarm"] / total,
+        "confusion": detail["confusion"] / total,
+    }

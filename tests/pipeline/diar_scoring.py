@@ -6,6 +6,7 @@ turns' time (0.5 s from their edges ignored) belongs to one reference speaker; a
 people differ. Purity = pure kept dialogue seconds / kept dialogue seconds; yield = kept
 dialogue seconds / seconds of the two-person conversations' speech.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -38,9 +39,14 @@ def solo_spans(reference: Sequence[SpeakerSegment]) -> list[tuple[str, float, fl
     return out
 
 
-def judge_dialogue(dialogue_id: str, duration: float, turns: Iterable[tuple[str, float, float]],
-                   reference: Sequence[SpeakerSegment], min_share: float = 0.95,
-                   collar_s: float = 0.5) -> DialogueVerdict:
+def judge_dialogue(
+    dialogue_id: str,
+    duration: float,
+    turns: Iterable[tuple[str, float, float]],
+    reference: Sequence[SpeakerSegment],
+    min_share: float = 0.95,
+    collar_s: float = 0.5,
+) -> DialogueVerdict:
     """Judge one dialogue from its ``(role, start, end)`` turns (recording times).
 
     Only time where one reference speaker talks alone counts (at a real overlap both people are
@@ -70,8 +76,9 @@ def judge_dialogue(dialogue_id: str, duration: float, turns: Iterable[tuple[str,
         people.append(person)
         shares.append(time[role][person] / total if total else 0.0)
     pure = all(s >= min_share for s in shares) and people[0] != people[1] and all(people)
-    return DialogueVerdict(dialogue_id, duration, (people[0], people[1]),
-                           (shares[0], shares[1]), pure)
+    return DialogueVerdict(
+        dialogue_id, duration, (people[0], people[1]), (shares[0], shares[1]), pure
+    )
 
 
 def speech_seconds(reference: Sequence[SpeakerSegment]) -> float:

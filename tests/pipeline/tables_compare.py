@@ -1,4 +1,5 @@
 """Compare two runs' output tables: same ids and texts, numbers within a tolerance."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,18 @@ from pipeline.run_files import read_table
 # numeric columns may differ by this much across runners (thread counts change float summation
 # order in the ONNX and CTranslate2 kernels); ids, labels and texts must be identical
 NUMERIC_TOLERANCE = 1e-3
-_SORT_KEYS = ("recording_id", "dialogue_id", "turn_id", "uri", "stage", "speaker", "start",
-              "index", "reason", "item_id")
+_SORT_KEYS = (
+    "recording_id",
+    "dialogue_id",
+    "turn_id",
+    "uri",
+    "stage",
+    "speaker",
+    "start",
+    "index",
+    "reason",
+    "item_id",
+)
 
 
 def _sorted_rows(output: Path, table: str) -> list[dict]:
@@ -21,8 +32,9 @@ def _sorted_rows(output: Path, table: str) -> list[dict]:
 
 def _close(a, b, path: str) -> None:
     if isinstance(a, float) or isinstance(b, float):
-        assert a is not None and b is not None and math.isclose(
-            a, b, abs_tol=NUMERIC_TOLERANCE), f"{path}: {a} != {b}"
+        assert a is not None and b is not None and math.isclose(a, b, abs_tol=NUMERIC_TOLERANCE), (
+            f"{path}: {a} != {b}"
+        )
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), path
         for key in a:

@@ -4,6 +4,7 @@ Paraformer plumbing, and the Beam transform.
 Model costs (2 cores): Whisper base on the sample's 10 reference turns ~10-15 s, tiny.en ~3 s,
 the random-weight Paraformer ~15 s (mostly ``import funasr``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -55,10 +56,19 @@ def seg(speaker, start, end, channel=0, overlap=False, rec="r"):
 
 def make_work(audio: np.ndarray, segments=(), speech=(), rec="sample") -> RecordingWork:
     audio = audio if audio.ndim == 2 else audio[None, :]
-    recording = Recording(recording_id=rec, uri=f"/x/{rec}.wav", sample_rate=SR,
-                          num_channels=audio.shape[0], duration_s=audio.shape[1] / SR)
-    return RecordingWork(recording=recording, audio=audio.astype(np.float32),
-                         diarization=tuple(segments), speech=tuple(speech))
+    recording = Recording(
+        recording_id=rec,
+        uri=f"/x/{rec}.wav",
+        sample_rate=SR,
+        num_channels=audio.shape[0],
+        duration_s=audio.shape[1] / SR,
+    )
+    return RecordingWork(
+        recording=recording,
+        audio=audio.astype(np.float32),
+        diarization=tuple(segments),
+        speech=tuple(speech),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +107,8 @@ def base_engine():
 
 def test_normalisation_is_fixed_and_symmetric():
     assert normalize_text("Okay, then I thought-you know. I'm “OK”!") == (
-        "okay then i thought you know im ok")
+        "okay then i thought you know im ok"
+    )
     assert normalize_text("ＡＢＣ — twenty-one\t  x") == "abc twenty one x"
     assert tokenize("我们 OK, 好吗？") == ["我", "们", "ok", "好", "吗"]
 
@@ -125,7 +136,10 @@ def test_same_speaker_segments_merge_across_short_pauses():
 def test_a_reply_in_the_pause_blocks_the_merge_but_a_backchannel_does_not():
     reply = merge_segments([seg("A", 0, 2), seg("B", 2.1, 2.3), seg("A", 2.4, 4)], 0.5)
     assert [(s.speaker, s.start, s.end) for s in reply] == [
-        ("A", 0, 2), ("B", 2.1, 2.3), ("A", 2.4, 4)]
+        ("A", 0, 2),
+        ("B", 2.1, 2.3),
+        ("A", 2.4, 4),
+    ]
     backchannel = merge_segments([seg("A", 0, 2), seg("B", 1.0, 1.4), seg("A", 2.2, 4)], 0.5)
     assert [(s.speaker, s.start, s.end) for s in backchannel] == [("A", 0, 4), ("B", 1.0, 1.4)]
 
@@ -190,8 +204,16 @@ class _StubEngine:
     def transcribe(self, chunks, offsets_s, sources=None):
         assert chunks, "the engine must not be called without turns"
         self.calls += 1
-        return [ChunkTranscript(text=self.text, language="en", language_prob=0.9,
-                                avg_logprob=-0.3, no_speech_prob=0.1) for _ in chunks]
+        return [
+            ChunkTranscript(
+                text=self.text,
+                language="en",
+                language_prob=0.9,
+                avg_logprob=-0.3,
+                no_speech_prob=0.1,
+            )
+            for _ in chunks
+        ]
 
 
 def test_rejects_and_empty_diarization():
@@ -224,7 +246,11 @@ def test_options_validate():
 def test_pieces_pack_greedily_in_order_with_gaps():
     windows = pack_pieces([10, 12, 5, 30, 3], gap=2, window=30)
     assert [[(p.index, p.offset, p.length) for p in w.pieces] for w in windows] == [
-        [(0, 0, 10), (1, 12, 12)], [(2, 0, 5)], [(3, 0, 30)], [(4, 0, 3)]]
+        [(0, 0, 10), (1, 12, 12)],
+        [(2, 0, 5)],
+        [(3, 0, 30)],
+        [(4, 0, 3)],
+    ]
     assert all(w.length <= 30 for w in windows)
     assert pack_pieces([], gap=2, window=30) == []
     with pytest.raises(ValueError):
@@ -235,7 +261,11 @@ def test_a_piece_longer_than_the_window_gets_its_own_window():
     # a 25-unit turn with a 20-unit packing window: alone, whole; past 30 (Whisper): truncated
     windows = pack_pieces([4, 25, 4, 40], gap=1, window=20, longest=30)
     assert [[(p.index, p.offset, p.length) for p in w.pieces] for w in windows] == [
-        [(0, 0, 4)], [(1, 0, 25)], [(2, 0, 4)], [(3, 0, 30)]]
+        [(0, 0, 4)],
+        [(1, 0, 25)],
+        [(2, 0, 4)],
+        [(3, 0, 30)],
+    ]
 
 
 def test_window_audio_is_the_pieces_with_silence_between():
@@ -257,7 +287,10 @@ def test_overlapping_or_touching_turns_form_one_group():
     extents = [(0, 0.0, 2.0), (0, 2.0, 3.0), (0, 2.5, 4.0), (0, 5.0, 6.0), (1, 5.5, 7.0)]
     groups = group_extents(extents, max_s=30.0)
     assert [(g.source, g.start, g.end, g.members) for g in groups] == [
-        (0, 0.0, 4.0, (0, 1, 2)), (0, 5.0, 6.0, (3,)), (1, 5.5, 7.0, (4,))]
+        (0, 0.0, 4.0, (0, 1, 2)),
+        (0, 5.0, 6.0, (3,)),
+        (1, 5.5, 7.0, (4,)),
+    ]
     # a chain longer than the window is cut before the turn that would pass it
     chain = [(0, 10.0 * k, 10.0 * k + 12.0) for k in range(5)]  # 0-12, 10-22, ... 40-52
     cut = group_extents(chain, max_s=30.0)
@@ -291,17 +324,27 @@ def test_window_words_go_back_to_their_turns():
     groups = [TurnGroup(0, 1.0, 3.0, (0, 1)), TurnGroup(0, 7.0, 8.0, (2,))]
     extents = [(1.0, 2.1), (2.0, 3.0), (7.0, 8.0)]
     window = PackedWindow((PackedPiece(0, 0, 200), PackedPiece(1, 250, 100)))
-    words = (_word(0.1, 0.5, " Hello", 0.9), _word(0.6, 1.0, " there.", 1.0),
-             _word(1.2, 1.8, " Yes", 0.25),  # midpoint 1.5 -> recording 2.5: turn 1
-             _word(2.05, 2.35, " so", 0.5),  # midpoint 2.2 in the gap: group 0, turn 1
-             _word(2.4, 2.8, " bye", 0.5))  # midpoint 2.6: group 1
-    transcript = ChunkTranscript(text="Hello there. Yes so bye", language="en",
-                                 language_prob=0.8, avg_logprob=-0.2, no_speech_prob=0.05,
-                                 words=words)
+    words = (
+        _word(0.1, 0.5, " Hello", 0.9),
+        _word(0.6, 1.0, " there.", 1.0),
+        _word(1.2, 1.8, " Yes", 0.25),  # midpoint 1.5 -> recording 2.5: turn 1
+        _word(2.05, 2.35, " so", 0.5),  # midpoint 2.2 in the gap: group 0, turn 1
+        _word(2.4, 2.8, " bye", 0.5),
+    )  # midpoint 2.6: group 1
+    transcript = ChunkTranscript(
+        text="Hello there. Yes so bye",
+        language="en",
+        language_prob=0.8,
+        avg_logprob=-0.2,
+        no_speech_prob=0.05,
+        words=words,
+    )
     out = split_window(window, transcript, groups, extents, 100)
     assert [out[i].text for i in range(3)] == ["Hello there.", "Yes so", "bye"]
     assert [(w.start, w.end, w.text) for w in out[0].words] == [
-        (1.1, 1.5, "Hello"), (1.6, 2.0, "there.")]
+        (1.1, 1.5, "Hello"),
+        (1.6, 2.0, "there."),
+    ]
     assert [(w.start, w.end) for w in out[1].words] == [(2.2, 2.8), (3.0, 3.0)]  # clipped
     assert [(w.start, w.end) for w in out[2].words] == [(7.0, 7.3)]  # 6.9 clipped to 7.0
     assert out[0].avg_logprob == pytest.approx((math.log(0.9) + 0.0) / 2)
@@ -358,8 +401,11 @@ def test_models_for_the_run_manifest():
 
     tiny = models_used(AsrOptions(asr_model="tiny.en"))
     assert tiny == {"whisper": resolve_asr_model("tiny.en")[0]}
-    both = models_used(AsrOptions(asr_model="tiny.en", zh_asr="paraformer",
-                                  paraformer_model="/models/paraformer-zh"))
+    both = models_used(
+        AsrOptions(
+            asr_model="tiny.en", zh_asr="paraformer", paraformer_model="/models/paraformer-zh"
+        )
+    )
     assert both["paraformer"] == "/models/paraformer-zh"
 
 
@@ -389,8 +435,7 @@ def test_whisper_base_wer_on_the_sample(sample_work, reference_text, figure):
     assert long_turns and all(t.language == "en" and t.language_prob > 0.5 for t in long_turns)
 
 
-def test_packed_whisper_base_wer_on_the_sample(sample_work, reference_text, base_engine,
-                                              figure):
+def test_packed_whisper_base_wer_on_the_sample(sample_work, reference_text, base_engine, figure):
     """The default (packed) mode: all 10 turns share one window (they touch or overlap).
 
     WER 13.6-17.3 % (11-14 of 81 words) over the CPU variants against 18.5-23.5 % one turn per
@@ -448,7 +493,7 @@ def test_batches_give_the_same_text_and_split_by_language(sample_work, tiny_engi
 
     model = tiny_engine.whisper.model
     spans = sample_work.diarization[4:7]
-    chunks = [sample_work.audio[0, int(s.start * SR): int(s.end * SR)] for s in spans]
+    chunks = [sample_work.audio[0, int(s.start * SR) : int(s.end * SR)] for s in spans]
     offsets = [s.start for s in spans]
     single = WhisperBatchTranscriber(model, beam_size=1, batch_size=1).transcribe(chunks, offsets)
     batched = WhisperBatchTranscriber(model, beam_size=1, batch_size=4)
@@ -488,8 +533,9 @@ def test_decode_guards_fall_back_on_loops_and_drop_silence(tiny_engine, monkeypa
         calls.append((temperature, list(encoded)))
         return [scripts[name][temperature] for name in encoded]
 
-    monkeypatch.setattr(engine, "_subset", lambda encoded, features, index, size: [
-        encoded[i] for i in index])
+    monkeypatch.setattr(
+        engine, "_subset", lambda encoded, features, index, size: [encoded[i] for i in index]
+    )
     monkeypatch.setattr(engine, "_generate", generate)
     names = list(scripts)
     first = [scripts[name][0.0] for name in names]
@@ -510,8 +556,10 @@ def test_forcing_another_language_on_an_english_only_model_fails_fast(tiny_engin
 def test_long_turn_is_split_and_each_piece_transcribed(sample_audio, tiny_engine):
     # 45 s of one "speaker": the sample and its first 15 s again, with VAD gaps as split points
     audio = np.concatenate([sample_audio, sample_audio[: 15 * SR]])
-    speech = [SpeechRegion("long", s, e) for s, e in
-              [(6.6, 17.9), (18.1, 21.6), (21.8, 30.0), (36.6, 45.0)]]
+    speech = [
+        SpeechRegion("long", s, e)
+        for s, e in [(6.6, 17.9), (18.1, 21.6), (21.8, 30.0), (36.6, 45.0)]
+    ]
     work = make_work(audio, [seg("A", 6.6, 45.0, rec="long")], speech, rec="long")
     turns, rejects = transcribe_work(work, tiny_engine, tiny_engine.opts)
     assert rejects == []
@@ -531,23 +579,45 @@ def _tiny_paraformer(directory) -> str:
 
     tokens = ["<blank>", "<s>", "</s>", *"你好世界我们今天气很不错中文", "hello", "<unk>"]
     (directory / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False))
-    sanm = {"attention_heads": 2, "linear_units": 64, "num_blocks": 2, "dropout_rate": 0.0,
-            "kernel_size": 11, "sanm_shfit": 0}
+    sanm = {
+        "attention_heads": 2,
+        "linear_units": 64,
+        "num_blocks": 2,
+        "dropout_rate": 0.0,
+        "kernel_size": 11,
+        "sanm_shfit": 0,
+    }
     config = {
         "model": "Paraformer",
         "model_conf": {"ctc_weight": 0.0, "predictor_weight": 1.0, "predictor_bias": 1},
         "encoder": "SANMEncoder",
-        "encoder_conf": {**sanm, "output_size": 32, "input_layer": "pe",
-                         "pos_enc_class": "SinusoidalPositionEncoder",
-                         "selfattention_layer_type": "sanm"},
+        "encoder_conf": {
+            **sanm,
+            "output_size": 32,
+            "input_layer": "pe",
+            "pos_enc_class": "SinusoidalPositionEncoder",
+            "selfattention_layer_type": "sanm",
+        },
         "decoder": "ParaformerSANMDecoder",
         "decoder_conf": {**sanm, "att_layer_num": 2},
         "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": 32, "threshold": 1.0, "l_order": 1, "r_order": 1,
-                           "tail_threshold": 0.45},
+        "predictor_conf": {
+            "idim": 32,
+            "threshold": 1.0,
+            "l_order": 1,
+            "r_order": 1,
+            "tail_threshold": 0.45,
+        },
         "frontend": "WavFrontend",
-        "frontend_conf": {"fs": SR, "n_mels": 80, "frame_length": 25, "frame_shift": 10,
-                          "lfr_m": 7, "lfr_n": 6, "dither": 0.0},
+        "frontend_conf": {
+            "fs": SR,
+            "n_mels": 80,
+            "frame_length": 25,
+            "frame_shift": 10,
+            "lfr_m": 7,
+            "lfr_n": 6,
+            "dither": 0.0,
+        },
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
     }
@@ -555,8 +625,9 @@ def _tiny_paraformer(directory) -> str:
     torch.manual_seed(0)
     parts = ("encoder", "decoder", "predictor")
     model_kwargs = {k: config[k] for part in parts for k in (part, f"{part}_conf")}
-    model = tables.model_classes["Paraformer"](**config["model_conf"], **model_kwargs,
-                                               vocab_size=len(tokens), input_size=80 * 7)
+    model = tables.model_classes["Paraformer"](
+        **config["model_conf"], **model_kwargs, vocab_size=len(tokens), input_size=80 * 7
+    )
     torch.save(model.state_dict(), directory / "model.pt")
     return str(directory)
 
@@ -571,7 +642,7 @@ def test_paraformer_loads_a_local_dir_and_returns_timed_units(tiny_paraformer_di
 
     vocab = set("你好世界我们今天气很不错中文") | {"hello"}
     engine = ParaformerTranscriber(tiny_paraformer_dir, batch_size=2)
-    chunks = [sample_audio[8 * SR: 10 * SR], sample_audio[22 * SR: 25 * SR]]
+    chunks = [sample_audio[8 * SR : 10 * SR], sample_audio[22 * SR : 25 * SR]]
     results = engine.transcribe(chunks, [8.0, 22.0])
     assert len(results) == 2
     for result, (offset, seconds) in zip(results, [(8.0, 2.0), (22.0, 3.0)]):
@@ -583,8 +654,13 @@ def test_paraformer_loads_a_local_dir_and_returns_timed_units(tiny_paraformer_di
 
 
 def test_chinese_turns_are_routed_to_paraformer(sample_work, tiny_paraformer_dir):
-    opts = AsrOptions(asr_model="base", asr_language="zh", zh_asr="paraformer",
-                      paraformer_model=tiny_paraformer_dir, asr_threads=TEST_THREADS)
+    opts = AsrOptions(
+        asr_model="base",
+        asr_language="zh",
+        zh_asr="paraformer",
+        paraformer_model=tiny_paraformer_dir,
+        asr_threads=TEST_THREADS,
+    )
     few = replace(sample_work, diarization=sample_work.diarization[2:4])
     turns, _ = transcribe_work(few, AsrEngine(opts), opts)
     assert len(turns) == 2
@@ -606,12 +682,18 @@ def test_transcribe_transform(sample_work):
         return (work.recording_id, len(work.turns), all(t.text for t in work.turns))
 
     three = replace(sample_work, diarization=sample_work.diarization[4:7])
-    empty = replace(sample_work, recording=replace(sample_work.recording, recording_id="empty"),
-                    diarization=())
+    empty = replace(
+        sample_work, recording=replace(sample_work.recording, recording_id="empty"), diarization=()
+    )
     with TestPipeline(runner="DirectRunner") as pipeline:
-        outputs = (pipeline | "Create" >> beam.Create([three, empty])
-                   | "Transcribe" >> Transcribe(AsrOptions(asr_model="tiny.en",
-                                                          asr_threads=TEST_THREADS)))
-        assert_that(outputs.main | "Summary" >> beam.Map(summary),
-                    equal_to([("sample", 3, True), ("empty", 0, True)]), label="CheckMain")
+        outputs = (
+            pipeline
+            | "Create" >> beam.Create([three, empty])
+            | "Transcribe" >> Transcribe(AsrOptions(asr_model="tiny.en", asr_threads=TEST_THREADS))
+        )
+        assert_that(
+            outputs.main | "Summary" >> beam.Map(summary),
+            equal_to([("sample", 3, True), ("empty", 0, True)]),
+            label="CheckMain",
+        )
         assert_that(outputs.rejects, equal_to([]), label="CheckRejects")

@@ -1,5 +1,6 @@
 """CAM++ speaker embeddings: the ONNX export agrees with the torch module, and both tell real
 voices apart (vendored voices of the dev split, not the bundled sample's)."""
+
 from __future__ import annotations
 
 import numpy as np

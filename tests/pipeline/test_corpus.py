@@ -1,5 +1,6 @@
 """Corpus outputs: Lhotse cuts (mono, 2-channel, pseudo-stereo), Shar, ZipVoice TSV, splits by
 recording, duplicate recordings; written by the WriteCorpusEntries transform from real sample audio."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,9 @@ from tests.pipeline.dialogue_fixtures import make_recording, sample_work
 
 
 def _segmented(work: RecordingWork, opts: DialogueOptions | None = None) -> RecordingWork:
-    dialogues, dturns, _ = segment_dialogues(work.recording, work.turns, work.diarization,
-                                             opts or DialogueOptions())
+    dialogues, dturns, _ = segment_dialogues(
+        work.recording, work.turns, work.diarization, opts or DialogueOptions()
+    )
     return replace(work, dialogues=tuple(dialogues), dialogue_turns=tuple(dturns))
 
 
@@ -46,12 +48,21 @@ def _stereo_work(path: str) -> RecordingWork:
         i, j = int(seg.start * 16000), int(seg.end * 16000)
         audio[channel_of[seg.speaker], i:j] = mono[i:j]
     sf.write(path, audio.T, 16000)
-    rec = dataclasses.replace(base.recording, recording_id="stereo-call", uri=path,
-                              num_channels=2, content_sha1="stereo-sha1")
-    diar = tuple(SpeakerSegment("stereo-call", s.speaker, s.start, s.end,
-                                channel=channel_of[s.speaker]) for s in base.diarization)
-    turns = tuple(dataclasses.replace(t, recording_id="stereo-call",
-                                      channel=channel_of[t.speaker]) for t in base.turns)
+    rec = dataclasses.replace(
+        base.recording,
+        recording_id="stereo-call",
+        uri=path,
+        num_channels=2,
+        content_sha1="stereo-sha1",
+    )
+    diar = tuple(
+        SpeakerSegment("stereo-call", s.speaker, s.start, s.end, channel=channel_of[s.speaker])
+        for s in base.diarization
+    )
+    turns = tuple(
+        dataclasses.replace(t, recording_id="stereo-call", channel=channel_of[t.speaker])
+        for t in base.turns
+    )
     return RecordingWork(recording=rec, audio=audio, diarization=diar, turns=turns)
 
 
@@ -70,20 +81,28 @@ def test_split_is_a_deterministic_function_of_the_recording():
 
 
 def test_duplicates_keep_the_smallest_id():
-    recs = [make_recording("b", content_sha1="x"), make_recording("a", content_sha1="x"),
-            make_recording("c", content_sha1="y"), make_recording("d", content_sha1=""),
-            make_recording("e", content_sha1="")]
+    recs = [
+        make_recording("b", content_sha1="x"),
+        make_recording("a", content_sha1="x"),
+        make_recording("c", content_sha1="y"),
+        make_recording("d", content_sha1=""),
+        make_recording("e", content_sha1=""),
+    ]
     assert find_duplicates(recs) == {"b": "a"}
     work = _segmented(sample_work())
     rejects = duplicate_rejects(work.recording, work.dialogues, "a")
-    assert [(r.reason, r.item_id) for r in rejects] == [(DUPLICATE,
-                                                          work.dialogues[0].dialogue_id)]
+    assert [(r.reason, r.item_id) for r in rejects] == [(DUPLICATE, work.dialogues[0].dialogue_id)]
 
 
 def test_zipvoice_tsv_line_format():
     line = zipvoice_tsv_line("rec-d0000", "[S1]Hi\tthere. [S2]Hello.", "/a b/x.wav", 1.5, 9.25)
-    assert line.split("\t") == ["rec-d0000", "[S1]Hi there. [S2]Hello.", "/a b/x.wav", "1.500",
-                                "9.250"]
+    assert line.split("\t") == [
+        "rec-d0000",
+        "[S1]Hi there. [S2]Hello.",
+        "/a b/x.wav",
+        "1.500",
+        "9.250",
+    ]
     with pytest.raises(ValueError, match=r"\[S1\]"):
         zipvoice_tsv_line("x", "[S2]Hi.", "x.wav", 0, 1)
 
@@ -99,23 +118,36 @@ def corpus(tmp_path_factory):
     out = str(tmp / "out")
     mono = _segmented(sample_work())
     dup = _segmented(sample_work(recording_id="zz-copy"))
-    pseudo = _segmented(sample_work(recording_id="pseudo-call"), DialogueOptions(
-        pseudo_stereo=True))
-    pseudo = replace(pseudo, recording=dataclasses.replace(pseudo.recording,
-                                                           content_sha1="pseudo-sha1"))
+    pseudo = _segmented(
+        sample_work(recording_id="pseudo-call"), DialogueOptions(pseudo_stereo=True)
+    )
+    pseudo = replace(
+        pseudo, recording=dataclasses.replace(pseudo.recording, content_sha1="pseudo-sha1")
+    )
     stereo = _segmented(_stereo_work(str(tmp / "stereo.wav")))
     works = [mono, dup, pseudo, stereo]
     # this salt puts the three recordings in three different splits
-    opts = CorpusOptions(write_shar=True, corpus_shards=2, dev_fraction=0.3, test_fraction=0.3,
-                         split_salt="f")
+    opts = CorpusOptions(
+        write_shar=True, corpus_shards=2, dev_fraction=0.3, test_fraction=0.3, split_salt="f"
+    )
     with BeamTestPipeline() as p:
-        outputs = (p | beam.Create(works) | "DropAudio" >> beam.Map(to_entry)
-                   | "WriteCorpus" >> WriteCorpusEntries(out, opts))
-        assert_that(outputs.rejects | beam.Map(lambda r: (r.recording_id, r.reason)),
-                    equal_to([("zz-copy", DUPLICATE)]), label="CheckRejects")
-        assert_that(outputs.main | beam.Map(lambda s: sorted(
-            (k, v["num_dialogues"]) for k, v in s["splits"].items())),
-            equal_to([[("dev", 1), ("test", 1), ("train", 1)]]), label="CheckMain")
+        outputs = (
+            p
+            | beam.Create(works)
+            | "DropAudio" >> beam.Map(to_entry)
+            | "WriteCorpus" >> WriteCorpusEntries(out, opts)
+        )
+        assert_that(
+            outputs.rejects | beam.Map(lambda r: (r.recording_id, r.reason)),
+            equal_to([("zz-copy", DUPLICATE)]),
+            label="CheckRejects",
+        )
+        assert_that(
+            outputs.main
+            | beam.Map(lambda s: sorted((k, v["num_dialogues"]) for k, v in s["splits"].items())),
+            equal_to([[("dev", 1), ("test", 1), ("train", 1)]]),
+            label="CheckMain",
+        )
     split_of = {w.recording_id: assign_split(w.recording_id, 0.3, 0.3, "f") for w in works}
     return out, {w.recording_id: w for w in works}, split_of
 
@@ -142,8 +174,9 @@ def test_cuts_load_and_feed_the_bucketing_sampler(corpus):
     out, works, split_of = corpus
     by_rec = _load_cuts(out)
     assert set(by_rec) == {"sample-00000000", "pseudo-call", "stereo-call"}
-    assert {rid: c.custom["split"] for rid, c in by_rec.items()} == \
-        {rid: split_of[rid] for rid in by_rec}  # split by recording, files by split
+    assert {rid: c.custom["split"] for rid, c in by_rec.items()} == {
+        rid: split_of[rid] for rid in by_rec
+    }  # split by recording, files by split
     assert type(by_rec["sample-00000000"]).__name__ == "MonoCut"
     assert type(by_rec["stereo-call"]).__name__ == "MultiCut"
     assert type(by_rec["pseudo-call"]).__name__ == "MultiCut"
@@ -154,15 +187,19 @@ def test_cuts_load_and_feed_the_bucketing_sampler(corpus):
         assert cut.duration == pytest.approx(d.duration, abs=1e-3)
         assert cut.custom["text"] == d.text and cut.custom["text"].startswith("[S1]")
         assert cut.custom["quality"] == {k: v for k, v in d.quality.items()}
-        assert [(s.speaker, s.text, s.language) for s in cut.supervisions] == \
-            [(t.role, t.text, "en") for t in turns]
+        assert [(s.speaker, s.text, s.language) for s in cut.supervisions] == [
+            (t.role, t.text, "en") for t in turns
+        ]
         assert cut.custom["channel_layout"] == d.channel_layout
-    cuts = lhotse.load_manifest(os.path.join(out, "lhotse", f"cuts_{split_of['stereo-call']}"
-                                                            ".jsonl.gz"))
-    cuts = cuts + lhotse.load_manifest(os.path.join(
-        out, "lhotse", f"cuts_{split_of['sample-00000000']}.jsonl.gz"))
-    sampler = DynamicBucketingSampler(cuts, max_duration=60.0, num_buckets=2, shuffle=True,
-                                      seed=0, duration_bins=[15.0])
+    cuts = lhotse.load_manifest(
+        os.path.join(out, "lhotse", f"cuts_{split_of['stereo-call']}.jsonl.gz")
+    )
+    cuts = cuts + lhotse.load_manifest(
+        os.path.join(out, "lhotse", f"cuts_{split_of['sample-00000000']}.jsonl.gz")
+    )
+    sampler = DynamicBucketingSampler(
+        cuts, max_duration=60.0, num_buckets=2, shuffle=True, seed=0, duration_bins=[15.0]
+    )
     seen = [c.id for batch in sampler for c in batch]
     assert sorted(seen) == sorted(c.id for c in cuts)
 
@@ -186,8 +223,7 @@ def test_two_channel_call_gives_a_two_channel_cut_with_each_speaker_on_its_chann
     pseudo = cuts["pseudo-call"]
     audio = pseudo.load_audio()
     assert audio.shape[0] == 2 and pseudo.custom["channel_layout"] == "pseudo_stereo"
-    assert os.path.exists(os.path.join(out, "audio", split_of["pseudo-call"],
-                                       f"{pseudo.id}.flac"))
+    assert os.path.exists(os.path.join(out, "audio", split_of["pseudo-call"], f"{pseudo.id}.flac"))
     s1 = next(s for s in pseudo.supervisions if s.speaker == "S1" and s.duration > 1)
     i, j = int(s1.start * 24000), int(s1.end * 24000)
     assert np.sum(audio[0, i:j] ** 2) > 5 * np.sum(audio[1, i:j] ** 2)
@@ -197,10 +233,16 @@ def test_shar_shards_load_back_with_audio(corpus):
     from lhotse import CutSet
 
     out, _, _ = corpus
-    shar = [c for split in ("train", "dev", "test")
-            for c in CutSet.from_shar(in_dir=os.path.join(out, "shar", split))]
-    assert sorted(c.custom["recording_id"] for c in shar) == ["pseudo-call",
-                                                              "sample-00000000", "stereo-call"]
+    shar = [
+        c
+        for split in ("train", "dev", "test")
+        for c in CutSet.from_shar(in_dir=os.path.join(out, "shar", split))
+    ]
+    assert sorted(c.custom["recording_id"] for c in shar) == [
+        "pseudo-call",
+        "sample-00000000",
+        "stereo-call",
+    ]
     for cut in shar:
         audio = cut.load_audio()
         assert cut.sampling_rate == 24000
@@ -215,9 +257,10 @@ def test_zipvoice_tsv_and_corpus_summary(corpus):
     for split in ("train", "dev", "test"):
         with open(os.path.join(out, "zipvoice", f"{split}.tsv"), encoding="utf-8") as f:
             rows += [line.rstrip("\n").split("\t") for line in f]
-    assert sorted(r[0] for r in rows) == sorted(w.dialogues[0].dialogue_id for rid, w in
-                                                works.items() if rid != "zz-copy")
-    for uid, text, wav, start, end in rows:
+    assert sorted(r[0] for r in rows) == sorted(
+        w.dialogues[0].dialogue_id for rid, w in works.items() if rid != "zz-copy"
+    )
+    for _uid, text, wav, start, end in rows:
         assert text.startswith("[S1]") and os.path.exists(wav)
         assert 0 <= float(start) < float(end)
     with open(os.path.join(out, "corpus.json"), encoding="utf-8") as f:

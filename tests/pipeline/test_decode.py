@@ -1,4 +1,5 @@
 """Decoding: every format PyAV reads, channel layouts kept, and bad input becomes a reject."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,11 +47,14 @@ def test_isolated_decode_equals_inline(sample_wav):
     assert 3000 < isolated.bandwidth_hz < 4500
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", errors.UNREADABLE),
-    (b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(200)), errors.UNREADABLE),
-    (np.random.default_rng(0).bytes(5000), errors.UNREADABLE),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", errors.UNREADABLE),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(200)), errors.UNREADABLE),
+        (np.random.default_rng(0).bytes(5000), errors.UNREADABLE),
+    ],
+)
 def test_garbage_files_are_rejected_with_a_reason(tmp_path, content, reason):
     path = tmp_path / "bad.wav"
     path.write_bytes(content)
@@ -65,13 +69,18 @@ def test_missing_file_is_unreadable(tmp_path):
     assert info.value.reason == errors.UNREADABLE
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda: np.zeros((1, 16000 * 3), np.float32), errors.SILENT),
-    (lambda: tone(0.3, 16000, 1).T, errors.TOO_SHORT),
-    (lambda: np.where(np.arange(48000) == 100, np.nan, 0.1).astype(np.float32)[None],
-     errors.NON_FINITE),
-    (lambda: np.zeros((1, 0), np.float32), errors.EMPTY),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: np.zeros((1, 16000 * 3), np.float32), errors.SILENT),
+        (lambda: tone(0.3, 16000, 1).T, errors.TOO_SHORT),
+        (
+            lambda: np.where(np.arange(48000) == 100, np.nan, 0.1).astype(np.float32)[None],
+            errors.NON_FINITE,
+        ),
+        (lambda: np.zeros((1, 0), np.float32), errors.EMPTY),
+    ],
+)
 def test_checks_reject_unusable_audio(make, reason):
     from pipeline.audio_io import DecodedAudio
 

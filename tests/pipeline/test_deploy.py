@@ -3,6 +3,7 @@
 Neither service can be reached from here, nor can images be built: these tests check that the
 documented flags parse and that the pipeline graph builds with them (it is never submitted).
 """
+
 from __future__ import annotations
 
 import re

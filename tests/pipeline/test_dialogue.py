@@ -1,4 +1,5 @@
 """Dialogue segmentation: the cutting rules (pure functions) and the stage on the bundled sample."""
+
 from __future__ import annotations
 
 import itertools
@@ -50,8 +51,11 @@ def _words_at(*spans):
 
 
 def test_tags_and_s1_is_whoever_speaks_first():
-    turns = [make_turn("B", 1.0, 2.5, "Hi there."), make_turn("A", 3.0, 4.0, "Hello."),
-             make_turn("B", 4.5, 6.0, "How are you?")]
+    turns = [
+        make_turn("B", 1.0, 2.5, "Hi there."),
+        make_turn("A", 3.0, 4.0, "Hello."),
+        make_turn("B", 4.5, 6.0, "How are you?"),
+    ]
     dialogues, dturns, rejects = _segment(turns)
     assert rejects == []
     (d,) = dialogues
@@ -62,8 +66,12 @@ def test_tags_and_s1_is_whoever_speaks_first():
 
 
 def test_consecutive_same_speaker_turns_are_merged():
-    turns = [make_turn("A", 1.0, 2.0, "One."), make_turn("A", 2.4, 3.5, "Two."),
-             make_turn("B", 4.0, 5.0, "Three."), make_turn("B", 5.2, 6.0, "Four.")]
+    turns = [
+        make_turn("A", 1.0, 2.0, "One."),
+        make_turn("A", 2.4, 3.5, "Two."),
+        make_turn("B", 4.0, 5.0, "Three."),
+        make_turn("B", 5.2, 6.0, "Four."),
+    ]
     (d,), dturns, _ = _segment(turns)
     assert d.text == "[S1]One. Two. [S2]Three. Four."
     assert [(t.start, t.end) for t in dturns] == [(1.0, 3.5), (4.0, 6.0)]
@@ -80,24 +88,34 @@ def test_min_speaker_switches_rejects_and_counts():
 
 
 def test_one_speaker_and_third_speaker_and_long_pause_end_a_conversation():
-    turns = [make_turn("A", 0.0, 4.0, "Only me talking here."),
-             make_turn("B", 20.0, 22.0, "Later on."), make_turn("C", 22.5, 24.0, "Third."),
-             make_turn("B", 24.5, 27.0, "Back to me.")]
+    turns = [
+        make_turn("A", 0.0, 4.0, "Only me talking here."),
+        make_turn("B", 20.0, 22.0, "Later on."),
+        make_turn("C", 22.5, 24.0, "Third."),
+        make_turn("B", 24.5, 27.0, "Back to me."),
+    ]
     dialogues, _, rejects = _segment(turns, DialogueOptions(min_dialogue_s=1.0))
     assert [r.reason for r in rejects] == [ONE_SPEAKER]  # A alone (then a 16 s pause)
     # B and C talk; C's entry does not end the window (B, C are the two speakers)
     assert len(dialogues) == 1 and {dialogues[0].s1_speaker, dialogues[0].s2_speaker} == {"B", "C"}
     # a third voice inside B/A talk starts a new conversation
-    turns = [make_turn("A", 0.0, 2.0, "Hello you."), make_turn("B", 2.5, 4.5, "Hi there."),
-             make_turn("C", 5.0, 7.0, "Me too."), make_turn("A", 7.5, 9.5, "Oh hi.")]
+    turns = [
+        make_turn("A", 0.0, 2.0, "Hello you."),
+        make_turn("B", 2.5, 4.5, "Hi there."),
+        make_turn("C", 5.0, 7.0, "Me too."),
+        make_turn("A", 7.5, 9.5, "Oh hi."),
+    ]
     dialogues, _, _ = _segment(turns, DialogueOptions(min_dialogue_s=1.0))
     assert [(d.s1_speaker, d.s2_speaker) for d in dialogues] == [("A", "B"), ("C", "A")]
 
 
 def test_third_speaker_diarized_inside_is_rejected():
     turns = [make_turn("A", 0.0, 2.0, "Hello you."), make_turn("B", 2.5, 4.5, "Hi there.")]
-    diar = [SpeakerSegment("rec", "A", 0.0, 2.0), SpeakerSegment("rec", "B", 2.5, 4.5),
-            SpeakerSegment("rec", "C", 1.0, 3.0)]
+    diar = [
+        SpeakerSegment("rec", "A", 0.0, 2.0),
+        SpeakerSegment("rec", "B", 2.5, 4.5),
+        SpeakerSegment("rec", "C", 1.0, 3.0),
+    ]
     dialogues, _, rejects = _segment(turns, DialogueOptions(min_dialogue_s=1.0), diar)
     assert dialogues == [] and [r.reason for r in rejects] == [THIRD_SPEAKER]
 
@@ -105,34 +123,46 @@ def test_third_speaker_diarized_inside_is_rejected():
 def test_untranscribed_speech_of_a_speaker_ends_a_conversation():
     """B's reply that the recogniser heard no words in (no turn, but diarized, alone) sits
     between two turns of A: no dialogue may hold it inside A's merged turn."""
-    turns = [make_turn("B", 0.0, 2.0, "Hello you."), make_turn("A", 2.5, 5.0, "Hi there."),
-             make_turn("A", 6.0, 8.5, "And more."), make_turn("B", 9.0, 11.0, "Fine.")]
-    diar = [SpeakerSegment("rec", "B", 0.0, 2.0), SpeakerSegment("rec", "A", 2.5, 5.0),
-            SpeakerSegment("rec", "B", 5.2, 5.8), SpeakerSegment("rec", "A", 6.0, 8.5),
-            SpeakerSegment("rec", "B", 9.0, 11.0)]
+    turns = [
+        make_turn("B", 0.0, 2.0, "Hello you."),
+        make_turn("A", 2.5, 5.0, "Hi there."),
+        make_turn("A", 6.0, 8.5, "And more."),
+        make_turn("B", 9.0, 11.0, "Fine."),
+    ]
+    diar = [
+        SpeakerSegment("rec", "B", 0.0, 2.0),
+        SpeakerSegment("rec", "A", 2.5, 5.0),
+        SpeakerSegment("rec", "B", 5.2, 5.8),
+        SpeakerSegment("rec", "A", 6.0, 8.5),
+        SpeakerSegment("rec", "B", 9.0, 11.0),
+    ]
     opts = DialogueOptions(min_dialogue_s=1.0)
     dialogues, _, _ = _segment(turns, opts, diar)
     assert [(d.start, d.end) for d in dialogues] == [(0.0, 5.1), (5.9, 11.1)]
     # the reply cut in two by a blip of A's: still one stretch of 0.5 s
-    split_reply = [SpeakerSegment("rec", "B", 5.2, 5.45), SpeakerSegment("rec", "A", 5.45, 5.46),
-                   SpeakerSegment("rec", "B", 5.46, 5.72)]
+    split_reply = [
+        SpeakerSegment("rec", "B", 5.2, 5.45),
+        SpeakerSegment("rec", "A", 5.45, 5.46),
+        SpeakerSegment("rec", "B", 5.46, 5.72),
+    ]
     dialogues, _, _ = _segment(turns, opts, diar[:2] + split_reply + diar[3:])
     assert len(dialogues) == 2
     # overlapped, too short, or off: one dialogue as before
     for changed, options in (
-            ([SpeakerSegment("rec", "B", 5.2, 5.8, overlap=True)], opts),
-            ([SpeakerSegment("rec", "B", 5.2, 5.4)], opts),
-            (diar[2:3], DialogueOptions(min_dialogue_s=1.0, max_untranscribed_s=0.0))):
+        ([SpeakerSegment("rec", "B", 5.2, 5.8, overlap=True)], opts),
+        ([SpeakerSegment("rec", "B", 5.2, 5.4)], opts),
+        (diar[2:3], DialogueOptions(min_dialogue_s=1.0, max_untranscribed_s=0.0)),
+    ):
         dialogues, _, _ = _segment(turns, options, diar[:2] + changed + diar[3:])
         assert len(dialogues) == 1 and dialogues[0].num_turns == 3
 
 
 def test_max_duration_cuts_at_pauses_and_inside_a_turn_between_words():
     # A speaks 40 s with a 0.5 s pause at 20 s; B answers: the long turn must be cut there
-    words = [Word(float(t), t + 0.9, f" w{t}") for t in range(20)] + \
-            [Word(t + 0.5, t + 1.4, f" w{t}") for t in range(20, 40)]
-    turns = [make_turn("A", 0.0, 40.4, "x", words=words),
-             make_turn("B", 41.0, 44.0, "Okay then.")]
+    words = [Word(float(t), t + 0.9, f" w{t}") for t in range(20)] + [
+        Word(t + 0.5, t + 1.4, f" w{t}") for t in range(20, 40)
+    ]
+    turns = [make_turn("A", 0.0, 40.4, "x", words=words), make_turn("B", 41.0, 44.0, "Okay then.")]
     opts = DialogueOptions(max_dialogue_s=25.0, min_cut_pause_s=0.3)
     dialogues, _, rejects = _segment(turns, opts)
     assert [r.reason for r in rejects] == [ONE_SPEAKER]  # the first 20 s: A alone
@@ -174,8 +204,11 @@ def _conversations(draw):
             words.append(Word(w, w + dur, f" w{i}n{j}"))
             w += dur + draw(st.sampled_from([0.0, 0.05, 0.1, 0.35, 0.7]))
         speaker = draw(st.sampled_from(["A", "B", "B", "A", "C"]))
-        turns.append(make_turn(speaker, t, words[-1].end, "".join(x.text for x in words).strip(),
-                               words=words))
+        turns.append(
+            make_turn(
+                speaker, t, words[-1].end, "".join(x.text for x in words).strip(), words=words
+            )
+        )
         t = words[-1].end
     max_s = draw(st.sampled_from([4.0, 8.0, 15.0]))
     return turns, DialogueOptions(min_dialogue_s=1.0, max_dialogue_s=max_s)
@@ -193,9 +226,9 @@ def test_property_no_word_is_cut_and_limits_hold(case):
         # no word straddles a boundary, and every word inside is in the text, in order
         assert all(d.start <= w.start and w.end <= d.end for w, _ in inside)
         assert {s for _, s in inside} == {d.s1_speaker, d.s2_speaker}
-        assert re.sub(r"\[S[12]\]", " ", d.text).split() == [w.text.strip() for w, _ in
-                                                              sorted(inside,
-                                                                     key=lambda x: x[0].start)]
+        assert re.sub(r"\[S[12]\]", " ", d.text).split() == [
+            w.text.strip() for w, _ in sorted(inside, key=lambda x: x[0].start)
+        ]
         assert TAGGED.match(d.text)
         roles = [t.role for t in dturns if t.dialogue_id == d.dialogue_id]
         assert all(a != b for a, b in itertools.pairwise(roles))  # merged: roles alternate
@@ -207,9 +240,11 @@ def test_property_no_word_is_cut_and_limits_hold(case):
 
 def test_two_channel_input_with_one_speaker_per_channel_is_stereo():
     rec = make_recording(num_channels=2)
-    turns = [make_turn("L", 0.0, 2.0, "Left one.", channel=0),
-             make_turn("R", 2.5, 4.0, "Right one.", channel=1),
-             make_turn("L", 4.5, 6.0, "Left two.", channel=0)]
+    turns = [
+        make_turn("L", 0.0, 2.0, "Left one.", channel=0),
+        make_turn("R", 2.5, 4.0, "Right one.", channel=1),
+        make_turn("L", 4.5, 6.0, "Left two.", channel=0),
+    ]
     diar = [SpeakerSegment("rec", t.speaker, t.start, t.end, channel=t.channel) for t in turns]
     (d,), dturns, _ = _segment(turns, diarization=diar, recording=rec)
     assert d.channel_layout == stereo.STEREO
@@ -226,8 +261,7 @@ def test_two_channel_input_with_one_speaker_per_channel_is_stereo():
 def test_pseudo_stereo_routes_each_speaker_to_its_channel():
     sr = 16000
     mono = np.ones(4 * sr, dtype=np.float32)
-    out = stereo.render_pseudo_stereo(mono, sr, 10.0, {"S1": [(10.0, 11.0)],
-                                                       "S2": [(12.0, 13.0)]})
+    out = stereo.render_pseudo_stereo(mono, sr, 10.0, {"S1": [(10.0, 11.0)], "S2": [(12.0, 13.0)]})
     assert out.shape == (2, 4 * sr)
     assert out[0, int(0.5 * sr)] == 1.0 and out[1, int(0.5 * sr)] == 0.0
     assert out[0, int(2.5 * sr)] == 0.0 and out[1, int(2.5 * sr)] == 1.0
@@ -243,8 +277,9 @@ def work() -> RecordingWork:
 
 
 def test_sample_yields_the_reference_dialogue(work):
-    dialogues, dturns, rejects = segment_dialogues(work.recording, work.turns, work.diarization,
-                                                   DialogueOptions())
+    dialogues, dturns, rejects = segment_dialogues(
+        work.recording, work.turns, work.diarization, DialogueOptions()
+    )
     assert rejects == [] and len(dialogues) == 1
     d = dialogues[0]
     assert {d.s1_speaker, d.s2_speaker} == {"speaker90", "speaker91"}
@@ -271,11 +306,16 @@ def test_sample_with_short_max_is_cut_only_at_pauses(work):
 
 def test_segment_dialogues_transform(work):
     with BeamTestPipeline() as p:
-        out = (p | beam.Create([work])
-               | "SegmentDialogues" >> SegmentDialogues(DialogueOptions(max_dialogue_s=10.0),
-                                                        split_fn=lambda rid: "dev"))
-        assert_that(out.main | beam.Map(lambda w: sorted({d.split for d in w.dialogues})
-                                        + [len(w.dialogues) >= 2]),
-                    equal_to([["dev", True]]), label="CheckMain")
-        assert_that(out.rejects | beam.Map(lambda r: r.stage), equal_to([]),
-                    label="CheckRejects")
+        out = (
+            p
+            | beam.Create([work])
+            | "SegmentDialogues"
+            >> SegmentDialogues(DialogueOptions(max_dialogue_s=10.0), split_fn=lambda rid: "dev")
+        )
+        assert_that(
+            out.main
+            | beam.Map(lambda w: sorted({d.split for d in w.dialogues}) + [len(w.dialogues) >= 2]),
+            equal_to([["dev", True]]),
+            label="CheckMain",
+        )
+        assert_that(out.rejects | beam.Map(lambda r: r.stage), equal_to([]), label="CheckRejects")

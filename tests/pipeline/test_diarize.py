@@ -5,6 +5,7 @@ conversations built from 16 real voices the design never saw as a test (``voice_
 split ``dev``, on which the threshold was fitted, and split ``heldout``, whose voices were kept
 aside), the bundled real telephone call, and conversations re-assembled from its two voices.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,13 @@ def _seg(speaker, start, end, overlap=False, channel=0):
 def _work(audio: np.ndarray, speech=True, recording_id="rec") -> RecordingWork:
     audio = audio if audio.ndim == 2 else audio[None, :]
     duration = audio.shape[-1] / 16000
-    recording = Recording(recording_id=recording_id, uri=f"mem://{recording_id}.wav",
-                          sample_rate=16000, num_channels=audio.shape[0], duration_s=duration)
+    recording = Recording(
+        recording_id=recording_id,
+        uri=f"mem://{recording_id}.wav",
+        sample_rate=16000,
+        num_channels=audio.shape[0],
+        duration_s=duration,
+    )
     regions = (SpeechRegion(recording_id, 0.0, duration),) if speech else ()
     return RecordingWork(recording=recording, audio=audio.astype(np.float32), speech=regions)
 
@@ -60,14 +66,37 @@ def test_powerset_to_multilabel_hard_and_soft():
 
 
 def test_hysteresis_gap_filling_and_short_runs():
-    score = np.array([0, .6, .45, .45, .2, .6, .4, 0, 0, .7, 0])
-    assert timeline.hysteresis(score, 0.5, 0.3).astype(int).tolist() == \
-        [0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0]
+    score = np.array([0, 0.6, 0.45, 0.45, 0.2, 0.6, 0.4, 0, 0, 0.7, 0])
+    assert timeline.hysteresis(score, 0.5, 0.3).astype(int).tolist() == [
+        0,
+        1,
+        1,
+        1,
+        0,
+        1,
+        1,
+        0,
+        0,
+        1,
+        0,
+    ]
     assert timeline.hysteresis(score, 0.5, 0.5).sum() == 3
-    assert timeline.fill_gaps(np.array([1, 0, 1, 0, 0, 0, 1], bool), 1).astype(int).tolist() == \
-        [1, 1, 1, 0, 0, 0, 1]
-    assert timeline.drop_short(np.array([1, 0, 1, 1, 0], bool), 2).astype(int).tolist() == \
-        [0, 0, 1, 1, 0]
+    assert timeline.fill_gaps(np.array([1, 0, 1, 0, 0, 0, 1], bool), 1).astype(int).tolist() == [
+        1,
+        1,
+        1,
+        0,
+        0,
+        0,
+        1,
+    ]
+    assert timeline.drop_short(np.array([1, 0, 1, 1, 0], bool), 2).astype(int).tolist() == [
+        0,
+        0,
+        1,
+        1,
+        0,
+    ]
 
 
 def test_activity_to_segments_splits_and_flags_overlap():
@@ -75,8 +104,12 @@ def test_activity_to_segments_splits_and_flags_overlap():
     activity[10:60, 0] = True
     activity[50:80, 1] = True
     segments = timeline.activity_to_segments("r", activity, ["A", "B"])
-    assert [(s.speaker, s.overlap) for s in segments] == \
-        [("A", False), ("A", True), ("B", True), ("B", False)]
+    assert [(s.speaker, s.overlap) for s in segments] == [
+        ("A", False),
+        ("A", True),
+        ("B", True),
+        ("B", False),
+    ]
     assert segments[0].end == segments[1].start  # contiguous sub-segments of one turn
     whole = timeline.activity_to_segments("r", activity, ["A", "B"], split_overlap=False)
     assert [(s.speaker, s.overlap) for s in whole] == [("A", True), ("B", True)]
@@ -91,7 +124,10 @@ def test_rttm_round_trip_and_relabel(tmp_path):
     path.write_text(text)
     back = timeline.read_rttm(str(path))["rec"]
     assert [(s.speaker, s.start, s.end, s.channel, s.overlap) for s in back] == [
-        ("x", 1.0, 2.5, 0, True), ("y", 2.0, 3.0, 0, True), ("x", 4.0, 5.0, 1, False)]
+        ("x", 1.0, 2.5, 0, True),
+        ("y", 2.0, 3.0, 0, True),
+        ("x", 4.0, 5.0, 1, False),
+    ]
     _renamed, mapping = timeline.relabel_by_first_appearance(list(reversed(back)))
     assert mapping == {"x": "SPK0", "y": "SPK1"}
     with pytest.raises(ValueError, match="fields"):
@@ -106,10 +142,10 @@ def test_pieces_cut_at_voice_changes_pauses_and_overlap():
     starts = np.array([0, 20, 40])
     for w, start in enumerate(starts):
         a, b = (w % 3), ((w + 1) % 3)  # local slots differ from window to window
-        activity[w, 100 - start:200 - start, a] = True  # A
-        activity[w, 200 - start:300 - start, b] = True  # B, no pause
-        activity[w, 360 - start:450 - start, b] = True  # B after a 1 s pause
-        activity[w, 430 - start:480 - start, a] = True  # A overlaps B's end
+        activity[w, 100 - start : 200 - start, a] = True  # A
+        activity[w, 200 - start : 300 - start, b] = True  # B, no pause
+        activity[w, 360 - start : 450 - start, b] = True  # B after a 1 s pause
+        activity[w, 430 - start : 480 - start, a] = True  # A overlaps B's end
     evidence = pieces.frame_evidence(activity, starts, 40 + frames)
     assert evidence.change[195:206].max() >= 0.5 and evidence.change[250] == 0
     found = pieces.single_speaker_pieces(evidence, min_pause_frames=18)
@@ -133,8 +169,9 @@ def test_constrained_clustering_threshold_links_and_counts():
     assert clustering.constrained_ahc(rows, weights, 0.5, max_speakers=1).max() == 0
     assert clustering.constrained_ahc(rows, weights, -1.0, min_speakers=3).max() == 2
     # a light cluster joins the closest heavy one
-    labels = clustering.absorb_small(np.array([0, 0, 1, 1, 2, 2]), rows,
-                                     np.array([5, 5, 5, 5, 0.2, 0.2]), 1.0)
+    labels = clustering.absorb_small(
+        np.array([0, 0, 1, 1, 2, 2]), rows, np.array([5, 5, 5, 5, 0.2, 0.2]), 1.0
+    )
     assert labels.max() == 1
 
 
@@ -156,21 +193,30 @@ def test_refinement_gives_a_backchannel_between_pauses_to_its_speaker(models):
     frames = int(len(audio) / 16000 * fps) + 1
     heard = np.zeros(frames, bool)
     for start, end in ((bounds[0], bounds[1]), (bounds[2], bounds[3]), (bounds[4], bounds[5])):
-        heard[round(start * fps):round(end * fps)] = True
+        heard[round(start * fps) : round(end * fps)] = True
     embedder = models.onnx.embedder
-    centres = embedder.embed([np.concatenate([a1, a2]),
-                              np.concatenate([c.audio for c in other if c.duration > 1.5][:3])])
+    centres = embedder.embed(
+        [np.concatenate([a1, a2]), np.concatenate([c.audio for c in other if c.duration > 1.5][:3])]
+    )
     chunks = np.array([[0, frames - 1]])
-    out, labels, speaks = recipe.refine_chunks(audio, chunks, np.array([0]), np.array([True]),
-                                                  centres, heard, 0.1, embedder)
+    out, labels, speaks = recipe.refine_chunks(
+        audio, chunks, np.array([0]), np.array([True]), centres, heard, 0.1, embedder
+    )
     assert labels.tolist() == [0, 1, 0] and speaks.all()
     reply_span = out[1] / fps
     assert reply_span[0] == pytest.approx(bounds[2], abs=0.05)
     assert reply_span[1] == pytest.approx(bounds[3], abs=0.05)
     # nothing to move: the chunk comes back as it was
     same, same_labels, _ = recipe.refine_chunks(
-        np.concatenate([a1, pause, a2]), np.array([[0, 10]]), np.array([0]),
-        np.array([True]), centres, np.ones(11, bool), 0.1, embedder)
+        np.concatenate([a1, pause, a2]),
+        np.array([[0, 10]]),
+        np.array([0]),
+        np.array([True]),
+        centres,
+        np.ones(11, bool),
+        0.1,
+        embedder,
+    )
     assert same.tolist() == [[0, 10]] and same_labels.tolist() == [0]
 
 
@@ -213,12 +259,12 @@ def voice_results(models):
     for split in ("dev", "heldout"):
         rows = []
         for c in conversations(split):
-            speech = [SpeechRegion(c.name, a, b) for a, b in detect_speech(c.audio, vad,
-                                                                            VadOptions())]
+            speech = [
+                SpeechRegion(c.name, a, b) for a, b in detect_speech(c.audio, vad, VadOptions())
+            ]
             result = diarize(c.audio, DiarizeOptions(), models, c.name, speech)
             error, _ = conv.der(c.reference, result.segments)
-            rows.append((c.name, error, len({s.speaker for s in result.segments}),
-                         len(c.voices)))
+            rows.append((c.name, error, len({s.speaker for s in result.segments}), len(c.voices)))
         out[split] = rows
     return out
 
@@ -287,7 +333,7 @@ def _two_channel_call(wave, reference, crosstalk=0.01):
     masks = np.zeros((2, len(wave)), np.float32)
     for seg in reference:
         c = 0 if seg.speaker == "speaker90" else 1
-        masks[c, int(seg.start * 16000):int(seg.end * 16000)] = 1.0
+        masks[c, int(seg.start * 16000) : int(seg.end * 16000)] = 1.0
     return np.stack([wave * (masks[c] + crosstalk * (1 - masks[c])) for c in range(2)])
 
 
@@ -305,8 +351,10 @@ def test_two_channel_call_labels_channels(models, sample):
     wave, reference = sample
     result = diarize_work(_work(_two_channel_call(wave, reference)), DiarizeOptions(), models)
     assert {(s.speaker, s.channel) for s in result.segments} == {("SPK0", 0), ("SPK1", 1)}
-    channel_ref = [dataclasses.replace(s, speaker="SPK0" if s.speaker == "speaker90" else "SPK1")
-                   for s in reference]
+    channel_ref = [
+        dataclasses.replace(s, speaker="SPK0" if s.speaker == "speaker90" else "SPK1")
+        for s in reference
+    ]
     error, parts = conv.der(channel_ref, result.segments)
     assert error <= 0.05, parts
     # the other party's echo (-40 dB) is not taken for speech
@@ -336,8 +384,15 @@ def _export_random_onnx(path, waveform_input: bool):
             return self.proj(x).mean(dim=1)
 
     shape = (1, 16000) if waveform_input else (1, 200, 80)
-    torch.onnx.export(Tiny(), (torch.randn(*shape),), str(path), input_names=["feats"],
-                      output_names=["embs"], dynamic_axes={"feats": {1: "T"}}, dynamo=False)
+    torch.onnx.export(
+        Tiny(),
+        (torch.randn(*shape),),
+        str(path),
+        input_names=["feats"],
+        output_names=["embs"],
+        dynamic_axes={"feats": {1: "T"}},
+        dynamo=False,
+    )
     return str(path)
 
 
@@ -363,18 +418,33 @@ def test_beam_transform_main_and_rejects(sample):
     from pipeline.diarize import Diarize
 
     wave, _ = sample
-    works = [_work(wave, recording_id="call"), _work(wave[:16000 * 5], speech=False,
-                                                       recording_id="quiet")]
-    broken = dataclasses.replace(_work(wave[:16000], recording_id="broken"),
-                                 audio=np.zeros((1, 1, 10), np.float32))
+    works = [
+        _work(wave, recording_id="call"),
+        _work(wave[: 16000 * 5], speech=False, recording_id="quiet"),
+    ]
+    broken = dataclasses.replace(
+        _work(wave[:16000], recording_id="broken"), audio=np.zeros((1, 1, 10), np.float32)
+    )
     with TestPipeline() as p:
         outputs = p | beam.Create(works + [broken]) | Diarize(DiarizeOptions())
-        summary = outputs.main | beam.Map(lambda w: (
-            w.recording_id, len({s.speaker for s in w.diarization}),
-            sorted(w.speaker_embeddings or {}), tuple(r.reason for r in w.rejects)))
-        assert_that(summary, equal_to([("call", 2, ["SPK0", "SPK1"], ()), ("quiet", 0, [], ()),
-                                       ("broken", 0, [], ("stage_error",))]),
-                    label="CheckMain")
+        summary = outputs.main | beam.Map(
+            lambda w: (
+                w.recording_id,
+                len({s.speaker for s in w.diarization}),
+                sorted(w.speaker_embeddings or {}),
+                tuple(r.reason for r in w.rejects),
+            )
+        )
+        assert_that(
+            summary,
+            equal_to(
+                [
+                    ("call", 2, ["SPK0", "SPK1"], ()),
+                    ("quiet", 0, [], ()),
+                    ("broken", 0, [], ("stage_error",)),
+                ]
+            ),
+            label="CheckMain",
+        )
         reasons = outputs.rejects | beam.Map(lambda r: (r.recording_id, r.stage, r.reason))
-        assert_that(reasons, equal_to([("broken", "diarize", "stage_error")]),
-                    label="CheckRejects")
+        assert_that(reasons, equal_to([("broken", "diarize", "stage_error")]), label="CheckRejects")

@@ -1,5 +1,6 @@
 """Quality filters: each measure, each drop reason, batched DNSMOS against speechmos, and the
 default filters on the bundled sample's real audio."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,7 @@ from tests.pipeline.dialogue_fixtures import make_turn, sample_work
 @pytest.fixture(scope="module")
 def work() -> RecordingWork:
     w = sample_work()
-    dialogues, dturns, _ = segment_dialogues(w.recording, w.turns, w.diarization,
-                                             DialogueOptions())
+    dialogues, dturns, _ = segment_dialogues(w.recording, w.turns, w.diarization, DialogueOptions())
     return replace(w, dialogues=tuple(dialogues), dialogue_turns=tuple(dturns))
 
 
@@ -67,8 +67,12 @@ def test_batched_dnsmos_matches_speechmos_on_the_sample(work, figure):
     scores = DnsmosScorer(p808=True).score(clips)
     for c, score in zip(clips, scores):
         ref = reference.run(c, sr=16000)
-        difference = max(abs(score.ovrl - ref["ovrl_mos"]), abs(score.sig - ref["sig_mos"]),
-                         abs(score.bak - ref["bak_mos"]), abs(score.p808 - ref["p808_mos"]))
+        difference = max(
+            abs(score.ovrl - ref["ovrl_mos"]),
+            abs(score.sig - ref["sig_mos"]),
+            abs(score.bak - ref["bak_mos"]),
+            abs(score.p808 - ref["p808_mos"]),
+        )
         figure("max_abs_diff_to_speechmos", difference, at_most=0.05)
     assert scores[0].num_windows == 7  # 23.4 s: windows 0..6 (the reference skips 7..14)
 
@@ -102,32 +106,48 @@ def test_windows_follow_the_reference_positions():
 
 
 def _dialogue(**kw) -> Dialogue:
-    base = {"dialogue_id": "rec-d0000", "recording_id": "rec", "start": 0.0, "end": 10.0,
-            "text": "[S1]" + "a" * 60 + " [S2]" + "b" * 60, "language": "en", "num_turns": 2,
-            "s1_speaker": "A", "s2_speaker": "B", "s1_s": 4.5, "s2_s": 4.5,
-            "overlap_ratio": 0.0}
+    base = {
+        "dialogue_id": "rec-d0000",
+        "recording_id": "rec",
+        "start": 0.0,
+        "end": 10.0,
+        "text": "[S1]" + "a" * 60 + " [S2]" + "b" * 60,
+        "language": "en",
+        "num_turns": 2,
+        "s1_speaker": "A",
+        "s2_speaker": "B",
+        "s1_s": 4.5,
+        "s2_s": 4.5,
+        "overlap_ratio": 0.0,
+    }
     return Dialogue(**{**base, **kw})
 
 
 def _noise(seconds: float = 10.0, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(int(seconds * 16000)) * 0.05).astype(
-        np.float32)
+        np.float32
+    )
 
 
-@pytest.mark.parametrize("dialogue_kw, turn_kw, opts_kw, reason", [
-    ({}, {"avg_logprob": -1.5}, {}, LOW_ASR_CONFIDENCE),
-    ({}, {"no_speech_prob": 0.9}, {}, LOW_ASR_CONFIDENCE),
-    ({"text": "[S1]a [S2]b"}, {}, {}, CPS_OUT_OF_RANGE),
-    ({"text": "[S1]" + "a" * 400 + " [S2]b"}, {}, {}, CPS_OUT_OF_RANGE),
-    ({"overlap_ratio": 0.5, "s1_s": 8.0, "s2_s": 8.0}, {}, {}, OVERLAP_RATIO),
-    ({"s1_s": 8.7, "s2_s": 0.3}, {}, {}, SPEAKER_IMBALANCE),
-    ({}, {}, {"min_dialogue_bandwidth_hz": 9000.0}, LOW_BANDWIDTH),
-    ({}, {}, {}, None),
-])
+@pytest.mark.parametrize(
+    "dialogue_kw, turn_kw, opts_kw, reason",
+    [
+        ({}, {"avg_logprob": -1.5}, {}, LOW_ASR_CONFIDENCE),
+        ({}, {"no_speech_prob": 0.9}, {}, LOW_ASR_CONFIDENCE),
+        ({"text": "[S1]a [S2]b"}, {}, {}, CPS_OUT_OF_RANGE),
+        ({"text": "[S1]" + "a" * 400 + " [S2]b"}, {}, {}, CPS_OUT_OF_RANGE),
+        ({"overlap_ratio": 0.5, "s1_s": 8.0, "s2_s": 8.0}, {}, {}, OVERLAP_RATIO),
+        ({"s1_s": 8.7, "s2_s": 0.3}, {}, {}, SPEAKER_IMBALANCE),
+        ({}, {}, {"min_dialogue_bandwidth_hz": 9000.0}, LOW_BANDWIDTH),
+        ({}, {}, {}, None),
+    ],
+)
 def test_cheap_checks_drop_with_their_reason(dialogue_kw, turn_kw, opts_kw, reason):
     d = _dialogue(**dialogue_kw)
-    turns = [dataclasses.replace(make_turn("A", 0.0, 5.0, "x"), **turn_kw),
-             dataclasses.replace(make_turn("B", 5.0, 10.0, "y"), **turn_kw)]
+    turns = [
+        dataclasses.replace(make_turn("A", 0.0, 5.0, "x"), **turn_kw),
+        dataclasses.replace(make_turn("B", 5.0, 10.0, "y"), **turn_kw),
+    ]
     quality, failure = cheap_checks(d, turns, _noise(), FilterOptions(**opts_kw))
     assert (failure[0] if failure else None) == reason
     if reason:
@@ -183,8 +203,7 @@ def test_role_measures_and_failures():
     third = role_measures(np.stack([a, b, c, b, a]), ["S1", "S2", "S1", "S2", "S1"])
     assert "role_self_similarity" in purity_failure(third, limits)
     one = role_measures(np.stack([a, a * 0.9 + b * 0.1]), ["S1", "S2"])  # one voice, two roles
-    assert math.isnan(one["role_margin"]) and "role_cross_similarity" in purity_failure(one,
-                                                                                      limits)
+    assert math.isnan(one["role_margin"]) and "role_cross_similarity" in purity_failure(one, limits)
     assert purity_failure(role_measures(np.stack([a]), ["S1"]), limits) is None
 
 
@@ -208,33 +227,43 @@ def test_dnsmos_and_role_filters_drop_with_their_reason(work, dnsmos, embedder):
     assert rejects[0].message.startswith("dnsmos_ovrl=") and rejects[0].stage == "filters"
     # a turn labelled with the wrong speaker: S1's longest turn given to S2
     turns = list(work.dialogue_turns)
-    i = max((k for k, t in enumerate(turns) if t.role == "S1"),
-            key=lambda k: turns[k].end - turns[k].start)
+    i = max(
+        (k for k, t in enumerate(turns) if t.role == "S1"),
+        key=lambda k: turns[k].end - turns[k].start,
+    )
     turns[i] = dataclasses.replace(turns[i], role="S2")
     swapped = replace(work, dialogue_turns=tuple(turns))
-    kept, rejects = filter_dialogues(swapped, FilterOptions(min_dnsmos_ovrl=0.0), dnsmos,
-                                     embedder)
+    kept, rejects = filter_dialogues(swapped, FilterOptions(min_dnsmos_ovrl=0.0), dnsmos, embedder)
     assert kept == [] and [r.reason for r in rejects] == [ROLE_IMPURE]
 
 
 def test_filter_dialogues_transform():
     w = sample_work()
-    dialogues, dturns, _ = segment_dialogues(w.recording, w.turns, w.diarization,
-                                             DialogueOptions(max_dialogue_s=10.0))
+    dialogues, dturns, _ = segment_dialogues(
+        w.recording, w.turns, w.diarization, DialogueOptions(max_dialogue_s=10.0)
+    )
     # two short dialogues (one DNSMOS window each): one passes, one is too unbalanced
     w = replace(w, dialogues=tuple(dialogues[:2]), dialogue_turns=tuple(dturns))
     opts = FilterOptions(role_purity=False, min_speaker_share=0.3, min_dnsmos_ovrl=2.0)
     with BeamTestPipeline() as p:
         out = p | beam.Create([w]) | "FilterDialogues" >> FilterDialogues(opts)
-        assert_that(out.main | beam.Map(lambda x: (
-            [d.dialogue_id for d in x.dialogues],
-            sorted({t.dialogue_id for t in x.dialogue_turns}),
-            all("dnsmos_ovrl" in d.quality for d in x.dialogues))),
+        assert_that(
+            out.main
+            | beam.Map(
+                lambda x: (
+                    [d.dialogue_id for d in x.dialogues],
+                    sorted({t.dialogue_id for t in x.dialogue_turns}),
+                    all("dnsmos_ovrl" in d.quality for d in x.dialogues),
+                )
+            ),
             equal_to([([dialogues[1].dialogue_id], [dialogues[1].dialogue_id], True)]),
-            label="CheckMain")
-        assert_that(out.rejects | beam.Map(lambda r: (r.item_id, r.reason)),
-                    equal_to([(dialogues[0].dialogue_id, SPEAKER_IMBALANCE)]),
-                    label="CheckRejects")
+            label="CheckMain",
+        )
+        assert_that(
+            out.rejects | beam.Map(lambda r: (r.item_id, r.reason)),
+            equal_to([(dialogues[0].dialogue_id, SPEAKER_IMBALANCE)]),
+            label="CheckRejects",
+        )
 
 
 def test_option_names_are_unique_across_the_pipeline():

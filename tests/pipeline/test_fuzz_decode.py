@@ -1,4 +1,5 @@
 """Hostile input: random bytes and mutated headers never crash decoding, and always get a reason."""
+
 from __future__ import annotations
 
 import io
@@ -13,8 +14,16 @@ from pipeline.decode import DecodeOptions, decode_recording
 from pipeline.errors import DecodeError
 from tests.pipeline.audio_factory import encode_with_pyav, tone
 
-DECODE_REASONS = {errors.UNREADABLE, errors.DECODER_CRASH, errors.EMPTY, errors.TOO_SHORT,
-                  errors.TOO_LONG, errors.BAD_CHANNELS, errors.NON_FINITE, errors.SILENT}
+DECODE_REASONS = {
+    errors.UNREADABLE,
+    errors.DECODER_CRASH,
+    errors.EMPTY,
+    errors.TOO_SHORT,
+    errors.TOO_LONG,
+    errors.BAD_CHANNELS,
+    errors.NON_FINITE,
+    errors.SILENT,
+}
 
 
 def _valid_files(tmp_path_factory) -> dict[str, bytes]:
@@ -50,10 +59,11 @@ def test_random_bytes_never_crash(tmp_path_factory, data):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(fmt=st.sampled_from(["wav", "mp3", "flac", "ogg"]),
-       edits=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1,
-                      max_size=12),
-       cut=st.one_of(st.none(), st.integers(0, 6000)))
+@given(
+    fmt=st.sampled_from(["wav", "mp3", "flac", "ogg"]),
+    edits=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=12),
+    cut=st.one_of(st.none(), st.integers(0, 6000)),
+)
 def test_mutated_headers_never_crash(tmp_path_factory, fmt, edits, cut):
     if not _SEEDS:
         _SEEDS.update(_valid_files(tmp_path_factory))
@@ -68,6 +78,7 @@ def test_mutated_headers_never_crash(tmp_path_factory, fmt, edits, cut):
 
 def test_fuzzed_files_in_a_child_decoder_land_in_rejects(tmp_path):
     rng = np.random.default_rng(7)
-    for i in range(5):
-        _decode_bytes(tmp_path, rng.bytes(int(rng.integers(10, 3000))), "mp3",
-                      isolation="subprocess")
+    for _i in range(5):
+        _decode_bytes(
+            tmp_path, rng.bytes(int(rng.integers(10, 3000))), "mp3", isolation="subprocess"
+        )

@@ -1,4 +1,5 @@
 """Interop: our corpus → ZipVoice TSV and OpenDialog jsonl, and OpenDialog → our cuts."""
+
 from __future__ import annotations
 
 import json
@@ -37,17 +38,22 @@ def test_opendialog_round_trip(corpus_cuts, tmp_path):
         back = imported[original.id]
         assert dialogue_text(back) == dialogue_text(original)
         assert abs(back.duration - original.duration) < 0.01
-        assert back.load_audio().shape[1] == pytest.approx(
-            original.load_audio().shape[1], abs=2)
+        assert back.load_audio().shape[1] == pytest.approx(original.load_audio().shape[1], abs=2)
     out = tmp_path / "imported.jsonl.gz"
-    assert main(["from-opendialog", "--manifest", str(tmp_path / "manifest.jsonl"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["from-opendialog", "--manifest", str(tmp_path / "manifest.jsonl"), "--out", str(out)])
+        == 0
+    )
     assert len(CutSet.from_file(out)) == len(corpus_cuts)
 
 
 def test_bad_opendialog_manifest_is_a_clear_error(tmp_path, capsys):
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text(json.dumps({"id": "x", "text": "[S2] hi", "path": "a.wav"}) + "\n")
-    assert main(["from-opendialog", "--manifest", str(manifest), "--out",
-                 str(tmp_path / "o.jsonl.gz")]) == 2
+    assert (
+        main(
+            ["from-opendialog", "--manifest", str(manifest), "--out", str(tmp_path / "o.jsonl.gz")]
+        )
+        == 2
+    )
     assert "must start with [S1]" in capsys.readouterr().err

@@ -5,6 +5,7 @@ The offline build loads with the hub switched off (``HF_HUB_OFFLINE=1``) and eve
 connection refused, runs on the bundled real telephone call, and is scored with
 pyannote.metrics' DER (no collar, overlap scored).
 """
+
 from __future__ import annotations
 
 import socket
@@ -33,6 +34,7 @@ def sample():
 @pytest.fixture(scope="module")
 def no_network():
     """The hub off and every outgoing connection refused for the module's tests."""
+
     def refuse(*args, **kwargs):
         raise OSError("network use in an offline test")
 
@@ -106,7 +108,7 @@ def test_local_embedding_follows_pyannotes_model_contract(offline):
     alone = embedding(waveforms[:1, :, :19200])  # the masked part of row 0, unmasked
     np.testing.assert_allclose(out[0].numpy(), alone[0].numpy(), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="shorter"):
-        embedding(waveforms[:1, :, :embedding.min_num_samples - 1])
+        embedding(waveforms[:1, :, : embedding.min_num_samples - 1])
 
 
 def test_campplus_embedding_follows_the_same_contract(no_network):
@@ -131,8 +133,10 @@ def test_offline_build_on_the_sample_finds_two_speakers(offline, sample, figure)
     wave, reference = sample
     result = diarize(wave, opts, models, "sample")
     assert {s.speaker for s in result.segments} == {"SPK0", "SPK1"}
-    assert all(isinstance(s, SpeakerSegment) and s.recording_id == "sample" and s.end > s.start
-               for s in result.segments)
+    assert all(
+        isinstance(s, SpeakerSegment) and s.recording_id == "sample" and s.end > s.start
+        for s in result.segments
+    )
     assert set(result.embeddings) == {"SPK0", "SPK1"}
     assert all(v.shape == (192,) for v in result.embeddings.values())
     error, parts = conv.der(reference, result.segments)
@@ -154,37 +158,73 @@ def _random_pyannote_pipeline(folder) -> str:
     torch.manual_seed(0)
 
     def save(model, path):
-        checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                      "pytorch-lightning_version": lightning.__version__}
+        checkpoint = {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        }
         model.on_save_checkpoint(checkpoint)
         torch.save(checkpoint, path)
 
-    seg = PyanNet(sincnet={"stride": 10}, lstm={"hidden_size": 16, "num_layers": 1,
-                                                 "bidirectional": True, "monolithic": True,
-                                                 "dropout": 0.0},
-                  linear={"hidden_size": 16, "num_layers": 1})
+    seg = PyanNet(
+        sincnet={"stride": 10},
+        lstm={
+            "hidden_size": 16,
+            "num_layers": 1,
+            "bidirectional": True,
+            "monolithic": True,
+            "dropout": 0.0,
+        },
+        linear={"hidden_size": 16, "num_layers": 1},
+    )
     seg.specifications = Specifications(
-        problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME, duration=10.0,
-        min_duration=10.0, warm_up=(0.0, 0.0), classes=["s1", "s2", "s3"],
-        powerset_max_classes=2, permutation_invariant=True)
+        problem=Problem.MONO_LABEL_CLASSIFICATION,
+        resolution=Resolution.FRAME,
+        duration=10.0,
+        min_duration=10.0,
+        warm_up=(0.0, 0.0),
+        classes=["s1", "s2", "s3"],
+        powerset_max_classes=2,
+        permutation_invariant=True,
+    )
     seg.setup()
     save(seg, folder / "segmentation.ckpt")
     emb = XVectorMFCC(dimension=32)
-    emb.specifications = Specifications(problem=Problem.REPRESENTATION,
-                                        resolution=Resolution.CHUNK, duration=3.0)
+    emb.specifications = Specifications(
+        problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=3.0
+    )
     emb.setup()
     save(emb, folder / "embedding.ckpt")
     rng = np.random.default_rng(0)
-    np.savez(folder / "xvec_transform.npz", mean1=rng.normal(size=32),
-             mean2=0.1 * rng.normal(size=16), lda=rng.normal(size=(32, 16)))
-    np.savez(folder / "plda.npz", mu=0.1 * rng.normal(size=16),
-             tr=np.eye(16) + 0.1 * rng.normal(size=(16, 16)), psi=rng.uniform(0.5, 2, size=16))
-    config = {"pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization", "params": {
-        "segmentation": str(folder / "segmentation.ckpt"),
-        "embedding": str(folder / "embedding.ckpt"), "plda": str(folder),
-        "segmentation_step": 0.5, "embedding_batch_size": 8, "segmentation_batch_size": 8}},
-        "params": {"segmentation": {"min_duration_off": 0.0},
-                   "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}}}
+    np.savez(
+        folder / "xvec_transform.npz",
+        mean1=rng.normal(size=32),
+        mean2=0.1 * rng.normal(size=16),
+        lda=rng.normal(size=(32, 16)),
+    )
+    np.savez(
+        folder / "plda.npz",
+        mu=0.1 * rng.normal(size=16),
+        tr=np.eye(16) + 0.1 * rng.normal(size=(16, 16)),
+        psi=rng.uniform(0.5, 2, size=16),
+    )
+    config = {
+        "pipeline": {
+            "name": "pyannote.audio.pipelines.SpeakerDiarization",
+            "params": {
+                "segmentation": str(folder / "segmentation.ckpt"),
+                "embedding": str(folder / "embedding.ckpt"),
+                "plda": str(folder),
+                "segmentation_step": 0.5,
+                "embedding_batch_size": 8,
+                "segmentation_batch_size": 8,
+            },
+        },
+        "params": {
+            "segmentation": {"min_duration_off": 0.0},
+            "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8},
+        },
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     return str(folder)
 
@@ -192,14 +232,19 @@ def _random_pyannote_pipeline(folder) -> str:
 def test_pyannote_backend_plumbing(tmp_path, sample):
     wave, _ = sample
     folder = _random_pyannote_pipeline(tmp_path)
-    opts = DiarizeOptions(diarization_backend="pyannote", pyannote_pipeline=folder,
-                          diar_num_threads=TEST_THREADS)
+    opts = DiarizeOptions(
+        diarization_backend="pyannote", pyannote_pipeline=folder, diar_num_threads=TEST_THREADS
+    )
     models = load_models(opts)
-    result = diarize(wave[:16000 * 15], opts, models, "sample")
+    result = diarize(wave[: 16000 * 15], opts, models, "sample")
     # random weights: only the shape of the output is checked, never its quality
-    assert all(isinstance(s, SpeakerSegment) and s.recording_id == "sample"
-               for s in result.segments)
+    assert all(
+        isinstance(s, SpeakerSegment) and s.recording_id == "sample" for s in result.segments
+    )
     assert all(s.speaker.startswith("SPK") and s.end > s.start for s in result.segments)
     with pytest.raises(FileNotFoundError, match="config.yaml"):
-        load_models(DiarizeOptions(diarization_backend="pyannote",
-                                   pyannote_pipeline=str(tmp_path / "nowhere")))
+        load_models(
+            DiarizeOptions(
+                diarization_backend="pyannote", pyannote_pipeline=str(tmp_path / "nowhere")
+            )
+        )

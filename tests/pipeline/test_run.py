@@ -1,4 +1,5 @@
 """End to end: the default run on the bundled sample, bad inputs, resume, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ def test_default_run_curates_the_bundled_sample(sample_run, figure):
 
 def test_speech_table_covers_the_reference(sample_run, sample_rttm, figure):
     speech = read_table(sample_run.output, "speech").to_pylist()
-    coverage, false_alarm = vad_scores([(r["start"], r["end"]) for r in speech],
-                                       [(s, e) for _, s, e in read_rttm(sample_rttm)], 30.0)
+    coverage, false_alarm = vad_scores(
+        [(r["start"], r["end"]) for r in speech],
+        [(s, e) for _, s, e in read_rttm(sample_rttm)],
+        30.0,
+    )
     figure("coverage", coverage, at_least=0.90)
     figure("false_alarm", false_alarm, at_most=0.10)
 
@@ -111,10 +115,14 @@ def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
     assert sorted(seen) == sorted(str(p) for p in audio_files), "each file exactly once"
     reasons = {Path(r["uri"]).name: r["reason"] for r in file_rejects}
     assert reasons == {
-        "empty.wav": errors.UNREADABLE, "random.mp3": errors.UNREADABLE,
-        "truncated.wav": errors.UNREADABLE, "silent.wav": errors.SILENT,
-        "short.wav": errors.TOO_SHORT, "nan.wav": errors.NON_FINITE,
-        "many_channels.wav": errors.BAD_CHANNELS}
+        "empty.wav": errors.UNREADABLE,
+        "random.mp3": errors.UNREADABLE,
+        "truncated.wav": errors.UNREADABLE,
+        "silent.wav": errors.SILENT,
+        "short.wav": errors.TOO_SHORT,
+        "nan.wav": errors.NON_FINITE,
+        "many_channels.wav": errors.BAD_CHANNELS,
+    }
     assert all(r["message"] for r in file_rejects)
     assert {r["num_channels"] for r in recordings} == {2}
     item_rejects = [r for r in read_table(output, "rejects").to_pylist() if r["item_id"]]
@@ -124,8 +132,10 @@ def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
 
 def test_rerun_skips_finished_work_and_keeps_outputs(messy_inputs, messy_run):
     output, _ = messy_run
-    before = {t: sorted(map(str, read_table(output, t).to_pylist()))
-              for t in ("recordings", "rejects", "speech")}
+    before = {
+        t: sorted(map(str, read_table(output, t).to_pylist()))
+        for t in ("recordings", "rejects", "speech")
+    }
     summary = run(["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}"])
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["ingest"]["skipped_finished"] == 9
@@ -136,16 +146,31 @@ def test_rerun_skips_finished_work_and_keeps_outputs(messy_inputs, messy_run):
 
 
 def test_cli_reports_a_bad_input_clearly(tmp_path):
-    proc = subprocess.run([sys.executable, "beam_runner.py", "--runner=DirectRunner",
-                           f"--input={tmp_path}/nothing-*.wav", f"--output={tmp_path}/o"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "beam_runner.py",
+            "--runner=DirectRunner",
+            f"--input={tmp_path}/nothing-*.wav",
+            f"--output={tmp_path}/o",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "matches no file" in proc.stderr
 
 
 def test_cli_help_lists_stage_options():
-    proc = subprocess.run([sys.executable, "beam_runner.py", "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "beam_runner.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0
     for flag in ("--input", "--output", "--vad_threshold", "--min_duration_s", "--runner"):
         assert flag in proc.stdout
@@ -183,8 +208,7 @@ def _stm_words(stm, start: float = 0.0, end: float = 1e9) -> str:
     return " ".join(words)
 
 
-def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sample_stm,
-                                                                  figure):
+def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sample_stm, figure):
     from core.wer import word_error_rate
 
     turns = read_table(sample_run.output, "turns").to_pylist()
@@ -193,8 +217,10 @@ def test_turns_of_the_default_run_match_the_reference_transcript(sample_run, sam
     hyp = " ".join(t["text"] for t in sorted(turns, key=lambda t: t["start"]))
     figure("wer", word_error_rate(_stm_words(sample_stm), hyp).rate, at_most=0.25)
     for turn in turns:
-        assert turn["words"] and all(turn["start"] - 0.5 <= w["start"] <= w["end"] <= turn["end"] + 0.5
-                                     for w in turn["words"])
+        assert turn["words"] and all(
+            turn["start"] - 0.5 <= w["start"] <= w["end"] <= turn["end"] + 0.5
+            for w in turn["words"]
+        )
 
 
 def test_the_sample_yields_a_two_speaker_dialogue(sample_run, sample_stm, figure):
@@ -212,8 +238,11 @@ def test_the_sample_yields_a_two_speaker_dialogue(sample_run, sample_stm, figure
     plain = re.sub(r"\[S[12]\]", " ", best["text"])
     reference = _stm_words(sample_stm, best["start"], best["end"])
     figure("dialogue_wer", word_error_rate(reference, plain).rate, at_most=0.3)
-    turns = [t for t in read_table(sample_run.output, "dialogue_turns").to_pylist()
-             if t["dialogue_id"] == best["dialogue_id"]]
+    turns = [
+        t
+        for t in read_table(sample_run.output, "dialogue_turns").to_pylist()
+        if t["dialogue_id"] == best["dialogue_id"]
+    ]
     roles = [t["role"] for t in sorted(turns, key=lambda t: t["index"])]
     assert roles[0] == "S1" and all(a != b for a, b in zip(roles, roles[1:]))
 
@@ -222,8 +251,10 @@ def test_corpus_cuts_feed_a_bucketing_sampler(sample_run):
     from lhotse.dataset import DynamicBucketingSampler
 
     cuts = lhotse.CutSet.from_cuts(
-        c for p in sorted((sample_run.output / "lhotse").glob("cuts_*.jsonl.gz"))
-        for c in lhotse.load_manifest(p))
+        c
+        for p in sorted((sample_run.output / "lhotse").glob("cuts_*.jsonl.gz"))
+        for c in lhotse.load_manifest(p)
+    )
     assert len(cuts) == len(read_table(sample_run.output, "dialogues"))
     cut = cuts[0]
     assert cut.sampling_rate == 24000 and cut.custom["text"].startswith("[S1]")

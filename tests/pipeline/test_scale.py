@@ -1,4 +1,5 @@
 """Scale and fault tolerance: the same outputs on every runner, and after a kill and a re-run."""
+
 from __future__ import annotations
 
 import os
@@ -17,11 +18,22 @@ from tests.conftest import REPO
 from tests.pipeline.tables_compare import assert_same_tables
 
 
-@pytest.mark.parametrize("runner_args", [
-    ["--runner=DirectRunner", "--direct_running_mode=multi_threading", "--direct_num_workers=2"],
-    ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-     "--direct_num_workers=2"],
-], ids=["multi_threading", "multi_processing"])
+@pytest.mark.parametrize(
+    "runner_args",
+    [
+        [
+            "--runner=DirectRunner",
+            "--direct_running_mode=multi_threading",
+            "--direct_num_workers=2",
+        ],
+        [
+            "--runner=DirectRunner",
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
+        ],
+    ],
+    ids=["multi_threading", "multi_processing"],
+)
 def test_direct_runner_modes_give_the_same_outputs(sample_run, tmp_path, runner_args):
     run(runner_args + [f"--output={tmp_path / 'out'}"])
     assert_same_tables(sample_run.output, tmp_path / "out")
@@ -32,9 +44,17 @@ def job_service(tmp_path):
     """Beam's own Python job service (the portable path Flink and Dataflow use), on localhost."""
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-         "--port=0", f"--port_file={port_file}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "apache_beam.runners.portability.local_job_service_main",
+            "--port=0",
+            f"--port_file={port_file}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         for _ in range(300):
             if port_file.exists() and port_file.read_text().strip():
@@ -47,8 +67,14 @@ def job_service(tmp_path):
 
 
 def test_portable_runner_loopback_gives_the_same_outputs(sample_run, tmp_path, job_service):
-    run(["--runner=PortableRunner", f"--job_endpoint={job_service}",
-         "--environment_type=LOOPBACK", f"--output={tmp_path / 'out'}"])
+    run(
+        [
+            "--runner=PortableRunner",
+            f"--job_endpoint={job_service}",
+            "--environment_type=LOOPBACK",
+            f"--output={tmp_path / 'out'}",
+        ]
+    )
     assert_same_tables(sample_run.output, tmp_path / "out")
 
 
@@ -64,10 +90,16 @@ def two_recordings(tmp_path_factory) -> Path:
 
 def test_killed_run_resumes_to_the_uninterrupted_outputs(two_recordings, tmp_path):
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "beam_runner.py", "--runner=DirectRunner",
-           f"--input={two_recordings}", f"--output={killed}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "beam_runner.py",
+        "--runner=DirectRunner",
+        f"--input={two_recordings}",
+        f"--output={killed}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     state = killed / "_state"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -79,7 +111,8 @@ def test_killed_run_resumes_to_the_uninterrupted_outputs(two_recordings, tmp_pat
     proc.wait()
     assert finished_at_kill == 1, "the kill must land between the two recordings"
     assert not (killed / "recordings").exists() or not any(
-        (killed / "recordings").glob("*.parquet")), "tables are only written at the end"
+        (killed / "recordings").glob("*.parquet")
+    ), "tables are only written at the end"
 
     run(["--runner=DirectRunner", f"--input={two_recordings}", f"--output={killed}"])
     whole = tmp_path / "whole"

@@ -1,4 +1,5 @@
 """VAD on the real sample against its reference speech (sample.rttm)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ from tests.conftest import read_rttm
 def _mask(regions, seconds: float, step: float = 0.01) -> np.ndarray:
     mask = np.zeros(int(seconds / step) + 1, bool)
     for start, end in regions:
-        mask[int(start / step): int(end / step)] = True
+        mask[int(start / step) : int(end / step)] = True
     return mask
 
 

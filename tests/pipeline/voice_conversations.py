@@ -284,8 +284,11 @@ def _plan_turns(voices: Sequence[Voice], rng: np.random.Generator, target_s: flo
     return turns
 
 
-def speech_runs(clip: np.ndarray, min_pause_s: float = REFERENCE_MIN_PAUSE_S,
-                floor_db: float = REFERENCE_FLOOR_DB) -> list[tuple[int, int]]:
+def speech_runs(
+    clip: np.ndarray,
+    min_pause_s: float = REFERENCE_MIN_PAUSE_S,
+    floor_db: float = REFERENCE_FLOOR_DB,
+) -> list[tuple[int, int]]:
     """Sample runs of speech in one clean clip: 10 ms frames within ``floor_db`` of its loudest
     and at least 12 dB above its own noise floor (its quietest tenth of frames), pauses shorter
     than ``min_pause_s`` bridged (as turn-level references do)."""

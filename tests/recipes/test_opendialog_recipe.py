@@ -1,5 +1,6 @@
 """The OpenDialog recipe end to end on the bundled sample: curate → prepare → train (a few steps)
 → synthesize → evaluate, as a user runs it (``bash recipes/opendialog/run.sh``)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -26,9 +27,24 @@ def _table_rows(markdown: str) -> dict[str, dict[str, str]]:
 
 def test_recipe_runs_every_stage_on_the_sample(tmp_path):
     proc = subprocess.run(
-        ["bash", str(RECIPE), "--stage", "1", "--num-steps", "4", "--device", "cpu",
-         "--dir", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=1500, check=False)
+        [
+            "bash",
+            str(RECIPE),
+            "--stage",
+            "1",
+            "--num-steps",
+            "4",
+            "--device",
+            "cpu",
+            "--dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     for stage in range(1, 6):
         assert f"[stage {stage}]" in proc.stdout

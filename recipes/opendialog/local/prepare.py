@@ -9,6 +9,7 @@ and ``OUT/test_list.tsv`` in ZipVoice's 6-column split-prompt format
 (up to 8 s) in the dialogue, and the text to synthesize is the dialogue's own script. The dialogue's real audio
 goes to ``OUT/ground_truth/`` so the evaluation can score it as its reference row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ MAX_PROMPT_S = 8.0  # a voice prompt is a few seconds of one speaker (ZipVoice u
 
 
 def get_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--curated", required=True, help="the curation run's --output")
     parser.add_argument("--out", required=True)
     parser.add_argument("--max-items", type=int, default=4, help="test list length")
@@ -60,7 +62,9 @@ def main() -> None:
         paths = {}
         for role in ("S1", "S2"):
             sup = prompt_turn[role]
-            piece = cut.truncate(offset=sup.start, duration=sup.duration, keep_excessive_supervisions=False)
+            piece = cut.truncate(
+                offset=sup.start, duration=sup.duration, keep_excessive_supervisions=False
+            )
             audio = piece.load_audio()
             paths[role] = prompts / f"{cut.id}_{role}.wav"
             sf.write(paths[role], audio.mean(axis=0), cut.sampling_rate)
@@ -68,8 +72,18 @@ def main() -> None:
         truth.mkdir(exist_ok=True)
         sf.write(truth / f"{cut.id}.wav", cut.load_audio().mean(axis=0), cut.sampling_rate)
         text = " ".join(dialogue_text(cut).split())
-        rows.append("\t".join([cut.id, prompt_turn["S1"].text, prompt_turn["S2"].text,
-                               str(paths["S1"]), str(paths["S2"]), text]))
+        rows.append(
+            "\t".join(
+                [
+                    cut.id,
+                    prompt_turn["S1"].text,
+                    prompt_turn["S2"].text,
+                    str(paths["S1"]),
+                    str(paths["S2"]),
+                    text,
+                ]
+            )
+        )
     (out / "test_list.tsv").write_text("\n".join(rows) + "\n")
     logger.info("%d cuts, %d test items → %s", len(cuts), len(rows), out)
 
