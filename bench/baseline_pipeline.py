@@ -35,7 +35,7 @@ def load_models() -> BaselineModels:
     from resemblyzer import VoiceEncoder
     from silero_vad import load_silero_vad
 
-    from pipeline.asr_models import resolve_asr_model
+    from pipeline.asr.models import resolve_asr_model
     from pipeline.diarize import DiarizeOptions
     from pipeline.diarize import load_models as load_diarization
 
@@ -58,7 +58,7 @@ def process_file(path: str, models: BaselineModels) -> BaselineResult:
     from silero_vad import get_speech_timestamps
     from speechmos import dnsmos
 
-    from pipeline.asr_plan import plan_turns
+    from pipeline.asr.plan import plan_turns
     from pipeline.decode import recording_id_for
     from pipeline.dialogue import DialogueOptions, segment_dialogues
     from pipeline.diarize import DiarizeOptions, diarize

@@ -9,7 +9,7 @@ The turns are the bundled sample's reference turns (``pipeline/assets/sample.rtt
 30 s), repeated ``--repeat`` times. RTF = compute seconds / seconds of *recording* (what the
 pipeline pays per hour of input). Runs, all after one warm-up call:
 
-* ``batched``: :class:`pipeline.asr_whisper.WhisperBatchTranscriber`, ``--batch_size`` turns/call;
+* ``batched``: :class:`pipeline.asr.whisper.WhisperBatchTranscriber`, ``--batch_size`` turns/call;
 * ``unbatched``: the same code with batch size 1;
 * ``fw_per_turn``: ``WhisperModel.transcribe`` once per turn (faster-whisper's sequential path,
   its own language detection per call; the usual way to transcribe turns one by one);
@@ -66,8 +66,8 @@ def main() -> None:
     args = get_args()
     from faster_whisper import BatchedInferencePipeline
 
-    from pipeline.asr_models import load_whisper, resolve_asr_model
-    from pipeline.asr_whisper import WhisperBatchTranscriber
+    from pipeline.asr.models import load_whisper, resolve_asr_model
+    from pipeline.asr.whisper import WhisperBatchTranscriber
 
     path, sha = resolve_asr_model(args.asr_model)
     model = load_whisper(path, "cpu", args.compute_type, args.threads)

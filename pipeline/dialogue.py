@@ -427,7 +427,7 @@ def segment_dialogues(
         turns: its transcribed turns (file-wide speakers, word timestamps in recording time).
         diarization: its speaker segments (for overlap, third-speaker speech, stereo channels).
         opts: the segmentation options.
-        split: the corpus split of this recording (see :func:`pipeline.corpus.assign_split`).
+        split: the corpus split of this recording (see :func:`pipeline.output.corpus.assign_split`).
 
     Returns:
         ``(dialogues, dialogue_turns, rejects)``; ids are ``{recording_id}-d{k:04d}`` with ``k``
@@ -599,7 +599,7 @@ class SegmentDialoguesFn(RecordingStageFn):
 
     Args:
         opts: segmentation options.
-        split_fn: ``recording_id -> split`` (e.g. :func:`pipeline.corpus.split_function`);
+        split_fn: ``recording_id -> split`` (e.g. :func:`pipeline.output.corpus.split_function`);
             every dialogue is ``"train"`` when omitted.
     """
 

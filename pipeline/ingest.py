@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.decode import recording_id_for
-from pipeline.state import StateStore
+from pipeline.output.state import StateStore
 
 logger = logging.getLogger(__name__)
 

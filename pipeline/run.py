@@ -20,19 +20,19 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import corpus
 from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn
 from pipeline.option_fields import dataclass_from_options
 from pipeline.options import CurateOptions
-from pipeline.records import table_row
-from pipeline.stages import DECODE, STAGES
-from pipeline.writers import (
+from pipeline.output import corpus
+from pipeline.output.tables import (
     OUTPUTS,
     LoadFinishedFn,
     PersistRecordingFn,
     PersistRejectFn,
     WriteTables,
 )
+from pipeline.records import table_row
+from pipeline.stages import DECODE, STAGES
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse ``argv``, run the pipeline to completion, write the run files; returns the summary."""
-    from pipeline import run_files
+    from pipeline.output import run_files
 
     options = PipelineOptions(argv)
     curate = options.view_as(CurateOptions)

@@ -14,7 +14,9 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline import asr, corpus, decode, dialogue, diarize, filters, vad
+from pipeline import decode, dialogue, diarize, filters, vad
+from pipeline.asr import stage as asr
+from pipeline.output import corpus
 
 
 @dataclass(frozen=True)

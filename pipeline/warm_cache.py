@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 
 def main() -> None:
-    from pipeline.run_files import models_used
+    from pipeline.output.run_files import models_used
 
     logging.basicConfig(level=logging.INFO)
     for name, entry in models_used(PipelineOptions([])).items():

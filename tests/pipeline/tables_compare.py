@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from pipeline.output.run_files import read_table
 from pipeline.records import TABLES
-from pipeline.run_files import read_table
 
 # numeric columns may differ by this much across runners (thread counts change float summation
 # order in the ONNX and CTranslate2 kernels); ids, labels and texts must be identical

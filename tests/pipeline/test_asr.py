@@ -19,18 +19,8 @@ import soundfile as sf
 
 from core.text_norm import normalize_text, tokenize
 from core.wer import corpus_error_rate, error_counts, word_error_rate
-from pipeline.asr import (
-    NO_TRANSCRIPT,
-    TURN_TOO_SHORT,
-    AsrEngine,
-    AsrOptions,
-    Transcribe,
-    per_channel,
-    transcribe_work,
-    turn_audio,
-)
-from pipeline.asr_models import AsrModelError, resolve_asr_model
-from pipeline.asr_pack import (
+from pipeline.asr.models import AsrModelError, resolve_asr_model
+from pipeline.asr.pack import (
     PackedPiece,
     PackedWindow,
     TurnGroup,
@@ -42,8 +32,18 @@ from pipeline.asr_pack import (
     stitch_group,
     turn_for_time,
 )
-from pipeline.asr_plan import TurnSpan, merge_segments, plan_turns, split_span
-from pipeline.asr_whisper import ChunkTranscript, compression_ratio
+from pipeline.asr.plan import TurnSpan, merge_segments, plan_turns, split_span
+from pipeline.asr.stage import (
+    NO_TRANSCRIPT,
+    TURN_TOO_SHORT,
+    AsrEngine,
+    AsrOptions,
+    Transcribe,
+    per_channel,
+    transcribe_work,
+    turn_audio,
+)
+from pipeline.asr.whisper import ChunkTranscript, compression_ratio
 from pipeline.records import Recording, RecordingWork, SpeakerSegment, SpeechRegion, Word
 from tests.conftest import TEST_THREADS, read_rttm
 
@@ -397,7 +397,7 @@ def test_other_model_names(tmp_path, monkeypatch):
 
 
 def test_models_for_the_run_manifest():
-    from pipeline.asr import models_used
+    from pipeline.asr.stage import models_used
 
     tiny = models_used(AsrOptions(asr_model="tiny.en"))
     assert tiny == {"whisper": resolve_asr_model("tiny.en")[0]}
@@ -489,7 +489,7 @@ def test_tiny_en_turn_fields_and_word_times(sample_work, tiny_engine):
 
 
 def test_batches_give_the_same_text_and_split_by_language(sample_work, tiny_engine, monkeypatch):
-    from pipeline.asr_whisper import WhisperBatchTranscriber
+    from pipeline.asr.whisper import WhisperBatchTranscriber
 
     model = tiny_engine.whisper.model
     spans = sample_work.diarization[4:7]
@@ -513,7 +513,7 @@ def test_decode_guards_fall_back_on_loops_and_drop_silence(tiny_engine, monkeypa
     """Whisper's guards (off in the pipeline, on in the evaluation), on scripted decodes: a loop
     is decoded again at the next temperature, silence gives no text, and when every temperature
     fails the likeliest decode that is not a loop is kept."""
-    from pipeline.asr_whisper import DecodeGuards, WhisperBatchTranscriber
+    from pipeline.asr.whisper import DecodeGuards, WhisperBatchTranscriber
 
     with pytest.raises(ValueError, match="start with 0.0"):
         DecodeGuards(temperatures=(0.2, 0.4))
@@ -547,7 +547,7 @@ def test_decode_guards_fall_back_on_loops_and_drop_silence(tiny_engine, monkeypa
 
 
 def test_forcing_another_language_on_an_english_only_model_fails_fast(tiny_engine):
-    from pipeline.asr_whisper import WhisperBatchTranscriber
+    from pipeline.asr.whisper import WhisperBatchTranscriber
 
     with pytest.raises(ValueError, match="English-only"):
         WhisperBatchTranscriber(tiny_engine.whisper.model, language="zh")
@@ -638,7 +638,7 @@ def tiny_paraformer_dir(tmp_path_factory) -> str:
 
 
 def test_paraformer_loads_a_local_dir_and_returns_timed_units(tiny_paraformer_dir, sample_audio):
-    from pipeline.paraformer import ParaformerTranscriber
+    from pipeline.asr.paraformer import ParaformerTranscriber
 
     vocab = set("你好世界我们今天气很不错中文") | {"hello"}
     engine = ParaformerTranscriber(tiny_paraformer_dir, batch_size=2)

@@ -13,7 +13,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.corpus import (
+from pipeline.dialogue import DialogueOptions, segment_dialogues
+from pipeline.errors import DUPLICATE
+from pipeline.output.corpus import (
     CorpusOptions,
     WriteCorpusEntries,
     assign_split,
@@ -22,8 +24,6 @@ from pipeline.corpus import (
     to_entry,
     zipvoice_tsv_line,
 )
-from pipeline.dialogue import DialogueOptions, segment_dialogues
-from pipeline.errors import DUPLICATE
 from pipeline.records import Recording, RecordingWork, SpeakerSegment
 from pipeline.stage import replace
 from tests.pipeline.dialogue_fixtures import make_recording, sample_work
@@ -271,7 +271,7 @@ def test_zipvoice_tsv_and_corpus_summary(corpus):
 
 
 def test_recording_record_is_enough_for_a_remote_uri():
-    from pipeline.corpus import lhotse_recording
+    from pipeline.output.corpus import lhotse_recording
 
     rec = Recording("r", "gs://bucket/a.flac", 44100, 2, 10.0)
     lrec = lhotse_recording(rec)

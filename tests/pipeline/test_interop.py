@@ -8,7 +8,7 @@ import pytest
 from lhotse import CutSet
 
 from core.dialogue_script import dialogue_text
-from pipeline.interop import from_opendialog, main, to_opendialog, zipvoice_tsv_lines
+from pipeline.output.interop import from_opendialog, main, to_opendialog, zipvoice_tsv_lines
 
 
 @pytest.fixture(scope="module")

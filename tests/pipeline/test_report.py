@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pipeline import report
+from pipeline.output import report
 from pipeline.records import Dialogue, Recording, Reject, table_row, table_schema
 
 

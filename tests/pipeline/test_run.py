@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 
 from pipeline import errors
+from pipeline.output.run_files import read_table
 from pipeline.run import run
-from pipeline.run_files import read_table
 from tests.conftest import REPO, read_rttm
 from tests.pipeline.audio_factory import encode_with_pyav, tone
 from tests.pipeline.test_vad import vad_scores

@@ -21,7 +21,7 @@ machine gives the same text), and a chunk that is most likely silence comes back
 Chunks whose language is in ``defer_languages`` are only language-identified, not decoded (the
 caller hands them to another recogniser, e.g. Paraformer for Chinese). A chunk may also be a
 packed window of several turns (:meth:`WhisperBatchTranscriber.transcribe_windows` returns its words
-raw, for :mod:`pipeline.asr_pack` to hand back to the turns).
+raw, for :mod:`pipeline.asr.pack` to hand back to the turns).
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ class WhisperBatchTranscriber:
 
         Like :meth:`transcribe`, but word times are in window time (seconds from the window's
         start), unclipped, and word texts keep Whisper's spelling (a leading space starts a word
-        in spaced scripts): what :mod:`pipeline.asr_pack` splits back into turns.
+        in spaced scripts): what :mod:`pipeline.asr.pack` splits back into turns.
         """
         results: list[ChunkTranscript] = []
         for begin in range(0, len(windows), self.batch_size):

@@ -1,8 +1,8 @@
 """Convert our dialogue corpus to and from the formats other tools train on.
 
-    python -m pipeline.interop to-zipvoice-tsv --cuts output/corpus/cuts_train.jsonl.gz --out train.tsv
-    python -m pipeline.interop to-opendialog --cuts CUTS --out DIR        # DIR/manifest.jsonl + DIR/audio/
-    python -m pipeline.interop from-opendialog --manifest manifest.en.jsonl --out cuts.jsonl.gz
+    python -m pipeline.output.interop to-zipvoice-tsv --cuts output/corpus/cuts_train.jsonl.gz --out train.tsv
+    python -m pipeline.output.interop to-opendialog --cuts CUTS --out DIR        # DIR/manifest.jsonl + DIR/audio/
+    python -m pipeline.output.interop from-opendialog --manifest manifest.en.jsonl --out cuts.jsonl.gz
 
 * ZipVoice TSV: ``id \\t text \\t wav \\t start \\t end`` (upstream's custom-data format; the text
   starts with ``[S1]``).
@@ -118,7 +118,7 @@ def from_opendialog(manifest: Path, audio_root: Path | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.interop",
+        prog="python -m pipeline.output.interop",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

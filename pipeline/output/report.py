@@ -6,7 +6,7 @@ dialogue durations, turns per dialogue, speaker balance, DNSMOS OVRL (kept and d
 stage and reason, hours in and out. Plots are drawn with matplotlib when it is installed (SVG,
 text as paths) and with a small built-in SVG bar renderer otherwise.
 
-Usage: ``python -m pipeline.report OUTPUT_DIR``
+Usage: ``python -m pipeline.output.report OUTPUT_DIR``
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
     """
     import silero_vad
 
-    from pipeline import asr, diarize, filters
+    from pipeline import diarize, filters
+    from pipeline.asr import stage as asr
     from pipeline.diarization.embedding import embedder_weights
     from pipeline.option_fields import dataclass_from_options
 
@@ -193,7 +194,7 @@ def finish_run(
     summary = summarize(output_dir)
     summary["elapsed_s"] = round(elapsed_s, 1)
     try:
-        report = importlib.import_module("pipeline.report")
+        report = importlib.import_module("pipeline.output.report")
     except ModuleNotFoundError:
         report = None
     if report is not None:

@@ -1,7 +1,7 @@
 """Writers: per-recording state and RTTM, then the Parquet tables and Lhotse manifests.
 
 Every recording leaves the per-recording chain through :class:`PersistRecordingFn`, which turns it
-into table rows (one tagged output per table), writes its state file (see :mod:`pipeline.state`)
+into table rows (one tagged output per table), writes its state file (see :mod:`pipeline.output.state`)
 and its RTTM. Rows of recordings finished by an earlier run are read back from their state files
 by :class:`LoadFinishedFn`. :class:`WriteTables` then writes each table with Beam's Parquet IO and
 the Lhotse ``recordings.jsonl.gz`` / ``supervisions.jsonl.gz`` with ``WriteToText``.
@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.output.state import StateStore
 from pipeline.records import (
     TABLES,
     RecordingWork,
@@ -27,7 +28,6 @@ from pipeline.records import (
     table_row,
     table_schema,
 )
-from pipeline.state import StateStore
 
 logger = logging.getLogger(__name__)
 

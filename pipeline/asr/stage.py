@@ -2,13 +2,13 @@
 
 Input: :class:`RecordingWork` with ``audio`` and ``diarization`` (and ``speech`` for split
 points). Output: the same work with ``turns`` (tuple of :class:`Turn`, ids
-``<recording_id>-t<NNNN>``). Turns are planned by :mod:`pipeline.asr_plan`, packed into shared
-30 s windows by :mod:`pipeline.asr_pack` (``--asr_packing turns``, the default; ``none`` gives each
-turn its own window) and decoded in batches by :mod:`pipeline.asr_whisper` (faster-whisper, int8
+``<recording_id>-t<NNNN>``). Turns are planned by :mod:`pipeline.asr.plan`, packed into shared
+30 s windows by :mod:`pipeline.asr.pack` (``--asr_packing turns``, the default; ``none`` gives each
+turn its own window) and decoded in batches by :mod:`pipeline.asr.whisper` (faster-whisper, int8
 on CPU); turns identified as Chinese go to FunASR Paraformer with ``--zh_asr paraformer``. A
 recording without diarization gets no turns (the dialogue stage reports it), not a reject.
 Item-level rejects: ``turn_too_short`` (shorter than ``--asr_min_turn_s``), ``no_transcript``
-(the recogniser returned no text). Models: :func:`pipeline.asr_models.resolve_asr_model`.
+(the recogniser returned no text). Models: :func:`pipeline.asr.models.resolve_asr_model`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipeline.asr_pack import (
+from pipeline.asr.pack import (
     assemble_window,
     group_extents,
     pack_pieces,
@@ -31,8 +31,8 @@ from pipeline.asr_pack import (
     split_window,
     stitch_group,
 )
-from pipeline.asr_plan import TurnSpan, plan_turns
-from pipeline.asr_whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
+from pipeline.asr.plan import TurnSpan, plan_turns
+from pipeline.asr.whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
 from pipeline.option_fields import opt
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
 from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
@@ -204,7 +204,7 @@ def models_used(opts: AsrOptions) -> dict[str, str]:
     Resolving ``--asr_model`` also builds the offline Whisper base cache, which is what
     ``python -m pipeline.warm_cache`` relies on.
     """
-    from pipeline.asr_models import resolve_asr_model_dir
+    from pipeline.asr.models import resolve_asr_model_dir
 
     models = {"whisper": str(resolve_asr_model_dir(opts.asr_model))}
     if opts.zh_asr == "paraformer":
@@ -221,8 +221,8 @@ class AsrEngine:
     """
 
     def __init__(self, opts: AsrOptions):
-        from pipeline.asr_models import load_whisper, resolve_asr_model
-        from pipeline.asr_whisper import WhisperBatchTranscriber
+        from pipeline.asr.models import load_whisper, resolve_asr_model
+        from pipeline.asr.whisper import WhisperBatchTranscriber
 
         self.opts = opts
         self.model_dir, self.model_sha256 = resolve_asr_model(opts.asr_model)
@@ -241,7 +241,7 @@ class AsrEngine:
         )
         self.paraformer: Any | None = None
         if opts.zh_asr == "paraformer":
-            from pipeline.paraformer import ParaformerTranscriber
+            from pipeline.asr.paraformer import ParaformerTranscriber
 
             self.paraformer = ParaformerTranscriber(
                 opts.paraformer_model,
@@ -267,7 +267,7 @@ class AsrEngine:
         sources: Sequence[int] | None = None,
     ) -> list[ChunkTranscript]:
         """Transcribe chunks (one per turn, ordered by start): Whisper for all, packed into
-        shared windows when ``opts.packed`` (:mod:`pipeline.asr_pack`); Paraformer, one turn at
+        shared windows when ``opts.packed`` (:mod:`pipeline.asr.pack`); Paraformer, one turn at
         a time, for those identified as Chinese.
 
         Args:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.asr_whisper import ChunkTranscript, clamp_words, compression_ratio
+from pipeline.asr.whisper import ChunkTranscript, clamp_words, compression_ratio
 from pipeline.records import Word
 
 __all__ = [
