@@ -8,7 +8,7 @@ one dialogue of ``--prompt-s`` + ``--target-s`` seconds of audio:
   the baseline (ratio 1.00);
 * distilled student, each of ``--student-steps`` (4, 8) steps, one pass per step;
 
-each on torch and on onnxruntime (fp32 graphs exported by ``model.onnx_export``; with
+each on torch and on onnxruntime (fp32 graphs exported by ``model.export.onnx_export``; with
 ``--int8`` also the int8 graphs). RTF = model seconds / generated (target) seconds;
 ``speed-up`` = baseline seconds / row seconds, so machine speed cancels out.
 
@@ -31,7 +31,7 @@ FRAME_RATE_HZ = {"base": 24000 / 256, "tiny": 22050 / 256}
 def _synthesize(
     network, tokens, features_lens, prompt, prompt_lens, *, steps, guidance, distill
 ) -> None:
-    from model.flow import sample_with_prompt
+    from model.network.flow import sample_with_prompt
 
     with torch.inference_mode():
         sample_with_prompt(
@@ -56,11 +56,11 @@ def _time(fn, repeats: int) -> float:
 
 def bench_preset(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple]:
     """All rows of one preset: ``(preset, model, steps, backend, seconds, rtf)``."""
-    from model.config import preset
-    from model.network import DialogTTSNetwork
-    from model.onnx_export import export_network
-    from model.onnx_runtime import OnnxNetwork
-    from model.student import student_from_teacher
+    from model.export.onnx_export import export_network
+    from model.export.onnx_runtime import OnnxNetwork
+    from model.network.config import preset
+    from model.network.student import student_from_teacher
+    from model.network.zipvoice import DialogTTSNetwork
 
     torch.manual_seed(0)
     config = preset(name, variant="dialog")

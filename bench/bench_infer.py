@@ -1,7 +1,7 @@
 """Benchmark: CPU real-time factor of dialogue synthesis at 16, 8 and 4 Euler steps.
 
 For each network preset (random weights: speed does not depend on them), one dialogue is
-synthesised end to end through :class:`model.synthesis.Synthesizer` (prompt features, text,
+synthesised end to end through :class:`model.inference.synthesis.Synthesizer` (prompt features, text,
 sampler with time-dependent CFG, vocoder, cross-fade) with a real prompt cut from the bundled
 sample. Printed side by side: RTF with and without the vocoder per step count, and the
 ratio of each against the 16-step run of the same preset in the same process (machine speed
@@ -36,10 +36,10 @@ def build_synthesizer(preset_name: str, vocoder_name: str | None):
     """A Synthesizer around a random-weight network of ``preset_name``."""
     import torch
 
-    from model.config import preset
-    from model.features import FeatureConfig
-    from model.network import DialogTTSNetwork
-    from model.synthesis import Synthesizer, load_matching_vocoder
+    from model.audio.features import FeatureConfig
+    from model.inference.synthesis import Synthesizer, load_matching_vocoder
+    from model.network.config import preset
+    from model.network.zipvoice import DialogTTSNetwork
     from model.tokenizer import Tokenizer, build_vocabulary
 
     table = build_vocabulary([PROMPT_TEXT, TEXT])

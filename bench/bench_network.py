@@ -38,8 +38,8 @@ def _time(fn, repeats: int) -> float:
 
 def main() -> None:
     """Runs the benchmark (see the module docstring)."""
-    from model.config import preset
-    from model.network import DialogTTSNetwork
+    from model.network.config import preset
+    from model.network.zipvoice import DialogTTSNetwork
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "base"])

@@ -7,8 +7,8 @@ Usage example::
 
 Each configuration runs in its own child process (so peak RSS is its own): build the dialogue
 network, then ``--steps`` timed optimizer steps after one warm-up step, each exactly what
-``model.train`` does per batch (draw t/noise/suffix mask/text dropout, forward through
-:class:`model.flow.FlowMatchingLoss`, backward, clip, AdamW step). The batch is ``--batch``
+``model.training.train`` does per batch (draw t/noise/suffix mask/text dropout, forward through
+:class:`model.network.flow.FlowMatchingLoss`, backward, clip, AdamW step). The batch is ``--batch``
 utterances of ``--seconds`` seconds of log mel at the configuration's frame rate (tiny: offline
 features, 86.1 frames/s, 80 mels; base: upstream features, 93.75 frames/s, 100 mels) with 12
 tokens per second. Reported: parameters, median step seconds, frames per second of compute,
@@ -49,10 +49,10 @@ def child(args: argparse.Namespace) -> dict:
     """Run one configuration in this process and return its measurements."""
     import torch
 
-    from model.config import preset
-    from model.features import FeatureConfig
-    from model.flow import FlowMatchingLoss, FlowOptions, draw_training_inputs
-    from model.network import DialogTTSNetwork
+    from model.audio.features import FeatureConfig
+    from model.network.config import preset
+    from model.network.flow import FlowMatchingLoss, FlowOptions, draw_training_inputs
+    from model.network.zipvoice import DialogTTSNetwork
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -9,7 +9,7 @@
 * OpenDialog: ``manifest.jsonl`` lines ``{"id", "text", "path"}`` (the released corpus's fields),
   ``path`` relative to the manifest's folder, one audio file per dialogue.
 * Import: each OpenDialog line becomes a Lhotse ``MonoCut`` with one supervision holding the
-  tagged text (and ``custom["text"]``), which ``model.train`` reads like our own cuts.
+  tagged text (and ``custom["text"]``), which ``model.training.train`` reads like our own cuts.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ if run_stage 5; then
     --model-name "ground truth (curated audio)" --params "-"
   "$py" -m model.evaluate --test-list "$data/prepared/test_list.tsv" --res-dir "$exp/samples" \
     --out "$exp/results.md" --append --model-name "$config (ours, $num_steps steps)" \
-    --params "$("$py" -c "import sys; from model.checkpoint import load_checkpoint as load
+    --params "$("$py" -c "import sys; from model.network.checkpoint import load_checkpoint as load
 print(f'{load(sys.argv[1]).network.num_parameters() / 1e6:.2f}M')" "$exp")" \
     --synthesis-times "$exp/samples/synthesis_times.tsv"
   cat "$exp/results.md"

@@ -35,8 +35,8 @@ def dialog_cuts_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def memorised_cut_path(tmp_path_factory) -> Path:
     """cuts.jsonl.gz with only the memorised cut, its offline-preset mels precomputed."""
-    from model.data import store_features
-    from model.features import FeatureConfig, MelExtractor
+    from model.audio.features import FeatureConfig, MelExtractor
+    from model.training.data import store_features
 
     out = tmp_path_factory.mktemp("cuts1")
     cuts = [c for c in make_dialog_cuts() if c.id == MEMORISED_CUT]
@@ -64,7 +64,7 @@ class TrainedCheckpoint:
     """The session's trained tiny model and what it memorised.
 
     Attributes:
-        exp_dir: experiment dir: ``model.checkpoint.load_checkpoint(exp_dir)`` gives the EMA
+        exp_dir: experiment dir: ``model.network.checkpoint.load_checkpoint(exp_dir)`` gives the EMA
             network; ``checkpoint-last.pt`` holds the raw weights too; ``features.json`` the
             feature configuration (offline preset: 22.05 kHz, 80 mels).
         cuts_path: manifest of the memorised cut (audio + precomputed log mel).
@@ -97,7 +97,7 @@ def trained_tiny_checkpoint(tmp_path_factory, memorised_cut_path, tiny_config_pa
 
     from lhotse import CutSet
 
-    from model.train import main
+    from model.training.train import main
 
     exp_dir = tmp_path_factory.mktemp("trained") / "exp"
     t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def trained_tiny_checkpoint(tmp_path_factory, memorised_cut_path, tiny_config_pa
 
 
 def _tagged(turns: list[tuple[str, str]]) -> str:
-    """[S1] a b [S2] c: consecutive turns of one speaker merged, as model.data does."""
+    """[S1] a b [S2] c: consecutive turns of one speaker merged, as model.training.data does."""
     merged: list[list[str]] = []
     for speaker, text in turns:
         if merged and merged[-1][0] == speaker:

@@ -1,4 +1,4 @@
-"""model.data on real dialogue cuts of the bundled sample: texts, batches, sharding, resume."""
+"""model.training.data on real dialogue cuts of the bundled sample: texts, batches, sharding, resume."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from core.dialogue_script import dialogue_text
-from model.data import (
+from model.audio.features import FeatureConfig, MelExtractor
+from model.training.data import (
     BatchStream,
     DataOptions,
     DialogTTSDataset,
@@ -16,7 +17,6 @@ from model.data import (
     plain_text,
     store_features,
 )
-from model.features import FeatureConfig, MelExtractor
 from tests.model.model_cuts import DIALOG_WINDOWS, make_dialog_cuts, make_stereo_cut
 
 

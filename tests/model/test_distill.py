@@ -34,8 +34,8 @@ TEST_DATA_ARGS = [
 
 
 def _random_teacher(variant: str = "dialog", seed: int = 0):
-    from model.config import preset
-    from model.network import DialogTTSNetwork
+    from model.network.config import preset
+    from model.network.zipvoice import DialogTTSNetwork
 
     torch.manual_seed(seed)
     config = preset(
@@ -62,7 +62,7 @@ def _cut_inputs(checkpoint):
     """(prompt+target ids, model-space features (T, F), prompt frames) of the memorised cut."""
     from lhotse import CutSet
 
-    from model.features import FeatureConfig
+    from model.audio.features import FeatureConfig
     from model.tokenizer import Tokenizer, TokenTable
 
     config = FeatureConfig.from_json((checkpoint.exp_dir / "features.json").read_text())
@@ -77,8 +77,8 @@ def _cut_inputs(checkpoint):
 
 
 def test_draws_follow_the_recipe():
-    from model.distill import draw_distill_inputs
-    from model.flow import FlowOptions
+    from model.network.flow import FlowOptions
+    from model.training.distill import draw_distill_inputs
 
     features = torch.zeros(512, 50, 4)
     lens = torch.randint(10, 51, (512,))
@@ -106,9 +106,9 @@ def test_draws_follow_the_recipe():
 @pytest.mark.parametrize("distilled_teacher", [False, True])
 def test_two_teacher_hops_equal_the_sampler(distilled_teacher):
     """The target velocity is the guided sampler's own two Euler steps (both CFG regimes)."""
-    from model.distill import DistillDraw, teacher_target_velocity
-    from model.flow import sample
-    from model.student import student_from_teacher
+    from model.network.flow import sample
+    from model.network.student import student_from_teacher
+    from model.training.distill import DistillDraw, teacher_target_velocity
 
     teacher = _random_teacher()
     if distilled_teacher:
@@ -159,7 +159,7 @@ def test_two_teacher_hops_equal_the_sampler(distilled_teacher):
 
 
 def test_student_starts_at_the_teacher():
-    from model.student import GUIDANCE_KEY, GuidedDialogNetwork, student_from_teacher
+    from model.network.student import GUIDANCE_KEY, GuidedDialogNetwork, student_from_teacher
 
     teacher = _random_teacher()
     torch.manual_seed(3)
@@ -189,9 +189,9 @@ def test_student_starts_at_the_teacher():
 
 
 def test_student_checkpoint_round_trip(tmp_path):
-    from model.checkpoint import CheckpointKeyError, load_checkpoint
-    from model.inference_defaults import InferenceDefaults, read_inference_defaults
-    from model.student import load_model, save_model, student_from_teacher
+    from model.inference.defaults import InferenceDefaults, read_inference_defaults
+    from model.network.checkpoint import CheckpointKeyError, load_checkpoint
+    from model.network.student import load_model, save_model, student_from_teacher
 
     student = student_from_teacher(_random_teacher()).eval()
     tokens = {f"t{i}": i for i in range(40)}
@@ -229,13 +229,13 @@ def test_dialog_student_weights_are_not_upstream_distill(variant, tmp_path):
     """A dialogue student's state dict holds upstream's distill embedding *and* the turn
     embedding: it is a distilled dialog(-stereo) network, and an upstream-layout directory
     of it (model.json + model.pt, no network.json) loads strictly as one."""
-    from model.checkpoint import (
+    from model.network.checkpoint import (
         detect_variant,
         has_guidance_embed,
         load_upstream_model_dir,
         write_token_table,
     )
-    from model.student import student_from_teacher
+    from model.network.student import student_from_teacher
 
     student = student_from_teacher(_random_teacher(variant)).eval()
     state = student.state_dict()
@@ -257,7 +257,7 @@ def test_dialog_student_weights_are_not_upstream_distill(variant, tmp_path):
 
 
 def test_cli_rejects_a_wrong_teacher(trained_tiny_checkpoint, tmp_path, capsys):
-    from model.distill import main
+    from model.training.distill import main
 
     exp = str(trained_tiny_checkpoint.exp_dir)
     cuts = str(trained_tiny_checkpoint.cuts_path)
@@ -304,7 +304,7 @@ def test_cli_rejects_a_wrong_teacher(trained_tiny_checkpoint, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def step_distilled(trained_tiny_checkpoint, tmp_path_factory):
     """Stage 1 on the memorised cut without guidance (w = 0): few-step distillation only."""
-    from model.distill import main
+    from model.training.distill import main
 
     exp_dir = tmp_path_factory.mktemp("distill") / "stage1"
     assert (
@@ -341,8 +341,8 @@ def step_distilled(trained_tiny_checkpoint, tmp_path_factory):
 
 
 def test_four_step_student_beats_four_step_teacher(step_distilled, trained_tiny_checkpoint, figure):
-    from model.distill import compare_few_step
-    from model.student import load_model
+    from model.network.student import load_model
+    from model.training.distill import compare_few_step
 
     teacher = load_model(trained_tiny_checkpoint.exp_dir)
     student = load_model(step_distilled)
@@ -376,8 +376,8 @@ def test_four_step_student_beats_four_step_teacher(step_distilled, trained_tiny_
 
 
 def test_stage_two_trains_against_an_ema_teacher(step_distilled, trained_tiny_checkpoint, tmp_path):
-    from model.distill import main
-    from model.student import load_model
+    from model.network.student import load_model
+    from model.training.distill import main
 
     exp_dir = tmp_path / "stage2"
     assert (
@@ -421,8 +421,8 @@ def test_stage_two_trains_against_an_ema_teacher(step_distilled, trained_tiny_ch
 def test_guided_distillation_absorbs_cfg(trained_tiny_checkpoint, tmp_path, figure):
     """A short run at w = 1.5 moves the one-pass student toward the teacher's guided
     (two-pass, time-dependent CFG) velocity on unseen draws."""
-    from model.distill import guided_velocity, main
-    from model.student import load_model
+    from model.network.student import load_model
+    from model.training.distill import guided_velocity, main
 
     exp_dir = tmp_path / "guided"
     assert (
@@ -486,12 +486,12 @@ def test_guided_distillation_absorbs_cfg(trained_tiny_checkpoint, tmp_path, figu
 def test_stereo_distillation_runs(trained_tiny_checkpoint, stereo_cuts_path, tmp_path):
     """A stereo teacher (initialised from the mono one) distils on a 2-channel real cut,
     alternating stereo and mono-mix batches; the student samples both channels."""
-    from model.checkpoint import init_stereo_from_dialog, save_checkpoint
-    from model.config import NetworkConfig
-    from model.distill import main
-    from model.flow import sample
-    from model.network import DialogTTSNetwork
-    from model.student import GuidedDialogNetwork, load_model
+    from model.network.checkpoint import init_stereo_from_dialog, save_checkpoint
+    from model.network.config import NetworkConfig
+    from model.network.flow import sample
+    from model.network.student import GuidedDialogNetwork, load_model
+    from model.network.zipvoice import DialogTTSNetwork
+    from model.training.distill import main
 
     mono = load_model(trained_tiny_checkpoint.exp_dir)
     config = NetworkConfig.from_dict({**mono.config.to_dict(), "variant": "dialog_stereo"})

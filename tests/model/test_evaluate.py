@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 
 from core.wer import align, error_counts
-from model.metrics.diarization import fill_unattributed, word_speakers
-from model.metrics.rtf import corpus_rtf, read_synthesis_times, real_time_factor
-from model.metrics.script import (
+from model.evaluation.metrics.diarization import fill_unattributed, word_speakers
+from model.evaluation.metrics.rtf import corpus_rtf, read_synthesis_times, real_time_factor
+from model.evaluation.metrics.script import (
     ScriptTurn,
     parse_script,
     plain_text,
@@ -27,11 +27,11 @@ from model.metrics.script import (
     swap_speakers,
     to_script,
 )
-from model.metrics.similarity import SpeakerPair, cp_sim
-from model.metrics.summary import summarise
-from model.metrics.testlist import parse_line, read_test_list
-from model.metrics.turns import diarized_turn_sequence, merge_turns, score_turns
-from model.metrics.wer import cp_wer, dialogue_wer
+from model.evaluation.metrics.similarity import SpeakerPair, cp_sim
+from model.evaluation.metrics.summary import summarise
+from model.evaluation.metrics.testlist import parse_line, read_test_list
+from model.evaluation.metrics.turns import diarized_turn_sequence, merge_turns, score_turns
+from model.evaluation.metrics.wer import cp_wer, dialogue_wer
 from pipeline.records import SpeakerSegment, Word
 from tests.conftest import TEST_THREADS
 
@@ -234,7 +234,7 @@ def test_summary_uses_corpus_rates_and_limits_cpwer_length():
 
 
 def test_speech_windows_cut_at_the_largest_pauses_and_pad_into_silence():
-    from model.metrics.asr import speech_windows
+    from model.evaluation.metrics.asr import speech_windows
 
     assert speech_windows([], 10.0) == []
     assert speech_windows([(3.0, 10.0)], 60.0) == [(2.0, 11.0)]  # padded by 1 s
@@ -263,7 +263,7 @@ def _stm_rows(path):
 
 @pytest.fixture(scope="module")
 def sample(sample_wav, sample_stm):
-    from model.metrics.audio import load_mono_16k
+    from model.evaluation.metrics.audio import load_mono_16k
 
     rows = _stm_rows(sample_stm)
     turns = tuple(ScriptTurn(SPEAKER_TAGS[spk], text) for spk, _, _, text in rows)
@@ -278,7 +278,7 @@ def sample(sample_wav, sample_stm):
 
 @pytest.fixture(scope="module")
 def evaluator():
-    from model.evaluate import EvalOptions, Evaluator
+    from model.evaluation.evaluate import EvalOptions, Evaluator
 
     return Evaluator(EvalOptions(asr_model="base", cpwer_mode="turns", num_threads=TEST_THREADS))
 
@@ -290,8 +290,8 @@ def analysis(evaluator, sample):
 
 @pytest.fixture(scope="module")
 def prompt(evaluator, sample):
-    from model.metrics.audio import cut
-    from model.metrics.similarity import split_pair
+    from model.evaluation.metrics.audio import cut
+    from model.evaluation.metrics.similarity import split_pair
 
     return split_pair(
         cut(sample["audio"], sample["spans"]["Diane"]),
@@ -319,7 +319,7 @@ def _true_labels(segments, sample_rttm):
 
 
 def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm, figure):
-    from model.evaluate import score_item
+    from model.evaluation.evaluate import score_item
 
     script = to_script(sample["turns"])
     result = score_item(analysis, script, prompt, name="sample", cpwer_mode="turns")
@@ -391,7 +391,7 @@ def test_turn_metrics_on_the_reference_diarization(analysis, sample, sample_rttm
 
 
 def test_speaker_swapped_script_raises_cpwer_not_wer(analysis, prompt, sample):
-    from model.evaluate import score_item
+    from model.evaluation.evaluate import score_item
 
     true = score_item(analysis, to_script(sample["turns"]), prompt, cpwer_mode="turns")
     for indices in ([1, 4], [7], [0, 3, 6, 9, 12]):
@@ -414,8 +414,8 @@ def test_speaker_swapped_script_raises_cpwer_not_wer(analysis, prompt, sample):
 def test_held_out_prompts_cpsim(evaluator, sample, sample_rttm, figure):
     """cpSIM with prompts and output disjoint in time: output = the call after 17.7 s, prompts =
     each speaker's STM segments before it (the honest case: GE2E on narrow-band speech)."""
-    from model.metrics.audio import SAMPLE_RATE, cut
-    from model.metrics.similarity import diarized_pair, split_pair
+    from model.evaluation.metrics.audio import SAMPLE_RATE, cut
+    from model.evaluation.metrics.similarity import diarized_pair, split_pair
 
     cut_s = 17.7
     audio = sample["audio"]
@@ -459,9 +459,9 @@ def test_dnsmos_drops_with_added_noise(evaluator, analysis, sample, figure):
 def test_cli_writes_the_results_table(tmp_path, sample, sample_wav, figure):
     """``python -m model.evaluate`` on a merged-prompt test list: the first 14.3 s of the call
     (both voices) is the prompt, the rest stands for a generated dialogue."""
-    from model.evaluate import main
-    from model.metrics.audio import SAMPLE_RATE
-    from model.metrics.summary import Summary
+    from model.evaluation.evaluate import main
+    from model.evaluation.metrics.audio import SAMPLE_RATE
+    from model.evaluation.metrics.summary import Summary
 
     audio, split_s = sample["audio"], 14.3
     (tmp_path / "res").mkdir()
@@ -552,7 +552,7 @@ def _retimed_conversation(audio, rows, seed: int = 0):
     silence halfway and 2 s of silence at both ends; returns (audio, reference text)."""
     import soxr
 
-    from model.metrics.audio import SAMPLE_RATE
+    from model.evaluation.metrics.audio import SAMPLE_RATE
 
     rng = np.random.default_rng(seed)
     order = [*rng.permutation(len(rows)), *rng.permutation(len(rows))]

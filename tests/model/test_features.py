@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.features import FeatureConfig, MelExtractor, mel_filterbank, num_frames
+from model.audio.features import FeatureConfig, MelExtractor, mel_filterbank, num_frames
 from tests.upstream import upstream_fixture_dir
 
 FIXTURE = upstream_fixture_dir() / "mel_vocosfbank.pt"

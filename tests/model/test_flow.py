@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from model.flow import (
+from model.network.flow import (
     FlowMatchingLoss,
     FlowOptions,
     draw_noise,

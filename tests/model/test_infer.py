@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from model.chunking import (
+from model.inference.chunking import (
     crossfade_join,
     plan_batches,
     plan_chunks,
     split_before_s1,
     target_num_frames,
 )
-from model.prompts import (
+from model.inference.prompts import (
     PromptError,
     load_audio,
     normalize_rms,
@@ -57,7 +57,7 @@ def _strip_tags(text: str) -> str:
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "-m", "model.infer", *args],
+        [PYTHON, "-m", "model.inference.infer", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -72,10 +72,10 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def _write_random_checkpoint(directory: Path, variant: str) -> Path:
     import torch
 
-    from model.checkpoint import save_checkpoint
-    from model.config import preset
-    from model.features import FeatureConfig
-    from model.network import DialogTTSNetwork
+    from model.audio.features import FeatureConfig
+    from model.network.checkpoint import save_checkpoint
+    from model.network.config import preset
+    from model.network.zipvoice import DialogTTSNetwork
     from model.tokenizer import build_vocabulary
 
     texts = [line.split(maxsplit=5)[5] for line in (REPO / "pipeline/assets/sample.stm").open()]
@@ -110,7 +110,7 @@ def random_checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def random_synth(random_checkpoints):
-    from model.infer import Synthesizer
+    from model.inference.infer import Synthesizer
 
     return Synthesizer.load(random_checkpoints["dialog"], device="cpu", vocoder="griffinlim")
 
@@ -238,7 +238,7 @@ def test_load_audio_resamples_and_rejects_bad_files(tmp_path, prompt_files):
 
 
 def test_api_rate_channels_and_duration_grow_with_text(random_synth, prompt_files):
-    from model.infer import synthesize
+    from model.inference.infer import synthesize
 
     texts = [
         "[S1] Hello there, how are you? [S2] Fine.",
@@ -289,8 +289,8 @@ def test_rms_is_restored_on_the_output(random_synth, figure):
     of the samples, and the few samples in between flip with the last bits of the arithmetic:
     3 of 84,992 samples differed by up to 2.0 on one CPU, 1 by 0.7 on another.)
     """
-    from model.prompts import PromptOptions
-    from model.synthesis import PromptSpec, SynthesisOptions
+    from model.inference.prompts import PromptOptions
+    from model.inference.synthesis import PromptSpec, SynthesisOptions
 
     audio, rate = _sample_slice(*PROMPT_WINDOW_S)
     audio = audio / np.sqrt(np.mean(audio**2))  # RMS 1
@@ -339,7 +339,7 @@ def test_long_script_is_chunked_batched_and_crossfaded(random_synth, prompt_file
 
 
 def test_stereo_random_checkpoint_writes_two_channels(random_checkpoints, prompt_files):
-    from model.infer import synthesize
+    from model.inference.infer import synthesize
 
     result = synthesize(
         random_checkpoints["dialog_stereo"],
@@ -367,10 +367,10 @@ def test_stereo_random_checkpoint_writes_two_channels(random_checkpoints, prompt
 def test_distilled_student_uses_its_own_defaults_and_one_pass_per_step(
     random_checkpoints, prompt_files, tmp_path
 ):
-    from model.checkpoint import load_checkpoint
-    from model.inference_defaults import InferenceDefaults
-    from model.student import GuidedDialogNetwork, save_model
-    from model.synthesis import Synthesizer
+    from model.inference.defaults import InferenceDefaults
+    from model.inference.synthesis import Synthesizer
+    from model.network.checkpoint import load_checkpoint
+    from model.network.student import GuidedDialogNetwork, save_model
 
     teacher = load_checkpoint(random_checkpoints["dialog"])
     directory = save_model(
@@ -514,7 +514,7 @@ def test_cli_batch_keeps_going_and_lists_failures(tmp_path, random_checkpoints, 
 
 
 def test_split_prompts_put_s1_left_and_s2_right(prompt_files):
-    from model.prompts import split_prompts
+    from model.inference.prompts import split_prompts
 
     audios = [load_audio(prompt_files[k], 22050) for k in ("spk1", "spk2")]
     prompt = split_prompts(audios, ["Hello?", "Hello?"], sample_rate=22050, num_channels=2)
@@ -533,7 +533,7 @@ def test_cli_stereo_wav_channels_follow_the_network(random_checkpoints, prompt_f
 
     import torch
 
-    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.network.checkpoint import load_checkpoint, save_checkpoint
 
     loaded = load_checkpoint(random_checkpoints["dialog_stereo"])
     state = loaded.network.state_dict()
@@ -582,7 +582,7 @@ def _whisper_transcribe(audio: np.ndarray, rate: int) -> str:
     (VAD-bounded windows, seeded fallback: the same text on every run on one machine)."""
     import soxr
 
-    from model.metrics.asr import Recognizer
+    from model.evaluation.metrics.asr import Recognizer
 
     mono = soxr.resample(audio.mean(0), rate, 16000).astype(np.float32)
     return Recognizer("base", language="en", cpu_threads=TEST_THREADS).transcribe(mono).text
@@ -592,10 +592,10 @@ def _speed_for_total(
     checkpoint: Path, prompt_wav: Path, prompt_text: str, text: str, total_s: float
 ) -> float:
     """The --speed that makes prompt + target last ``total_s`` under the CLI's length rule."""
-    from model.chunking import target_num_frames
-    from model.features import num_frames
-    from model.prompts import PromptOptions
-    from model.synthesis import PromptSpec, check_script
+    from model.audio.features import num_frames
+    from model.inference.chunking import target_num_frames
+    from model.inference.prompts import PromptOptions
+    from model.inference.synthesis import PromptSpec, check_script
     from model.tokenizer import Tokenizer, TokenTable
 
     prompt = PromptSpec((prompt_wav,), (prompt_text,)).prepare(22050, 1, PromptOptions())
@@ -621,7 +621,7 @@ def _aligned_l1(audio: np.ndarray, rate: int, reference: np.ndarray, start: int)
     """
     import torch
 
-    from model.features import FeatureConfig, MelExtractor
+    from model.audio.features import FeatureConfig, MelExtractor
 
     assert rate == 22050
     mel = MelExtractor(FeatureConfig.offline())(torch.from_numpy(audio.copy())).numpy()
@@ -674,9 +674,9 @@ def test_cli_reproduces_the_memorised_dialogue(trained_tiny_checkpoint, tmp_path
     from lhotse import CutSet
 
     from core.wer import word_error_rate
-    from model.checkpoint import load_checkpoint, save_checkpoint
-    from model.network import DialogTTSNetwork
-    from model.synthesis import Synthesizer
+    from model.inference.synthesis import Synthesizer
+    from model.network.checkpoint import load_checkpoint, save_checkpoint
+    from model.network.zipvoice import DialogTTSNetwork
 
     trained = trained_tiny_checkpoint
     start_s, end_s = trained.window_s

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import (
+from model.network.checkpoint import (
     CheckpointError,
     CheckpointKeyError,
     load_checkpoint,
     resolve_model_dir,
     save_checkpoint,
 )
-from model.config import NetworkConfig, preset
-from model.network import DialogTTSNetwork, average_upsample_index
-from model.zipformer import set_batch_count
+from model.network.config import NetworkConfig, preset
+from model.network.zipformer import set_batch_count
+from model.network.zipvoice import DialogTTSNetwork, average_upsample_index
 
 S1, S2 = 360, 361
 

@@ -31,7 +31,7 @@ def _cut_inputs(checkpoint):
     """(prompt+target token ids, model-space features (T, F), prompt frames) of the cut."""
     from lhotse import CutSet
 
-    from model.features import FeatureConfig
+    from model.audio.features import FeatureConfig
     from model.tokenizer import Tokenizer, TokenTable
 
     config = FeatureConfig.from_json((checkpoint.exp_dir / "features.json").read_text())
@@ -47,9 +47,9 @@ def _cut_inputs(checkpoint):
 @pytest.fixture(scope="module")
 def exported(trained_tiny_checkpoint, tmp_path_factory):
     """The trained teacher, a student made from it, and both exported (student with int8)."""
-    from model import onnx_export
-    from model.inference_defaults import InferenceDefaults
-    from model.student import load_model, save_model, student_from_teacher
+    from model.export import onnx_export
+    from model.inference.defaults import InferenceDefaults
+    from model.network.student import load_model, save_model, student_from_teacher
 
     out = tmp_path_factory.mktemp("onnx")
     teacher = load_model(trained_tiny_checkpoint.exp_dir)
@@ -84,7 +84,7 @@ def exported(trained_tiny_checkpoint, tmp_path_factory):
 
 
 def test_export_writes_a_self_contained_directory(exported, figure):
-    from model.onnx_runtime import load_onnx_model
+    from model.export.onnx_runtime import load_onnx_model
 
     onnx_dir = exported["student_onnx"]
     meta = json.loads((onnx_dir / "onnx.json").read_text())
@@ -109,8 +109,8 @@ def test_export_writes_a_self_contained_directory(exported, figure):
     assert loaded.tokens == load_onnx_model(exported["teacher_onnx"]).tokens
     assert not load_onnx_model(exported["teacher_onnx"]).guidance_input
     # what the inference code asks of a loaded network
-    from model.onnx_runtime import is_onnx_dir, load_onnx_network
-    from model.student import takes_guidance_input
+    from model.export.onnx_runtime import is_onnx_dir, load_onnx_network
+    from model.network.student import takes_guidance_input
 
     assert is_onnx_dir(onnx_dir) and not is_onnx_dir(exported["student_dir"])
     network = load_onnx_network(onnx_dir, "cpu")
@@ -121,7 +121,7 @@ def test_export_writes_a_self_contained_directory(exported, figure):
 
 
 def test_text_condition_and_velocity_match_torch(exported, trained_tiny_checkpoint, figure):
-    from model.onnx_runtime import OnnxNetwork
+    from model.export.onnx_runtime import OnnxNetwork
 
     ids, features, prompt_frames = _cut_inputs(trained_tiny_checkpoint)
     student = exported["student"]
@@ -161,7 +161,7 @@ def test_text_condition_and_velocity_match_torch(exported, trained_tiny_checkpoi
 
 
 def _sample(network, ids, features, prompt_frames, *, steps, guidance, distill):
-    from model.flow import sample_with_prompt
+    from model.network.flow import sample_with_prompt
 
     out = sample_with_prompt(
         network,
@@ -178,7 +178,7 @@ def _sample(network, ids, features, prompt_frames, *, steps, guidance, distill):
 
 
 def test_onnx_sampling_matches_torch_student_and_teacher(exported, trained_tiny_checkpoint, figure):
-    from model.onnx_runtime import OnnxNetwork
+    from model.export.onnx_runtime import OnnxNetwork
 
     ids, features, prompt_frames = _cut_inputs(trained_tiny_checkpoint)
     # student: 4 one-pass steps with w as an input
@@ -212,7 +212,7 @@ def test_onnx_sampling_matches_torch_student_and_teacher(exported, trained_tiny_
 
 
 def test_int8_graphs_stay_close(exported, trained_tiny_checkpoint, figure):
-    from model.onnx_runtime import OnnxNetwork
+    from model.export.onnx_runtime import OnnxNetwork
 
     ids, features, prompt_frames = _cut_inputs(trained_tiny_checkpoint)
     fp32 = _sample(
@@ -251,7 +251,7 @@ def _run_infer(*args: str):
     from tests.model.test_infer import REPO
 
     return subprocess.run(
-        [sys.executable, "-m", "model.infer", *args],
+        [sys.executable, "-m", "model.inference.infer", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -277,7 +277,7 @@ def cli_prompt(trained_tiny_checkpoint, tmp_path_factory):
 def _log_mel(path):
     import soundfile as sf
 
-    from model.features import FeatureConfig, MelExtractor
+    from model.audio.features import FeatureConfig, MelExtractor
 
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
     assert rate == 22050
@@ -333,7 +333,7 @@ def test_cli_runs_the_onnx_export_like_the_torch_student(exported, cli_prompt, t
 
 
 def test_cli_onnx_input_errors_are_one_line(exported, cli_prompt, tmp_path, capsys):
-    from model.infer import main
+    from model.inference.infer import main
 
     wav, prompt_text, target = cli_prompt
     out = tmp_path / "out.wav"
@@ -361,8 +361,13 @@ def test_cli_onnx_input_errors_are_one_line(exported, cli_prompt, tmp_path, caps
 
 
 def test_inspect_and_defaults_of_an_onnx_export(exported):
-    from model import onnx_export
-    from model.synthesis import ONNX_META_FILE, InputError, inspect_checkpoint, resolve_device
+    from model.export import onnx_export
+    from model.inference.synthesis import (
+        ONNX_META_FILE,
+        InputError,
+        inspect_checkpoint,
+        resolve_device,
+    )
 
     assert ONNX_META_FILE == onnx_export.META_FILE
     info = inspect_checkpoint(exported["student_onnx"])

@@ -1,4 +1,4 @@
-"""model.train: memorising a real dialogue cut, exact resume, DDP (2 gloo processes), stereo
+"""model.training.train: memorising a real dialogue cut, exact resume, DDP (2 gloo processes), stereo
 mode, init from an upstream ZipVoice directory, CLI errors; plus the schedule and the EMA."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.ema import ModelEma
-from model.train import TrainOptions, lr_factor, main, step_seed
+from model.training.ema import ModelEma
+from model.training.train import TrainOptions, lr_factor, main, step_seed
 from tests.upstream import upstream_fixture_dir
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ def _quick_args(cuts: Path, exp_dir: Path, config: Path, steps: int, *extra: str
 
 
 def test_exp_dir_holds_what_inference_needs(trained_tiny_checkpoint):
-    from model.checkpoint import load_checkpoint
-    from model.features import FeatureConfig
+    from model.audio.features import FeatureConfig
+    from model.network.checkpoint import load_checkpoint
 
     exp_dir = trained_tiny_checkpoint.exp_dir
     loaded = load_checkpoint(exp_dir)
@@ -123,7 +123,7 @@ def test_ddp_two_gloo_processes(tmp_path, dialog_cuts_path, tiny_config_path):
         "--nproc_per_node",
         "2",
         "-m",
-        "model.train",
+        "model.training.train",
         *_quick_args(dialog_cuts_path, exp_dir, tiny_config_path, 3, "--save-every", "3"),
         *("--valid-cuts", str(dialog_cuts_path), "--max-valid-batches", "2"),
     ]

@@ -8,7 +8,7 @@ import logging
 
 import torch
 
-from model.flow import sample_with_prompt
+from model.network.flow import sample_with_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,8 @@ def test_memorises_a_real_dialogue_cut_and_reproduces_its_target(trained_tiny_ch
     """Loss falls far below its start; continuing the cut's own prompt gives back its target."""
     from lhotse import CutSet
 
-    from model.checkpoint import load_checkpoint
-    from model.network import DialogTTSNetwork
+    from model.network.checkpoint import load_checkpoint
+    from model.network.zipvoice import DialogTTSNetwork
     from model.tokenizer import Tokenizer, TokenTable
 
     trained = trained_tiny_checkpoint

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import (
+from model.network.checkpoint import (
     CheckpointKeyError,
     dialog_from_zipvoice,
     init_stereo_from_dialog,
@@ -20,8 +20,8 @@ from model.checkpoint import (
     parameter_shapes,
     read_token_table,
 )
-from model.config import NetworkConfig, preset, variant_from_upstream_class
-from model.network import DialogTTSNetwork
+from model.network.config import NetworkConfig, preset, variant_from_upstream_class
+from model.network.zipvoice import DialogTTSNetwork
 
 FIXTURE_NAMES = ("zipvoice", "zipvoice_dialog", "zipvoice_dialog_stereo", "zipvoice_distill")
 EXPECTED_VARIANT = {

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.features import FeatureConfig, MelExtractor
-from model.vocoder import VocosNet, load_vocoder, vocode_channels
+from model.audio.features import FeatureConfig, MelExtractor
+from model.audio.vocoder import VocosNet, load_vocoder, vocode_channels
 
 logger = logging.getLogger(__name__)
 

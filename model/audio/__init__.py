@@ -1,0 +1,1 @@
+"""Audio of the model: log-mel features and vocoders."""

@@ -1,0 +1,1 @@
+"""ONNX export of a checkpoint and the onnxruntime engine that runs it."""

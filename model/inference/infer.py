@@ -1,0 +1,575 @@
+"""Zero-shot dialogue synthesis: a script + a two-voice prompt -> a dialogue wav.
+
+Command line (one dialogue, merged prompt)::
+
+    python -m model.infer --checkpoint exp/dialog \\
+        --text "[S1] Are you coming tonight? [S2] I wouldn't miss it." \\
+        --prompt-wav prompt.wav --prompt-text "[S1] Hello there. [S2] Hi, how are you?" \\
+        --out dialogue.wav
+
+Split prompts (one recording per speaker)::
+
+    python -m model.infer --checkpoint exp/dialog --text "[S1] ... [S2] ..." \\
+        --spk1-wav alice.wav --spk1-text "Hello there." \\
+        --spk2-wav bob.wav --spk2-text "Hi, how are you?" --out dialogue.wav
+
+Batch (ZipVoice test lists, 4 columns ``name  prompt_text  prompt_wav  text`` for merged
+prompts or 6 columns ``name  spk1_text  spk2_text  spk1_wav  spk2_wav  text`` for split
+prompts; writes ``<res-dir>/<name>.wav`` and ``<res-dir>/synthesis_times.tsv``)::
+
+    python -m model.infer --checkpoint exp/dialog --test-list test.tsv --res-dir results
+
+A distilled student (``python -m model.distill``) is a checkpoint like any other: it runs
+with its own ``inference.json`` defaults (e.g. 4 steps, guidance 1.5 as an input of the
+network, one pass per step) unless ``--num-step``/``--guidance-scale`` are given. An ONNX
+export (``python -m model.onnx_export``) is given as ``--checkpoint`` too; it runs on
+onnxruntime's CPU provider, with ``--onnx-int8`` on its int8 graphs::
+
+    python -m model.onnx_export --model-dir exp/dialog_distill --onnx-dir exp/onnx --int8
+    python -m model.infer --checkpoint exp/onnx --onnx-int8 --device cpu --text "..." \\
+        --prompt-wav prompt.wav --prompt-text "..." --out dialogue.wav
+
+Python::
+
+    >>> from model.inference.infer import Synthesizer                                  # doctest: +SKIP
+    >>> synth = Synthesizer.load("exp/dialog")                              # doctest: +SKIP
+    >>> result = synth.synthesize("[S1] Hi. [S2] Hello!", prompt_wav="p.wav",
+    ...                           prompt_text="[S1] Good morning. [S2] Morning.")  # doctest: +SKIP
+    >>> result.audio.shape, result.sample_rate                              # doctest: +SKIP
+    ((1, 52224), 22050)
+
+The pipeline (see ``model.inference.prompts`` and ``model.inference.chunking``): the script is validated and
+punctuated, the prompt decoded, cleaned and normalised; the script is cut before every
+``[S1]`` into chunks of about 40 s with the prompt; each chunk's length comes from the
+prompt's frames per token (with a floor for very short texts); chunks are generated in
+batches with the time-dependent-CFG Euler sampler, vocoded, cross-faded, edge-trimmed and
+scaled back to the prompt's loudness. A stereo checkpoint writes 2 channels, S1 left.
+
+Every input is validated before any weights are loaded; bad input ends the command with a
+one-line ``error: ...`` on stderr and a non-zero exit status. In batch mode the remaining
+items are still synthesised and the failures are listed at the end (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.inference.defaults import InferenceDefaults
+from model.inference.prompts import AudioSource, PromptError, PromptOptions
+from model.inference.synthesis import (
+    DEFAULT_SEED,
+    MAX_BATCH_S,
+    MAX_CHUNK_S,
+    CheckpointInfo,
+    InputError,
+    PromptSpec,
+    SynthesisOptions,
+    SynthesisResult,
+    Synthesizer,
+    check_script,
+    inspect_checkpoint,
+    resolve_device,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CheckpointInfo",
+    "InferenceDefaults",
+    "InputError",
+    "PromptSpec",
+    "SynthesisOptions",
+    "SynthesisResult",
+    "Synthesizer",
+    "main",
+    "parse_test_list",
+    "synthesize",
+    "write_wav",
+]
+
+
+def synthesize(
+    model_or_checkpoint: Synthesizer | str | os.PathLike,
+    text: str,
+    prompt_wav: AudioSource | None = None,
+    prompt_text: str | None = None,
+    spk1_wav: AudioSource | None = None,
+    spk1_text: str | None = None,
+    spk2_wav: AudioSource | None = None,
+    spk2_text: str | None = None,
+    *,
+    num_step: int | None = None,
+    guidance_scale: float | None = None,
+    t_shift: float | None = None,
+    speed: float = 1.0,
+    seed: int = DEFAULT_SEED,
+    vocoder: str | None = None,
+    device: str = "auto",
+    onnx_int8: bool = False,
+    **options: Any,
+) -> SynthesisResult:
+    """Synthesise one dialogue (see :meth:`Synthesizer.synthesize`).
+
+    Args:
+        model_or_checkpoint: a :class:`Synthesizer`, or a checkpoint directory / hub name
+            (loaded for this call only: build a :class:`Synthesizer` for repeated calls).
+        text: the script ``[S1] ... [S2] ...``.
+        prompt_wav, prompt_text: merged prompt; or
+        spk1_wav, spk1_text, spk2_wav, spk2_text: split prompts.
+        num_step, guidance_scale, t_shift: sampler settings (None: checkpoint defaults).
+        speed: speaking-rate factor.
+        seed: noise seed.
+        vocoder: vocoder when loading a checkpoint (ignored for a Synthesizer).
+        device: device when loading a checkpoint.
+        onnx_int8: an ONNX export's int8 graphs, when loading one.
+        **options: other :class:`SynthesisOptions` fields.
+
+    Returns:
+        The :class:`SynthesisResult`.
+    """
+    synth_options = SynthesisOptions(
+        num_step=num_step,
+        guidance_scale=guidance_scale,
+        t_shift=t_shift,
+        speed=speed,
+        seed=seed,
+        **options,
+    )
+    check_script(text, raw=synth_options.raw)
+    spec = PromptSpec.from_args(prompt_wav, prompt_text, spk1_wav, spk1_text, spk2_wav, spk2_text)
+    if isinstance(model_or_checkpoint, Synthesizer):
+        synth = model_or_checkpoint
+    else:
+        info = inspect_checkpoint(model_or_checkpoint, onnx_int8=onnx_int8)
+        # prompt problems are found before the weights are read
+        spec.prepare(info.sample_rate, info.num_channels or 1, synth_options.prompt_options)
+        synth = Synthesizer.load(info, device=device, vocoder=vocoder)
+    prompt = synth.prepare_prompt(spec, synth_options)
+    return synth.synthesize(text, prompt=prompt, options=synth_options)
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write ``(channels, samples)`` float audio as 16-bit PCM wav (parents created)."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.ascontiguousarray(audio.T), sample_rate, subtype="PCM_16")
+
+
+# ----------------------------------------------------------------------------- test lists
+
+
+@dataclass(frozen=True)
+class TestListItem:
+    """One line of a ZipVoice test list.
+
+    Attributes:
+        name: output wav stem.
+        text: the script.
+        prompt: the prompt (merged: 4 columns; split: 6 columns).
+        line_number: 1-based line in the file.
+    """
+
+    name: str
+    text: str
+    prompt: PromptSpec
+    line_number: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An item that could not be synthesised.
+
+    Attributes:
+        name: item name (or ``line N``).
+        message: one-line reason.
+        line_number: its line in the test list (0 when not from a list).
+    """
+
+    name: str
+    message: str
+    line_number: int = 0
+
+
+def _resolve_path(path: str, base: Path) -> str:
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return str(base / path)
+
+
+def parse_test_list(path: str | os.PathLike) -> tuple[list[TestListItem], list[Failure]]:
+    """Read a test list; malformed lines become failures instead of stopping the run.
+
+    Relative wav paths are taken from the working directory when they exist there, else
+    from the list's folder. Blank lines and lines starting with ``#`` are skipped.
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read test list {path}: {error}") from None
+    base = path.resolve().parent
+    items: list[TestListItem] = []
+    failures: list[Failure] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [f.strip() for f in line.split("\t")]
+        where = f"{path.name}:{number}"
+        if len(fields) == 4:
+            name, prompt_text, prompt_wav, text = fields
+            spec = PromptSpec((_resolve_path(prompt_wav, base),), (prompt_text,))
+            empty = [
+                n
+                for n, v in (
+                    ("name", name),
+                    ("prompt_text", prompt_text),
+                    ("prompt_wav", prompt_wav),
+                    ("text", text),
+                )
+                if not v
+            ]
+        elif len(fields) == 6:
+            name, text1, text2, wav1, wav2, text = fields
+            spec = PromptSpec(
+                (_resolve_path(wav1, base), _resolve_path(wav2, base)), (text1, text2)
+            )
+            empty = [
+                n
+                for n, v in (
+                    ("name", name),
+                    ("spk1_text", text1),
+                    ("spk2_text", text2),
+                    ("spk1_wav", wav1),
+                    ("spk2_wav", wav2),
+                    ("text", text),
+                )
+                if not v
+            ]
+        else:
+            failures.append(
+                Failure(
+                    f"line {number}",
+                    f"{where}: expected 4 (merged prompt) or "
+                    f"6 (split prompts) tab-separated columns, got {len(fields)}",
+                    number,
+                )
+            )
+            continue
+        if empty:
+            failures.append(
+                Failure(
+                    name or f"line {number}",
+                    f"{where}: empty column(s): {', '.join(empty)}",
+                    number,
+                )
+            )
+            continue
+        if "/" in name or name in (".", ".."):
+            failures.append(
+                Failure(name, f"{where}: the name must be a file stem, got {name!r}", number)
+            )
+            continue
+        if name in seen:
+            failures.append(Failure(name, f"{where}: duplicate name {name!r}", number))
+            continue
+        seen.add(name)
+        items.append(TestListItem(name, text, spec, number))
+    return items, failures
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.infer",
+        description="Zero-shot two-speaker dialogue synthesis from a [S1]/[S2] script and a "
+        "voice prompt. Only clone voices you have permission to use.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--checkpoint",
+        "--model-dir",
+        required=True,
+        help="checkpoint directory (ours, upstream's, a distilled student, or "
+        "an ONNX export of python -m model.onnx_export) or hub model name",
+    )
+    one = parser.add_argument_group("one dialogue")
+    one.add_argument("--text", help="the script: '[S1] ... [S2] ...' (must start with [S1])")
+    one.add_argument("--prompt-wav", help="merged prompt audio with both voices")
+    one.add_argument("--prompt-text", help="its transcript, '[S1] ... [S2] ...'")
+    one.add_argument("--spk1-wav", help="speaker 1's prompt audio (split prompts)")
+    one.add_argument("--spk1-text", help="speaker 1's prompt transcript (plain text)")
+    one.add_argument("--spk2-wav", help="speaker 2's prompt audio")
+    one.add_argument("--spk2-text", help="speaker 2's prompt transcript")
+    one.add_argument("--out", "--res-wav-path", default="result.wav", help="output wav")
+    batch = parser.add_argument_group("batch")
+    batch.add_argument(
+        "--test-list",
+        help="TSV: name, prompt_text, prompt_wav, text (4 columns) "
+        "or name, spk1_text, spk2_text, spk1_wav, spk2_wav, text (6 columns)",
+    )
+    batch.add_argument("--res-dir", default="results", help="output folder for --test-list")
+    gen = parser.add_argument_group("generation")
+    gen.add_argument(
+        "--num-step",
+        type=int,
+        default=None,
+        help="Euler steps (default: the checkpoint's, 16 for dialog)",
+    )
+    gen.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="CFG weight (default: the checkpoint's, 1.5 for dialog)",
+    )
+    gen.add_argument(
+        "--t-shift",
+        type=float,
+        default=None,
+        help="time warp of the steps (default: the checkpoint's, 0.5)",
+    )
+    gen.add_argument("--speed", type=float, default=1.0, help="speaking rate factor")
+    gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    gen.add_argument(
+        "--max-chunk-s",
+        type=float,
+        default=MAX_CHUNK_S,
+        help="prompt + chunk budget for long scripts, seconds",
+    )
+    gen.add_argument(
+        "--max-duration",
+        type=float,
+        default=MAX_BATCH_S,
+        help="padded seconds per generation batch (prompt included)",
+    )
+    gen.add_argument(
+        "--target-rms",
+        type=float,
+        default=0.1,
+        help="quieter prompts are scaled up to this RMS (0: off)",
+    )
+    gen.add_argument(
+        "--raw-evaluation",
+        action="store_true",
+        help="no silence trimming, chunking or added punctuation (paper mode)",
+    )
+    gen.add_argument(
+        "--remove-long-sil",
+        action="store_true",
+        help="also shorten silences over 1 s inside the output",
+    )
+    run = parser.add_argument_group("runtime")
+    run.add_argument(
+        "--vocoder",
+        "--vocoder-path",
+        default=None,
+        help="hifigan, griffinlim, a local Vocos folder or a hub id (default: the "
+        "one matching the checkpoint's features)",
+    )
+    run.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (an ONNX export: cpu or auto)",
+    )
+    run.add_argument(
+        "--onnx-int8",
+        action="store_true",
+        help="run an ONNX export's int8 graphs (exported with --int8)",
+    )
+    run.add_argument(
+        "--num-thread",
+        type=int,
+        default=1,
+        help="CPU threads (torch, and onnxruntime for an ONNX export)",
+    )
+    run.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _options_from_args(args: argparse.Namespace) -> SynthesisOptions:
+    return SynthesisOptions(
+        num_step=args.num_step,
+        guidance_scale=args.guidance_scale,
+        t_shift=args.t_shift,
+        speed=args.speed,
+        seed=args.seed,
+        max_chunk_s=args.max_chunk_s,
+        max_batch_s=args.max_duration,
+        raw=args.raw_evaluation,
+        remove_long_silence=args.remove_long_sil,
+        prompt_options=PromptOptions(target_rms=args.target_rms, trim=not args.raw_evaluation),
+    )
+
+
+def _validate(text: str, spec: PromptSpec, info: CheckpointInfo, options: SynthesisOptions) -> None:
+    """Check the script and decode/prepare the prompt with what is known before loading."""
+    check_script(text, raw=options.raw)
+    spec.prepare(info.sample_rate, info.num_channels or 1, options.prompt_options)
+
+
+def _set_threads(num_threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(num_threads)
+
+
+def _log_result(name: str, result: SynthesisResult) -> None:
+    logger.info(
+        "%s: %.2f s of audio (%d ch, %d chunk(s)), RTF %.3f, without vocoder %.3f",
+        name,
+        result.duration_s,
+        result.num_channels,
+        result.num_chunks,
+        result.rtf,
+        result.rtf_no_vocoder,
+    )
+
+
+def _run_one(args: argparse.Namespace, info: CheckpointInfo, options: SynthesisOptions) -> int:
+    if args.text is None:
+        return _fail("--text is required (or use --test-list)")
+    spec = PromptSpec.from_args(
+        args.prompt_wav,
+        args.prompt_text,
+        args.spk1_wav,
+        args.spk1_text,
+        args.spk2_wav,
+        args.spk2_text,
+    )
+    _validate(args.text, spec, info, options)
+    _set_threads(args.num_thread)
+    synth = Synthesizer.load(
+        info, device=args.device, vocoder=args.vocoder, num_threads=args.num_thread
+    )
+    result = synth.synthesize(
+        args.text, prompt=synth.prepare_prompt(spec, options), options=options
+    )
+    write_wav(args.out, result.audio, result.sample_rate)
+    _log_result(str(args.out), result)
+    return 0
+
+
+def _run_list(args: argparse.Namespace, info: CheckpointInfo, options: SynthesisOptions) -> int:
+    from tqdm import tqdm
+
+    items, failures = parse_test_list(args.test_list)
+    total = len(items) + len(failures)
+    valid: list[TestListItem] = []
+    for item in items:
+        try:
+            _validate(item.text, item.prompt, info, options)
+            valid.append(item)
+        except (InputError, PromptError) as error:
+            failures.append(Failure(item.name, _one_line(error), item.line_number))
+    res_dir = Path(args.res_dir)
+    times: list[tuple[str, float]] = []
+    if valid:
+        _set_threads(args.num_thread)
+        synth = Synthesizer.load(
+            info, device=args.device, vocoder=args.vocoder, num_threads=args.num_thread
+        )
+        res_dir.mkdir(parents=True, exist_ok=True)
+        total_audio = total_s = total_model_s = 0.0
+        for item in tqdm(valid, desc="synthesising", unit="dialogue", disable=None):
+            try:
+                result = synth.synthesize(
+                    item.text, prompt=synth.prepare_prompt(item.prompt, options), options=options
+                )
+            except Exception as error:  # one failed item must not stop the others
+                logger.debug("%s failed", item.name, exc_info=True)
+                failures.append(Failure(item.name, _one_line(error), item.line_number))
+                continue
+            write_wav(res_dir / f"{item.name}.wav", result.audio, result.sample_rate)
+            _log_result(item.name, result)
+            times.append((item.name, result.synthesis_s))
+            total_audio += result.duration_s
+            total_s += result.synthesis_s
+            total_model_s += result.rtf_no_vocoder * result.duration_s
+        if total_audio > 0:
+            logger.info(
+                "%d dialogue(s), %.1f s of audio: RTF %.3f, without vocoder %.3f",
+                len(times),
+                total_audio,
+                total_s / total_audio,
+                total_model_s / total_audio,
+            )
+        with open(res_dir / "synthesis_times.tsv", "w", encoding="utf-8") as handle:
+            handle.write("# name\tsynthesis seconds\n")
+            handle.writelines(f"{name}\t{seconds:.4f}\n" for name, seconds in times)
+    if failures:
+        print(f"error: {len(failures)} of {total} item(s) failed:", file=sys.stderr)
+        for failure in sorted(failures, key=lambda f: f.line_number):
+            print(f"  {failure.name}: {failure.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 1 bad input or failed items)."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    single = any(
+        v is not None
+        for v in (
+            args.text,
+            args.prompt_wav,
+            args.prompt_text,
+            args.spk1_wav,
+            args.spk1_text,
+            args.spk2_wav,
+            args.spk2_text,
+        )
+    )
+    if args.test_list is not None and single:
+        return _fail("--test-list cannot be combined with --text or prompt options")
+    try:
+        options = _options_from_args(args)
+        if args.num_thread < 1:
+            raise InputError(f"--num-thread must be >= 1, got {args.num_thread}")
+        info = inspect_checkpoint(args.checkpoint, onnx_int8=args.onnx_int8)
+        if info.is_onnx:
+            resolve_device(args.device, onnx=True)  # a GPU request fails before any decoding
+        if args.test_list is not None:
+            return _run_list(args, info, options)
+        return _run_one(args, info, options)
+    except (InputError, PromptError) as error:
+        return _fail(_one_line(error))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    except Exception as error:  # a CLI reports, it does not dump a traceback
+        logger.debug("unexpected error", exc_info=True)
+        return _fail(f"{type(error).__name__}: {_one_line(error)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The network: Zipformer, conditional flow matching, few-step students, configuration and checkpoints."""

@@ -1,0 +1,1 @@
+"""Training: Lhotse data, the training loop (optimizer, EMA, DDP, checkpoints) and distillation."""

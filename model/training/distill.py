@@ -1,0 +1,879 @@
+"""Distil a trained dialogue TTS network into a few-step student (ZipVoice-Distill recipe).
+
+Usage example::
+
+    # stage 1: the fixed trained model is the teacher, w ~ U(0, 2)
+    python -m model.distill --teacher exp/dialog --cuts data/cuts.jsonl.gz \\
+        --exp-dir exp/dialog_distill1 --stage 1 --num-steps 60000 --lr 5e-4
+    # stage 2: the teacher is an EMA of the student (decay 0.9999), w ~ U(1, 3)
+    python -m model.distill --teacher exp/dialog_distill1 --cuts data/cuts.jsonl.gz \\
+        --exp-dir exp/dialog_distill --stage 2 --num-steps 2000 --lr 1e-4
+    # the student then samples in 4 steps by default
+    python -m model.infer --model-dir exp/dialog_distill ...
+
+One update (reference §1.9): draw t ~ U(0, 1), two hop sizes d1 ~ U(0, min(0.3, 1 - t)) and
+d2 ~ U(0, min(0.3, 1 - t - d1)), a guidance scale w and a (suffix) prompt mask; from
+x_t = t·x1 + (1 - t)·x0 the teacher makes two Euler hops with guidance w (stage 1:
+upstream's time-dependent CFG, a doubled batch; stage 2: the EMA student, w as an input),
+reaching x_{t+d1+d2}. The student makes one jump over the same span from x_t with w as an
+input. The loss is the MSE between the two implied velocities
+``(x_{t+d1+d2} - x_t) / (d1 + d2)`` on masked, non-padding frames; for Euler hops that is
+``(d1·v1 + d2·v2) / (d1 + d2)`` against the student's velocity, computed in that form so
+no tiny span divides anything.
+
+The experiment directory is a checkpoint directory (:func:`model.network.student.load_model`,
+``python -m model.infer --model-dir``): ``model.safetensors`` (the student), ``network.json``,
+``tokens.txt``, ``features.json``, ``inference.json`` (default steps and guidance), plus
+``distill.json`` (these options), ``distill-last.pt`` (resume state) and ``log/distill.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model.inference.synthesis import resolve_device
+from model.network.flow import FlowOptions, masked_mse, target_mask
+from model.training.data import DataOptions, add_data_arguments, data_options_from_args
+from model.training.ema import ema_update
+
+logger = logging.getLogger(__name__)
+
+STAGES = (1, 2)
+GUIDANCE_RANGES = {1: (0.0, 2.0), 2: (1.0, 3.0)}
+STAGE_LR = {1: 5e-4, 2: 1e-4}
+CHECKPOINT_LAST = "distill-last.pt"
+OPTIONS_FILE = "distill.json"
+MODE_OF_VARIANT = {
+    "dialog": "dialog",
+    "dialog_stereo": "stereo",
+    "zipvoice": "single",
+    "distill": "single",
+}
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """Everything a distillation run is configured by (saved as ``distill.json``).
+
+    Attributes:
+        teacher: checkpoint dir of the teacher (stage 1: a trained model; stage 2: the
+            stage-1 student, which also initialises the student and its EMA).
+        cuts: training CutSet manifests.
+        exp_dir: output directory (a checkpoint directory of the student).
+        stage: 1 (fixed teacher, w ~ U(0, 2)) or 2 (EMA teacher, w ~ U(1, 3)).
+        num_steps: optimizer steps of this run.
+        lr: learning rate; None = upstream's (5e-4 stage 1, 1e-4 stage 2).
+        weight_decay: AdamW weight decay.
+        grad_clip: max gradient norm (0 = off).
+        ema_decay: stage 2: decay of the EMA teacher.
+        max_hop: largest teacher hop (0.3 upstream).
+        guidance_min: smallest sampled w; None = stage default.
+        guidance_max: largest sampled w; None = stage default.
+        default_num_step: saved default Euler steps of the student.
+        default_guidance_scale: saved default w; None = the teacher's default, clipped to
+            the sampled range.
+        t_shift: saved default time warp.
+        save_every: steps between checkpoints.
+        log_every: steps between log lines.
+        seed: base seed.
+        resume: continue from ``exp_dir/distill-last.pt``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        amp: ``none`` or ``bf16`` (autocast of the student and teacher passes).
+        log_progress: tqdm bar.
+        data: batching options (``model.training.data``).
+    """
+
+    teacher: str
+    cuts: tuple[str, ...]
+    exp_dir: str
+    stage: int = 1
+    num_steps: int = 60000
+    lr: float | None = None
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    max_hop: float = 0.3
+    guidance_min: float | None = None
+    guidance_max: float | None = None
+    default_num_step: int = 4
+    default_guidance_scale: float | None = None
+    t_shift: float = 0.5
+    save_every: int = 1000
+    log_every: int = 10
+    seed: int = 42
+    resume: bool = False
+    device: str = "auto"
+    amp: str = "none"
+    log_progress: bool = True
+    data: DataOptions = dataclasses.field(default_factory=DataOptions)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage={self.stage}: expected 1 or 2")
+        if not self.cuts:
+            raise ValueError("cuts: give at least one manifest")
+        for name in ("num_steps", "save_every", "log_every", "default_num_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: need >= 1")
+        if not 0.0 < self.max_hop <= 0.5:
+            raise ValueError(f"max_hop={self.max_hop}: need 0 < max_hop <= 0.5")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay}: need 0 < decay < 1")
+        lo, hi = self.guidance_range
+        if not 0.0 <= lo <= hi:
+            raise ValueError(f"guidance range ({lo}, {hi}): need 0 <= min <= max")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr={self.lr}: need > 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device={self.device!r}: expected auto, cpu or cuda")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp={self.amp!r}: expected none or bf16")
+        if Path(self.exp_dir).resolve() == Path(self.teacher).resolve():
+            raise ValueError("exp_dir must differ from the teacher directory")
+
+    @property
+    def guidance_range(self) -> tuple[float, float]:
+        """``(min, max)`` of the sampled guidance scale."""
+        lo, hi = GUIDANCE_RANGES[self.stage]
+        return (
+            lo if self.guidance_min is None else self.guidance_min,
+            hi if self.guidance_max is None else self.guidance_max,
+        )
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr`` or the stage's default."""
+        return STAGE_LR[self.stage] if self.lr is None else self.lr
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillOptions:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["data"] = DataOptions(**data.get("data", {}))
+        data["cuts"] = tuple(data["cuts"])
+        return cls(**data)
+
+
+# ------------------------------------------------------------------------------------------
+# one update, as functions of explicit draws
+
+
+@dataclass(frozen=True)
+class DistillDraw:
+    """The random quantities of one distillation update.
+
+    Attributes:
+        t: shape ``(B, 1, 1)``, start time.
+        hop1: shape ``(B, 1, 1)``, first teacher hop.
+        hop2: shape ``(B, 1, 1)``, second teacher hop (t + hop1 + hop2 <= 1).
+        guidance_scale: shape ``(B, 1, 1)``, w.
+        noise: shape ``(B, T, F)``, x0.
+        target_mask: shape ``(B, T)``, True on the frames to generate (and score).
+    """
+
+    t: Tensor
+    hop1: Tensor
+    hop2: Tensor
+    guidance_scale: Tensor
+    noise: Tensor
+    target_mask: Tensor
+
+
+def draw_distill_inputs(
+    features: Tensor,
+    features_lens: Tensor,
+    *,
+    guidance_range: tuple[float, float],
+    max_hop: float,
+    flow_options: FlowOptions,
+    generator: torch.Generator,
+) -> DistillDraw:
+    """Draws t, the two hops, w, the noise and the prompt mask from one CPU generator.
+
+    Args:
+        features: shape ``(B, T, F)``; its shape, dtype and device are used.
+        features_lens: shape ``(B,)``.
+        guidance_range: ``(min, max)`` of the uniform w.
+        max_hop: largest hop size.
+        flow_options: mask kind and fractions.
+        generator: a CPU generator.
+
+    Returns:
+        The draw on ``features.device``.
+    """
+    batch, max_len, feat_dim = features.shape
+    t = torch.rand(batch, 1, 1, generator=generator)
+    hop1 = torch.rand(batch, 1, 1, generator=generator) * torch.clamp(1.0 - t, max=max_hop)
+    hop2 = torch.rand(batch, 1, 1, generator=generator) * torch.clamp(
+        1.0 - t - hop1, min=0.0, max=max_hop
+    )
+    lo, hi = guidance_range
+    w = lo + (hi - lo) * torch.rand(batch, 1, 1, generator=generator)
+    noise = torch.randn(batch, max_len, feat_dim, generator=generator)
+    mask = target_mask(
+        features_lens,
+        max_len,
+        kind=flow_options.mask_kind,
+        min_frac=flow_options.mask_min_frac,
+        max_frac=flow_options.mask_max_frac,
+        generator=generator,
+    )
+    device, dtype = features.device, features.dtype
+    return DistillDraw(
+        t=t.to(device),
+        hop1=hop1.to(device),
+        hop2=hop2.to(device),
+        guidance_scale=w.to(device),
+        noise=noise.to(device=device, dtype=dtype),
+        target_mask=mask.to(device),
+    )
+
+
+def guided_velocity(
+    network: torch.nn.Module,
+    *,
+    t: Tensor,
+    xt: Tensor,
+    text_condition: Tensor,
+    speech_condition: Tensor,
+    padding_mask: Tensor,
+    guidance_scale: Tensor,
+    guidance_input: bool,
+) -> Tensor:
+    """The guided velocity a sampler would use at ``(xt, t)`` with per-item ``w``.
+
+    A distilled network (``guidance_input``) takes w as an input. Otherwise upstream's
+    time-dependent CFG runs as one doubled batch: v = (1 + w')·v_cond − w'·v_uncond, where
+    for t ≤ 0.5 the unconditional pass drops the text only and w' = 2w, and for t > 0.5 it
+    drops text and speech prompt and w' = w (the same rule as :func:`model.network.flow.sample`,
+    decided per item).
+
+    Args:
+        network: the velocity estimator.
+        t: shape ``(B, 1, 1)``.
+        xt: shape ``(B, T, F)``.
+        text_condition: shape ``(B, T, C)``.
+        speech_condition: shape ``(B, T, F)``.
+        padding_mask: shape ``(B, T)``, True on padding.
+        guidance_scale: shape ``(B, 1, 1)``.
+        guidance_input: whether ``network`` takes w as an input.
+
+    Returns:
+        shape ``(B, T, F)``.
+    """
+    if guidance_input:
+        return network.forward_fm_decoder(
+            t=t,
+            xt=xt,
+            text_condition=text_condition,
+            speech_condition=speech_condition,
+            padding_mask=padding_mask,
+            guidance_scale=guidance_scale,
+        )
+    late = t > 0.5  # (B, 1, 1)
+    uncond_speech = torch.where(late, torch.zeros_like(speech_condition), speech_condition)
+    w = torch.where(late, guidance_scale, 2.0 * guidance_scale).to(xt.dtype)
+    v_pair = network.forward_fm_decoder(
+        t=torch.cat([t, t]),
+        xt=torch.cat([xt, xt]),
+        text_condition=torch.cat([torch.zeros_like(text_condition), text_condition]),
+        speech_condition=torch.cat([uncond_speech, speech_condition]),
+        padding_mask=torch.cat([padding_mask, padding_mask]),
+    )
+    v_uncond, v_cond = v_pair.chunk(2, dim=0)
+    return (1.0 + w) * v_cond - w * v_uncond
+
+
+@torch.no_grad()
+def teacher_target_velocity(
+    teacher: torch.nn.Module,
+    *,
+    tokens: list[list[int]],
+    features: Tensor,
+    features_lens: Tensor,
+    draw: DistillDraw,
+    guidance_input: bool,
+) -> Tensor:
+    """The velocity implied by the teacher's two guided Euler hops from x_t.
+
+    Returns:
+        shape ``(B, T, F)``: ``(d1·v1 + d2·v2) / (d1 + d2)`` (``v1`` where the span is 0).
+    """
+    text_condition, padding_mask = teacher.forward_text_train(tokens, features_lens)
+    speech_condition = features.masked_fill(draw.target_mask.unsqueeze(-1), 0.0)
+    t = draw.t.to(features.dtype)
+    xt = t * features + (1.0 - t) * draw.noise
+    common = {
+        "text_condition": text_condition,
+        "speech_condition": speech_condition,
+        "padding_mask": padding_mask,
+        "guidance_scale": draw.guidance_scale,
+        "guidance_input": guidance_input,
+    }
+    v1 = guided_velocity(teacher, t=t, xt=xt, **common).float()
+    x_mid = xt + draw.hop1 * v1
+    v2 = guided_velocity(teacher, t=t + draw.hop1, xt=x_mid.to(xt.dtype), **common).float()
+    span = draw.hop1 + draw.hop2
+    averaged = (draw.hop1 * v1 + draw.hop2 * v2) / span.clamp(min=1e-12)
+    return torch.where(span > 1e-9, averaged, v1)
+
+
+def distillation_loss(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    *,
+    tokens: list[list[int]],
+    features: Tensor,
+    features_lens: Tensor,
+    draw: DistillDraw,
+    teacher_guidance_input: bool,
+) -> dict[str, Tensor]:
+    """The distillation loss of one batch.
+
+    Args:
+        student: the distilled network (takes w as an input).
+        teacher: the fixed teacher (stage 1) or the EMA student (stage 2).
+        tokens: B token lists.
+        features: shape ``(B, T, F)``, model-space mel (x1).
+        features_lens: shape ``(B,)``.
+        draw: the update's randomness.
+        teacher_guidance_input: whether the teacher takes w as an input.
+
+    Returns:
+        ``{"loss", "ref_loss", "num_frames"}``; ``ref_loss`` is the student's plain
+        flow-matching error against x1 − x0 (a diagnostic, no gradient).
+    """
+    target_v = teacher_target_velocity(
+        teacher,
+        tokens=tokens,
+        features=features,
+        features_lens=features_lens,
+        draw=draw,
+        guidance_input=teacher_guidance_input,
+    )
+    text_condition, padding_mask = student.forward_text_train(tokens, features_lens)
+    speech_condition = features.masked_fill(draw.target_mask.unsqueeze(-1), 0.0)
+    t = draw.t.to(features.dtype)
+    xt = t * features + (1.0 - t) * draw.noise
+    v_student = student.forward_fm_decoder(
+        t=t,
+        xt=xt,
+        text_condition=text_condition,
+        speech_condition=speech_condition,
+        padding_mask=padding_mask,
+        guidance_scale=draw.guidance_scale,
+    ).float()
+    loss_mask = draw.target_mask & ~padding_mask
+    loss = masked_mse(v_student, target_v, loss_mask)
+    with torch.no_grad():
+        ref_loss = masked_mse(v_student, (features - draw.noise).float(), loss_mask)
+    return {"loss": loss, "ref_loss": ref_loss, "num_frames": loss_mask.sum()}
+
+
+# ------------------------------------------------------------------------------------------
+# evaluation: how close is the few-step student to the many-step teacher
+
+
+@dataclass(frozen=True)
+class FewStepComparison:
+    """Mean L1 distances (log-mel units, target frames) to the teacher's many-step output.
+
+    Attributes:
+        reference_steps: steps of the teacher reference.
+        teacher: few-step count -> L1 of the teacher sampled with that many steps.
+        student: few-step count -> L1 of the student sampled with that many steps.
+        guidance_scale: w used by all runs.
+        num_seeds: noise draws averaged.
+    """
+
+    reference_steps: int
+    teacher: dict[int, float]
+    student: dict[int, float]
+    guidance_scale: float
+    num_seeds: int
+
+
+def compare_few_step(
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    *,
+    tokens: list[int],
+    prompt_features: Tensor,
+    total_frames: int,
+    feat_scale: float,
+    few_steps: tuple[int, ...] = (4,),
+    reference_steps: int = 16,
+    guidance_scale: float = 1.5,
+    t_shift: float = 0.5,
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> FewStepComparison:
+    """Samples teacher (CFG) and student (w as input) from the same noise and prompt and
+    measures each few-step output against the teacher's ``reference_steps`` output.
+
+    Args:
+        teacher: the trained (non-distilled) network.
+        student: the distilled network.
+        tokens: prompt + target token ids.
+        prompt_features: shape ``(T_p, F)``, model-space prompt mel.
+        total_frames: prompt + target frames ("real" duration).
+        feat_scale: model-space scale (distances are reported in log-mel units).
+        few_steps: step counts to evaluate.
+        reference_steps: the teacher's reference step count.
+        guidance_scale: w.
+        t_shift: time warp.
+        seeds: noise seeds (one sample each).
+
+    Returns:
+        The distances.
+    """
+    from model.network.flow import sample_with_prompt
+
+    prompt_frames = prompt_features.size(0)
+
+    def run(network, steps: int, distill: bool, seed: int) -> Tensor:
+        out = sample_with_prompt(
+            network,
+            tokens=[list(tokens)],
+            prompt_features=prompt_features.unsqueeze(0),
+            prompt_features_lens=torch.tensor([prompt_frames]),
+            features_lens=torch.tensor([total_frames]),
+            seed=seed,
+            num_steps=steps,
+            t_shift=t_shift,
+            guidance_scale=guidance_scale,
+            distill=distill,
+        )
+        return out[0, prompt_frames:total_frames] / feat_scale
+
+    teacher_l1 = {n: 0.0 for n in few_steps}
+    student_l1 = {n: 0.0 for n in few_steps}
+    for seed in seeds:
+        reference = run(teacher, reference_steps, False, seed)
+        for n in few_steps:
+            teacher_l1[n] += float((run(teacher, n, False, seed) - reference).abs().mean())
+            student_l1[n] += float((run(student, n, True, seed) - reference).abs().mean())
+    k = len(seeds)
+    return FewStepComparison(
+        reference_steps=reference_steps,
+        teacher={n: v / k for n, v in teacher_l1.items()},
+        student={n: v / k for n, v in student_l1.items()},
+        guidance_scale=guidance_scale,
+        num_seeds=k,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# the run
+
+
+def _step_seed(seed: int, step: int) -> int:
+    from model.training.train import step_seed
+
+    return step_seed(seed, step, 0)
+
+
+def _feature_config(teacher_dir: Path, feat_dim: int):
+    from model.audio.features import FeatureConfig
+
+    path = teacher_dir / "features.json"
+    if path.is_file():
+        return FeatureConfig.from_json(path.read_text(encoding="utf-8"))
+    name = {100: "upstream", 80: "offline"}.get(feat_dim)
+    if name is None:
+        raise ValueError(f"{teacher_dir} has no features.json and no preset has {feat_dim} mels")
+    return FeatureConfig.preset(name)
+
+
+class Distiller:
+    """One distillation run's state and loop.
+
+    Args:
+        options: the run's options.
+    """
+
+    def __init__(self, options: DistillOptions) -> None:
+        from model.audio.features import MelExtractor
+        from model.inference.defaults import InferenceDefaults
+        from model.network.student import load_model, student_from_teacher, takes_guidance_input
+        from model.tokenizer import Tokenizer, TokenTable
+        from model.training.data import BatchStream, DialogTTSDataset, load_cuts, make_sampler
+
+        self.options = options
+        self.exp_dir = Path(options.exp_dir)
+        self.device = torch.device(resolve_device(options.device, mps=False))
+        torch.manual_seed(options.seed)
+        loaded = load_model(options.teacher, device=self.device)
+        teacher_is_student = takes_guidance_input(loaded.network)
+        if options.stage == 1 and teacher_is_student:
+            raise ValueError(
+                f"stage 1 needs a trained (non-distilled) teacher; {options.teacher} is distilled"
+            )
+        if options.stage == 2 and not teacher_is_student:
+            raise ValueError(
+                f"stage 2 starts from a stage-1 student; {options.teacher} is "
+                "not distilled (run --stage 1 first)"
+            )
+        self.config = loaded.config
+        self.mode = MODE_OF_VARIANT[loaded.config.variant]
+        if options.stage == 1:
+            self.teacher = loaded.network.eval()
+            self.student = student_from_teacher(loaded.network)
+            teacher_defaults = loaded.defaults
+        else:
+            self.student = copy.deepcopy(loaded.network)
+            self.teacher = loaded.network.eval()  # the EMA of the student, same start
+            teacher_defaults = loaded.defaults
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.student.to(self.device).train()
+        self.teacher_guidance_input = takes_guidance_input(self.teacher)  # stage 2
+        guidance = options.default_guidance_scale
+        if guidance is None:  # the teacher's, within the range the student was trained on
+            lo, hi = options.guidance_range
+            guidance = min(max(teacher_defaults.guidance_scale, lo), hi)
+        self.defaults = InferenceDefaults(
+            num_step=options.default_num_step,
+            guidance_scale=float(guidance),
+            t_shift=options.t_shift,
+            guidance_input=True,
+            distill_stage=options.stage,
+            teacher=str(options.teacher),
+        )
+        self.tokens = dict(loaded.tokens)
+        table = TokenTable(tuple(sorted(self.tokens.items(), key=lambda kv: kv[1])))
+        self.feature_config = _feature_config(Path(options.teacher), loaded.config.feat_dim)
+        self.flow_options = FlowOptions.for_mode("single" if self.mode == "single" else "dialog")
+        on_the_fly = options.data.on_the_fly_feats
+        self.dataset = DialogTTSDataset(
+            Tokenizer(table, mode="emilia" if self.mode == "single" else "dialog"),
+            MelExtractor(self.feature_config) if on_the_fly else None,
+            mode=self.mode,
+            feat_scale=self.feature_config.feat_scale,
+            on_the_fly_feats=on_the_fly,
+        )
+        cuts = load_cuts(options.cuts, options.data)
+        self._make_stream = lambda state=None: BatchStream(
+            self.dataset,
+            make_sampler(cuts, options.data),
+            num_workers=options.data.num_workers,
+            state=state,
+        )
+        self.stream = self._make_stream()
+        self.optimizer = torch.optim.AdamW(
+            self.student.parameters(),
+            lr=options.learning_rate,
+            betas=(0.9, 0.98),
+            weight_decay=options.weight_decay,
+        )
+        self.step = 0
+
+    # -------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume."""
+        return {
+            "student": self.student.state_dict(),
+            "teacher": self.teacher.state_dict() if self.options.stage == 2 else None,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "sampler": self.stream.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "options": self.options.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict` output."""
+        self.student.load_state_dict(state["student"])
+        if state["teacher"] is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.stream = self._make_stream(state["sampler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+
+    def save(self) -> None:
+        """Writes the student checkpoint directory and ``distill-last.pt``."""
+        from model.network.student import save_model
+
+        features_json = self.exp_dir / "features.json"
+        features_json.write_text(self.feature_config.to_json() + "\n", encoding="utf-8")
+        student = copy.deepcopy(self.student).eval()
+        save_model(student, self.exp_dir, self.tokens, self.defaults)
+        tmp = self.exp_dir / (CHECKPOINT_LAST + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(self.exp_dir / CHECKPOINT_LAST)
+        logger.info("step %d: saved the student to %s", self.step, self.exp_dir)
+
+    # -------------------------------------------------------------- steps
+
+    def _features_for(self, batch: dict[str, Any]) -> Tensor:
+        if self.mode == "stereo" and self.step % 2 == 0:
+            return batch["stereo_features"]  # like training: stereo and mono mix alternate
+        return batch["features"]
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimizer update; returns its scalars."""
+        options = self.options
+        seed = _step_seed(options.seed, self.step)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        features = self._features_for(batch).to(self.device)
+        lens = batch["features_lens"].to(self.device)
+        draw = draw_distill_inputs(
+            features,
+            lens,
+            guidance_range=options.guidance_range,
+            max_hop=options.max_hop,
+            flow_options=self.flow_options,
+            generator=generator,
+        )
+        self.student.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16"):
+            out = distillation_loss(
+                self.student,
+                self.teacher,
+                tokens=batch["tokens"],
+                features=features,
+                features_lens=lens,
+                draw=draw,
+                teacher_guidance_input=self.teacher_guidance_input,
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        max_norm = options.grad_clip if options.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), max_norm)
+        if torch.isfinite(grad_norm):
+            self.optimizer.step()
+        else:
+            logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
+        if options.stage == 2:
+            ema_update(self.teacher.state_dict(), self.student.state_dict(), options.ema_decay)
+        self.step += 1
+        return {
+            "loss": float(out["loss"].detach()),
+            "ref_loss": float(out["ref_loss"]),
+            "grad_norm": float(grad_norm),
+            "frames": float(out["num_frames"]),
+        }
+
+    def fit(self) -> list[dict[str, float]]:
+        """Runs to ``num_steps``; returns the logged records."""
+        from tqdm import tqdm
+
+        options = self.options
+        log_path = self.exp_dir / "log" / "distill.jsonl"
+        bar = tqdm(
+            total=options.num_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not options.log_progress,
+        )
+        records, window, tick = [], [], time.perf_counter()
+        batches = iter(self.stream)
+        while self.step < options.num_steps:
+            window.append(self.train_step(next(batches)))
+            bar.update(1)
+            if self.step % options.log_every == 0 or self.step == options.num_steps:
+                record = {
+                    "step": self.step,
+                    "epoch": self.stream.epoch,
+                    **{
+                        k: float(np.mean([w[k] for w in window]))
+                        for k in ("loss", "ref_loss", "grad_norm")
+                    },
+                    "steps_per_s": len(window) / max(time.perf_counter() - tick, 1e-9),
+                }
+                records.append(record)
+                with open(log_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                logger.info(
+                    "step %d distill loss %.5f (flow ref %.4f) grad-norm %.3f",
+                    self.step,
+                    record["loss"],
+                    record["ref_loss"],
+                    record["grad_norm"],
+                )
+                window, tick = [], time.perf_counter()
+            if self.step % options.save_every == 0 or self.step == options.num_steps:
+                self.save()
+        bar.close()
+        return records
+
+
+def run(options: DistillOptions) -> Path:
+    """Distil in this process.
+
+    Args:
+        options: the run's options.
+
+    Returns:
+        The experiment (student checkpoint) directory.
+
+    Raises:
+        ValueError, FileNotFoundError: bad options, before any training.
+    """
+    for path in options.cuts:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"cuts manifest not found: {path}")
+    if not Path(options.teacher).is_dir():
+        raise FileNotFoundError(f"teacher directory not found: {options.teacher}")
+    exp_dir = Path(options.exp_dir)
+    last = exp_dir / CHECKPOINT_LAST
+    if options.resume and not last.is_file():
+        raise FileNotFoundError(f"--resume: {last} does not exist")
+    if not options.resume and last.is_file():
+        raise ValueError(
+            f"{exp_dir} already holds a distillation run: pass --resume or a new --exp-dir"
+        )
+    (exp_dir / "log").mkdir(parents=True, exist_ok=True)
+    (exp_dir / OPTIONS_FILE).write_text(
+        json.dumps(options.to_dict(), indent=1) + "\n", encoding="utf-8"
+    )
+    distiller = Distiller(options)
+    if options.resume:
+        distiller.load_state_dict(
+            torch.load(last, map_location=distiller.device, weights_only=False)
+        )
+        logger.info("resumed from %s at step %d", last, distiller.step)
+    logger.info(
+        "stage %d distillation of %s (%s, %d parameters) on %s",
+        options.stage,
+        options.teacher,
+        distiller.config.variant,
+        sum(p.numel() for p in distiller.student.parameters()),
+        distiller.device,
+    )
+    distiller.fit()
+    return exp_dir
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command-line parser (flags accept ``-`` or ``_``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.distill",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def add(*names: str, **kw):
+        flags = []
+        for name in names:
+            flags += [name] if "-" not in name[2:] else [name, "--" + name[2:].replace("-", "_")]
+        parser.add_argument(*flags, **kw)
+
+    d = DistillOptions.__dataclass_fields__
+    add("--teacher", required=True, help="teacher checkpoint dir (stage 2: the stage-1 student)")
+    add("--cuts", nargs="+", required=True, help="training cuts manifest(s)")
+    add("--exp-dir", required=True, help="output dir (the student checkpoint)")
+    add("--stage", type=int, choices=STAGES, default=1)
+    add("--num-steps", type=int, default=d["num_steps"].default)
+    add("--lr", type=float, default=None, help="default 5e-4 (stage 1) / 1e-4 (stage 2)")
+    add("--weight-decay", type=float, default=d["weight_decay"].default)
+    add("--grad-clip", type=float, default=d["grad_clip"].default)
+    add("--ema-decay", type=float, default=d["ema_decay"].default, help="stage-2 EMA teacher")
+    add("--max-hop", type=float, default=d["max_hop"].default)
+    add("--guidance-min", type=float, default=None, help="default 0 (stage 1) / 1 (stage 2)")
+    add("--guidance-max", type=float, default=None, help="default 2 (stage 1) / 3 (stage 2)")
+    add(
+        "--default-num-step",
+        type=int,
+        default=d["default_num_step"].default,
+        help="the student's saved default Euler steps",
+    )
+    add(
+        "--default-guidance-scale",
+        type=float,
+        default=None,
+        help="the student's saved default w (default: the teacher's, clipped to the range)",
+    )
+    add("--t-shift", type=float, default=d["t_shift"].default)
+    add("--save-every", type=int, default=d["save_every"].default)
+    add("--log-every", type=int, default=d["log_every"].default)
+    add("--seed", type=int, default=d["seed"].default)
+    add("--resume", action="store_true")
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add("--amp", choices=("none", "bf16"), default="none")
+    add("--no-progress", action="store_true")
+    add_data_arguments(add)
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> DistillOptions:
+    """Typed options from parsed arguments."""
+    data = data_options_from_args(args)
+    return DistillOptions(
+        teacher=args.teacher,
+        cuts=tuple(args.cuts),
+        exp_dir=args.exp_dir,
+        stage=args.stage,
+        num_steps=args.num_steps,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        ema_decay=args.ema_decay,
+        max_hop=args.max_hop,
+        guidance_min=args.guidance_min,
+        guidance_max=args.guidance_max,
+        default_num_step=args.default_num_step,
+        default_guidance_scale=args.default_guidance_scale,
+        t_shift=args.t_shift,
+        save_every=args.save_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        resume=args.resume,
+        device=args.device,
+        amp=args.amp,
+        log_progress=not args.no_progress,
+        data=data,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (bad options: 2)."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from model.network.checkpoint import CheckpointError
+
+    try:
+        run(options_from_args(args))
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        print(f"model.training.distill: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Train the dialogue TTS model with flow matching.
+
+Usage example::
+
+    python -m model.train --cuts data/cuts.jsonl.gz --exp-dir exp/dialog --config tiny \\
+        --num-steps 20000 --max-duration 200 --lr 1e-4 --lr-schedule fixed
+    # continue after an interruption (exact: same batches, randomness and optimizer state)
+    python -m model.train --cuts data/cuts.jsonl.gz --exp-dir exp/dialog --resume
+    # 2 processes (gloo on CPU, nccl on GPU)
+    torchrun --nproc_per_node 2 -m model.train --cuts ... --exp-dir ... --config base
+    # dialogue training from a single-speaker upstream ZipVoice directory (vocab + 28)
+    python -m model.train --cuts ... --exp-dir ... --init-from /models/zipvoice --mode dialog
+
+The experiment directory holds everything inference needs and everything resume needs:
+``network.json``, ``tokens.txt``, ``features.json`` (feature configuration), ``train.json``
+(these options), ``model.safetensors`` (EMA weights, or the raw ones without EMA; so
+``model.network.checkpoint.load_checkpoint(exp_dir)`` works), ``checkpoint-{step}.pt`` (the last
+``--keep-last``), ``checkpoint-last.pt`` and ``best-valid.pt`` (with ``--valid-cuts``), and
+``log/train.jsonl`` (one JSON line of scalars per ``--log-every`` steps) and ``log/train.log``.
+
+Every step's randomness is derived from ``(seed, step, rank)`` and the data position is saved
+as (epoch, batches consumed), so a resumed run continues exactly like the uninterrupted one.
+Modules: :mod:`model.training.options` (options, lr schedules, seeds), :mod:`model.training.run_config`
+(network config, tokens, features, initial weights), :mod:`model.training.trainer` (the loop); this one
+is the CLI and :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from model.training.data import add_data_arguments, data_options_from_args
+from model.training.options import (
+    AMP_MODES,
+    LR_SCHEDULES,
+    MODES,
+    TrainOptions,
+    lr_factor,
+    step_seed,
+)
+from model.training.run_config import prepare_setup, read_setup, write_setup
+from model.training.trainer import CHECKPOINT_LAST, Trainer, barrier, init_distributed
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainOptions", "Trainer", "get_parser", "lr_factor", "main", "run", "step_seed"]
+
+
+def run(options: TrainOptions) -> Path:
+    """Train in this process (one rank of a torchrun job, or alone).
+
+    Args:
+        options: the run's options.
+
+    Returns:
+        The experiment directory.
+
+    Raises:
+        ValueError, FileNotFoundError: bad options, caught before any weights are loaded.
+    """
+    for path in (*options.cuts, *options.valid_cuts):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"cuts manifest not found: {path}")
+    exp_dir = Path(options.exp_dir)
+    last = exp_dir / CHECKPOINT_LAST
+    if options.resume and not last.is_file():
+        raise FileNotFoundError(f"--resume: {last} does not exist")
+    if not options.resume and last.is_file():
+        raise ValueError(f"{exp_dir} already holds checkpoints: pass --resume or a new --exp-dir")
+    threads_before = torch.get_num_threads()
+    if options.num_threads > 0:
+        torch.set_num_threads(options.num_threads)
+    ctx = init_distributed(options.device)
+    handler = None
+    try:
+        if ctx.is_main:
+            (exp_dir / "log").mkdir(parents=True, exist_ok=True)
+            handler = _add_file_log(exp_dir / "log" / "train.log")
+        if options.resume:
+            setup = read_setup(exp_dir)
+        else:
+            full = prepare_setup(options) if ctx.is_main else None
+            if full is not None:
+                write_setup(exp_dir, full, options)
+            barrier(ctx)
+            setup = read_setup(exp_dir)
+            if full is not None and full.init_state is not None:
+                # only rank 0 loads the weights: DDP broadcasts them to the other ranks
+                setup = dataclasses.replace(setup, init_state=full.init_state)
+        trainer = Trainer(options, setup, ctx)
+        if options.resume:
+            trainer.load_state_dict(torch.load(last, map_location=ctx.device, weights_only=False))
+            logger.info("resumed from %s at step %d", last, trainer.step)
+        logger.info(
+            "rank %d/%d on %s: %d parameters, amp=%s",
+            ctx.rank,
+            ctx.world_size,
+            ctx.device,
+            trainer.network.num_parameters(),
+            trainer.amp_dtype,
+        )
+        trainer.fit()
+        del trainer  # drop the DDP reducer (and its gloo work) before the group goes
+        barrier(ctx)  # every rank done before any tears the group down
+    finally:
+        torch.set_num_threads(threads_before)  # run() may be called inside a bigger process
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        if ctx.world_size > 1:
+            import gc
+
+            import torch.distributed as dist
+
+            gc.collect()
+            dist.destroy_process_group()
+    return exp_dir
+
+
+def _add_file_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command-line parser (flags accept ``-`` or ``_``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def add(group, *names: str, **kw):
+        flags = []
+        for name in names:  # --exp-dir and --exp_dir (house style: Beam-like underscores)
+            flags += [name] if "-" not in name[2:] else [name, "--" + name[2:].replace("-", "_")]
+        group.add_argument(*flags, **kw)
+
+    d = TrainOptions.__dataclass_fields__
+    run_group = parser.add_argument_group("run")
+    add(run_group, "--cuts", nargs="+", required=True, help="training cuts manifest(s)")
+    add(run_group, "--exp-dir", required=True, help="experiment directory")
+    add(run_group, "--config", default=None, help="tiny, base or a network.json path")
+    add(run_group, "--mode", choices=MODES, default="dialog")
+    add(
+        run_group,
+        "--features",
+        choices=("upstream", "offline"),
+        default=None,
+        help="feature preset (default: by the network's mel dim)",
+    )
+    add(run_group, "--tokens", default=None, help="tokens.txt (default: built from the cuts)")
+    add(
+        run_group,
+        "--init-from",
+        default=None,
+        help="model dir / hub id / checkpoint-*.pt to initialise from",
+    )
+    add(run_group, "--resume", action="store_true", help="continue from checkpoint-last.pt")
+    add(run_group, "--seed", type=int, default=d["seed"].default)
+    add(run_group, "--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add(run_group, "--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
+    add(run_group, "--no-progress", action="store_true", help="no tqdm bar")
+    opt = parser.add_argument_group("optimisation")
+    add(opt, "--num-steps", type=int, default=d["num_steps"].default)
+    add(opt, "--lr", type=float, default=d["lr"].default)
+    add(opt, "--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"].default)
+    add(opt, "--warmup-steps", type=int, default=d["warmup_steps"].default)
+    add(opt, "--min-lr-ratio", type=float, default=d["min_lr_ratio"].default)
+    add(opt, "--weight-decay", type=float, default=d["weight_decay"].default)
+    add(opt, "--grad-clip", type=float, default=d["grad_clip"].default)
+    add(opt, "--amp", choices=AMP_MODES, default=d["amp"].default)
+    add(opt, "--ema-decay", type=float, default=d["ema_decay"].default, help="0 disables")
+    add(
+        opt,
+        "--condition-drop-ratio",
+        "--text-drop-prob",
+        type=float,
+        default=d["text_drop_prob"].default,
+        help="CFG text dropout probability",
+    )
+    add(opt, "--se-loss-weight", type=float, default=d["se_loss_weight"].default)
+    add(
+        opt,
+        "--regularisation",
+        choices=("upstream", "none"),
+        default="upstream",
+        help="Zipformer dropout/layer-skip schedules as upstream, or off",
+    )
+    add(
+        opt,
+        "--ref-duration",
+        type=float,
+        default=d["ref_duration_s"].default,
+        help="upstream's reference batch seconds for those schedules",
+    )
+    add(
+        opt,
+        "--batch-count-offset",
+        type=float,
+        default=None,
+        help="added to the schedules' batch count (default: 100000 with --init-from, else 0)",
+    )
+    ck = parser.add_argument_group("checkpoints and logs")
+    add(ck, "--save-every", type=int, default=d["save_every"].default)
+    add(ck, "--keep-last", type=int, default=d["keep_last"].default)
+    add(ck, "--log-every", type=int, default=d["log_every"].default)
+    add(ck, "--valid-cuts", nargs="+", default=[])
+    add(ck, "--max-valid-batches", type=int, default=d["max_valid_batches"].default)
+    data = parser.add_argument_group("data")
+    add_data_arguments(lambda *names, **kw: add(data, *names, **kw))
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """Typed options from parsed arguments."""
+    data = data_options_from_args(args)
+    return TrainOptions(
+        cuts=tuple(args.cuts),
+        exp_dir=args.exp_dir,
+        config=args.config,
+        mode=args.mode,
+        features=args.features,
+        tokens=args.tokens,
+        init_from=args.init_from,
+        num_steps=args.num_steps,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
+        min_lr_ratio=args.min_lr_ratio,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        amp=args.amp,
+        ema_decay=args.ema_decay,
+        save_every=args.save_every,
+        keep_last=args.keep_last,
+        log_every=args.log_every,
+        valid_cuts=tuple(args.valid_cuts),
+        max_valid_batches=args.max_valid_batches,
+        text_drop_prob=args.condition_drop_ratio,
+        se_loss_weight=args.se_loss_weight,
+        seed=args.seed,
+        resume=args.resume,
+        device=args.device,
+        num_threads=args.num_threads,
+        regularisation=args.regularisation,
+        ref_duration_s=args.ref_duration,
+        batch_count_offset=args.batch_count_offset,
+        log_progress=not args.no_progress,
+        data=data,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (bad options: 2, no traceback)."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from model.network.checkpoint import CheckpointError
+
+    try:
+        options = options_from_args(args)
+        run(options)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        print(f"model.training.train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
