@@ -10,6 +10,7 @@ the README section "Dialogue segmentation rules" describes them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import re
@@ -562,13 +563,12 @@ def _build_dialogue(
     ]
 
     # speech time and overlap from diarization where it knows the speaker, else from the words
-    def spans(spk: str) -> list[tuple[float, float]]:
-        diarized = [(s.start, s.end) for s in diarization if s.speaker == spk]
-        if not diarized:
-            diarized = [(p.start, p.end) for p in chunk if p.speaker == spk]
-        return _union(_clip(diarized, start, end))
-
-    s1_spans, s2_spans = spans(s1), spans(s2)
+    s1_spans, s2_spans = (
+        _speaker_spans(
+            diarization, spk, start, end, [(p.start, p.end) for p in chunk if p.speaker == spk]
+        )
+        for spk in (s1, s2)
+    )
     dialogue = Dialogue(
         dialogue_id=dialogue_id,
         recording_id=recording.recording_id,
@@ -589,6 +589,101 @@ def _build_dialogue(
         quality={"other_speaker_s": float(other_s), "speaker_switches": float(switches)},
     )
     return dialogue, dturns
+
+
+def _speaker_spans(
+    diarization: Sequence[SpeakerSegment],
+    speaker: str,
+    start: float,
+    end: float,
+    fallback: Sequence[tuple[float, float]],
+) -> list[tuple[float, float]]:
+    """A speaker's speech inside ``[start, end]``: from diarization where it knows the speaker,
+    else from ``fallback`` (the speaker's words or turns)."""
+    diarized = [(s.start, s.end) for s in diarization if s.speaker == speaker] or list(fallback)
+    return _union(_clip(diarized, start, end))
+
+
+def dialogue_parts(
+    dialogue: Dialogue,
+    turns: Sequence[DialogueTurn],
+    drop: int,
+    diarization: Sequence[SpeakerSegment],
+    min_dialogue_s: float,
+) -> list[tuple[Dialogue, list[DialogueTurn]]]:
+    """The dialogues left of ``dialogue`` on either side of its turn ``drop`` (a turn index).
+
+    A part keeps its turns' times and texts; ``S1`` is again whoever speaks first in it. It
+    reaches the dialogue's own edge on the outer side and halfway into the pause before the
+    dropped turn on the inner side. A part is returned when both speakers talk in it and it
+    lasts at least ``min_dialogue_s``. Ids are the dialogue's with ``-1`` (before) and ``-2``
+    (after); measures are recomputed as :func:`segment_dialogues` does (the filters' quality
+    measures are not: the parts go through the filters again).
+    """
+    ordered = sorted(turns, key=lambda t: t.index)
+    cut = ordered[drop]
+    sides = (
+        (ordered[:drop], dialogue.start, None),
+        (ordered[drop + 1 :], None, dialogue.end),
+    )
+    parts = []
+    for k, (side, start, end) in enumerate(sides, 1):
+        speakers = [t.speaker for t in side]
+        if len(set(speakers)) < 2:
+            continue
+        if start is None:
+            start = side[0].start - max(0.0, side[0].start - cut.end) / 2
+        if end is None:
+            end = side[-1].end + max(0.0, cut.start - side[-1].end) / 2
+        if end - start < min_dialogue_s:
+            continue
+        dialogue_id = f"{dialogue.dialogue_id}-{k}"
+        s1 = speakers[0]
+        s2 = next(spk for spk in speakers if spk != s1)
+        role_of = {s1: "S1", s2: "S2"}
+        dturns = [
+            DialogueTurn(
+                dialogue_id=dialogue_id,
+                index=i,
+                role=role_of[t.speaker],
+                speaker=t.speaker,
+                start=t.start,
+                end=t.end,
+                text=t.text,
+                channel=t.channel
+                if dialogue.channel_layout == stereo.STEREO
+                else stereo.turn_channel(
+                    dialogue.channel_layout, role_of[t.speaker], t.speaker, None
+                ),
+            )
+            for i, t in enumerate(side)
+        ]
+        s1_spans, s2_spans = (
+            _speaker_spans(
+                diarization, spk, start, end, [(t.start, t.end) for t in side if t.speaker == spk]
+            )
+            for spk in (s1, s2)
+        )
+        others = [(s.start, s.end) for s in diarization if s.speaker not in role_of]
+        part = dataclasses.replace(
+            dialogue,
+            dialogue_id=dialogue_id,
+            start=start,
+            end=end,
+            text=tagged_text(dturns),
+            num_turns=len(dturns),
+            s1_speaker=s1,
+            s2_speaker=s2,
+            s1_s=sum(b - a for a, b in s1_spans),
+            s2_s=sum(b - a for a, b in s2_spans),
+            overlap_ratio=_intervals_overlap_s(s1_spans, s2_spans) / (end - start),
+            quality={
+                "other_speaker_s": float(sum(b - a for a, b in _union(_clip(others, start, end)))),
+                "speaker_switches": float(len(dturns) - 1),
+            },
+        )
+        parts.append((part, dturns))
+    return parts
 
 
 # --- Beam --------------------------------------------------------------------------------------

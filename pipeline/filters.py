@@ -22,13 +22,20 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline.bandwidth import estimate_bandwidth_hz
+from pipeline.dialogue import dialogue_parts
 from pipeline.option_fields import opt
 from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
 from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS
-from pipeline.quality.role_purity import PurityThresholds, purity_failure, role_measures
+from pipeline.quality.role_purity import (
+    PurityThresholds,
+    purity_failure,
+    role_measures,
+    turn_margins,
+)
 from pipeline.records import (
     ANALYSIS_SAMPLE_RATE,
     Dialogue,
+    DialogueTurn,
     RecordingWork,
     Reject,
     Turn,
@@ -47,6 +54,7 @@ SPEAKER_IMBALANCE = "speaker_imbalance"
 LOW_BANDWIDTH = "low_bandwidth"
 LOW_DNSMOS = "low_dnsmos"
 ROLE_IMPURE = "role_impure"
+MAX_ROLE_TRIMS = 2  # a dialogue loses at most this many turns to the role-purity check
 REASONS = (
     LOW_ASR_CONFIDENCE,
     CPS_OUT_OF_RANGE,
@@ -128,6 +136,12 @@ class FilterOptions:
         None, "largest cos of the two roles' voices (unset: the model's fitted value)"
     )
     purity_min_turn_s: float = opt(1.0, "shortest turn embedded for the role-purity check, s")
+    role_trim_min_s: float = opt(
+        3.0,
+        "a dialogue whose only fault is one turn that sounds like the other role loses that "
+        "turn: the parts before and after it that hold both speakers and last at least this "
+        "long (s) are filtered again as dialogues of their own; 0 drops the whole dialogue",
+    )
     min_dialogue_bandwidth_hz: float = opt(
         0.0, "drop dialogues whose effective bandwidth is below this; 0 keeps telephone audio"
     )
@@ -310,18 +324,13 @@ class FilterDialoguesFn(RecordingStageFn):
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
         if self._dnsmos is None:
             self.setup()
-        kept, rejects = filter_dialogues(work, self.opts, self._dnsmos, self._embedder)
-        ids = {d.dialogue_id for d in kept}
-        return replace(
-            work,
-            dialogues=tuple(kept),
-            dialogue_turns=tuple(t for t in work.dialogue_turns if t.dialogue_id in ids),
-        ), rejects
+        kept, kept_turns, rejects = filter_dialogues(work, self.opts, self._dnsmos, self._embedder)
+        return replace(work, dialogues=tuple(kept), dialogue_turns=tuple(kept_turns)), rejects
 
 
 def filter_dialogues(
-    work: RecordingWork, opts: FilterOptions, dnsmos, embedder=None
-) -> tuple[list[Dialogue], list[Reject]]:
+    work: RecordingWork, opts: FilterOptions, dnsmos, embedder=None, _trims: int = 0
+) -> tuple[list[Dialogue], list[DialogueTurn], list[Reject]]:
     """Measure and filter the dialogues of one recording.
 
     Args:
@@ -333,7 +342,9 @@ def filter_dialogues(
             None to skip the role-purity check.
 
     Returns:
-        ``(kept dialogues with quality filled, rejects)``.
+        ``(kept dialogues with quality filled, their turns, rejects)``. A dialogue trimmed by
+        the role-purity check (``role_trim_min_s``) is replaced by its parts (ids ``…-1``,
+        ``…-2``), and the dropped turn is a ``role_impure`` reject.
     """
     rec = work.recording
     rejects: list[Reject] = []
@@ -363,7 +374,7 @@ def filter_dialogues(
         else:
             survivors.append((dialogue, quality))
     if not survivors:
-        return [], rejects
+        return [], [], rejects
 
     scores = dnsmos.score(clip(mono, d.start, d.end) for d, _ in survivors)  # one at a time
     after_dnsmos = []
@@ -387,24 +398,42 @@ def filter_dialogues(
             after_dnsmos.append((dialogue, quality))
 
     limits = _purity_limits(opts, embedder)
-    kept = []
+    kept: list[Dialogue] = []
+    kept_turns: list[DialogueTurn] = []
     for dialogue, quality in after_dnsmos:  # one dialogue's turns at a time: memory flat
+        dturns = [t for t in work.dialogue_turns if t.dialogue_id == dialogue.dialogue_id]
         if embedder is not None:
-            measures = _role_measures(work, dialogue, opts, embedder)
+            measures, margins = _role_measures(work, dialogue, dturns, opts, embedder)
             quality.update(measures)
             failure = purity_failure(measures, limits)
             if failure:
+                parts, dropped, message = _trim(
+                    work, dialogue, dturns, margins, measures, limits, opts
+                )
+                span = dropped if dropped is not None else dialogue
                 rejects.append(
                     item_reject(
                         STAGE,
                         rec,
                         ROLE_IMPURE,
-                        failure,
+                        failure + message,
                         dialogue.dialogue_id,
-                        dialogue.start,
-                        dialogue.end,
+                        span.start,
+                        span.end,
                     )
                 )
+                if parts and _trims < MAX_ROLE_TRIMS:
+                    sub = replace(
+                        work,
+                        dialogues=tuple(d for d, _ in parts),
+                        dialogue_turns=tuple(t for _, ts in parts for t in ts),
+                    )
+                    more, more_turns, more_rejects = filter_dialogues(
+                        sub, opts, dnsmos, embedder, _trims + 1
+                    )
+                    kept += more
+                    kept_turns += more_turns
+                    rejects += more_rejects
                 continue
         kept.append(
             dataclasses.replace(
@@ -413,7 +442,40 @@ def filter_dialogues(
                 quality={**dialogue.quality, **quality},
             )
         )
-    return kept, rejects
+        kept_turns += dturns
+    return kept, kept_turns, rejects
+
+
+def _trim(
+    work: RecordingWork,
+    dialogue: Dialogue,
+    dturns: Sequence[DialogueTurn],
+    margins: list[float],
+    measures: dict[str, float],
+    limits: PurityThresholds,
+    opts: FilterOptions,
+) -> tuple[list[tuple[Dialogue, list[DialogueTurn]]], DialogueTurn | None, str]:
+    """The parts of an impure dialogue around its worst turn, when that turn is its only fault.
+
+    Returns ``(parts, dropped turn, message)``; no parts and no turn when the dialogue is
+    dropped whole (the roles fail another measure, trimming is off, or no turn was embedded);
+    no parts but a turn when none of them is long enough or holds both speakers.
+    """
+    margin_only = purity_failure({**measures, "role_margin": math.nan}, limits) is None
+    scored = [m for m in margins if not math.isnan(m)]
+    if opts.role_trim_min_s <= 0 or not margin_only or not scored:
+        return [], None, ""
+    worst = margins.index(min(scored))
+    parts = dialogue_parts(dialogue, dturns, worst, work.diarization, opts.role_trim_min_s)
+    turn = dturns[worst]
+    return (
+        parts,
+        turn,
+        (
+            f"; turn {turn.index} ({turn.start:.2f}-{turn.end:.2f} s) dropped, "
+            f"{len(parts)} part(s) around it filtered again"
+        ),
+    )
 
 
 def _purity_limits(opts: FilterOptions, embedder) -> PurityThresholds | None:
@@ -433,25 +495,30 @@ def _purity_limits(opts: FilterOptions, embedder) -> PurityThresholds | None:
 
 
 def _role_measures(
-    work: RecordingWork, dialogue: Dialogue, opts: FilterOptions, embedder
-) -> dict[str, float]:
-    """Role-purity measures of one dialogue from its turns of at least ``purity_min_turn_s``."""
-    turns = [
-        t
-        for t in work.dialogue_turns
-        if t.dialogue_id == dialogue.dialogue_id and t.end - t.start >= opts.purity_min_turn_s
-    ]
-    if len({t.role for t in turns}) < 2:
-        return role_measures(np.zeros((0, 1)), [])
-    clips = [
-        clip(
-            work.audio[t.channel] if dialogue.channel_layout == "stereo" else work.mono,
-            t.start,
-            t.end,
-        )
-        for t in turns
-    ]
-    return role_measures(embedder.embed(clips), [t.role for t in turns])
+    work: RecordingWork,
+    dialogue: Dialogue,
+    dturns: Sequence[DialogueTurn],
+    opts: FilterOptions,
+    embedder,
+) -> tuple[dict[str, float], list[float]]:
+    """Role-purity measures of one dialogue from its turns of at least ``purity_min_turn_s``,
+    and each of its turns' margin (NaN for a turn not embedded)."""
+    embedded = [i for i, t in enumerate(dturns) if t.end - t.start >= opts.purity_min_turn_s]
+    margins = [math.nan] * len(dturns)
+    if len({dturns[i].role for i in embedded}) < 2:
+        return role_measures(np.zeros((0, 1)), []), margins
+    source = (
+        (lambda t: work.audio[t.channel])
+        if dialogue.channel_layout == "stereo"
+        else (lambda t: work.mono)
+    )
+    embeddings = embedder.embed(
+        [clip(source(dturns[i]), dturns[i].start, dturns[i].end) for i in embedded]
+    )
+    roles = [dturns[i].role for i in embedded]
+    for i, margin in zip(embedded, turn_margins(embeddings, roles)):
+        margins[i] = margin
+    return role_measures(embeddings, roles), margins
 
 
 class FilterDialogues(beam.PTransform):

@@ -57,31 +57,47 @@ def role_measures(embeddings: np.ndarray, roles: Sequence[str]) -> dict[str, flo
     >>> round(m["role_margin"], 3), round(m["role_cross_similarity"], 3)
     (1.0, 0.0)
     """
+    return _measures(embeddings, roles)[0]
+
+
+def turn_margins(embeddings: np.ndarray, roles: Sequence[str]) -> list[float]:
+    """Each turn's ``cos(turn, own role) - cos(turn, other role)`` (as in ``role_margin``, whose
+    value is the smallest of these); NaN for a turn that is its role's only embedded turn.
+
+    >>> a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    >>> [round(m, 3) for m in turn_margins(np.stack([a, b, a, b, b]), ["S1", "S2", "S1", "S2", "S1"])]
+    [0.707, 0.553, 0.707, 0.553, -1.0]
+    """
+    return _measures(embeddings, roles)[1]
+
+
+def _measures(embeddings: np.ndarray, roles: Sequence[str]) -> tuple[dict[str, float], list[float]]:
     roles = list(roles)
     out = {
         "role_margin": math.nan,
         "role_self_similarity": math.nan,
         "role_cross_similarity": math.nan,
     }
+    per_turn = [math.nan] * len(roles)
     if len(roles) != len(embeddings) or len(set(roles)) < 2:
-        return out
+        return out, per_turn
     emb = np.stack([_unit(np.asarray(e, dtype=np.float64)) for e in embeddings])
     names = sorted(set(roles))
     index = {r: np.flatnonzero(np.array(roles) == r) for r in names}
     means = {r: _unit(emb[index[r]].mean(axis=0)) for r in names}
     out["role_cross_similarity"] = float(means[names[0]] @ means[names[1]])
-    margins, selves = [], []
+    selves = []
     for i, role in enumerate(roles):
         other = names[1] if role == names[0] else names[0]
         mine = index[role][index[role] != i]
         if len(mine):
             own = _unit(emb[mine].mean(axis=0))
             selves.append(float(emb[i] @ own))
-            margins.append(float(emb[i] @ own - emb[i] @ means[other]))
-    if margins:
-        out["role_margin"] = min(margins)
+            per_turn[i] = float(emb[i] @ own - emb[i] @ means[other])
+    if selves:
+        out["role_margin"] = min(m for m in per_turn if not math.isnan(m))
         out["role_self_similarity"] = min(selves)
-    return out
+    return out, per_turn
 
 
 def purity_failure(measures: dict[str, float], limits: PurityThresholds) -> str | None:

@@ -22,8 +22,10 @@ from pipeline.dialogue import (
     DialogueOptions,
     SegmentDialogues,
     clean_turn_text,
+    dialogue_parts,
     join_words,
     segment_dialogues,
+    tagged_text,
 )
 from pipeline.records import RecordingWork, SpeakerSegment, Word
 from tests.pipeline.dialogue_fixtures import (
@@ -319,3 +321,41 @@ def test_segment_dialogues_transform(work):
             label="CheckMain",
         )
         assert_that(out.rejects | beam.Map(lambda r: r.stage), equal_to([]), label="CheckRejects")
+
+
+def test_dialogue_parts_around_a_dropped_turn():
+    w = sample_work()
+    dialogues, dturns, _ = segment_dialogues(w.recording, w.turns, w.diarization, DialogueOptions())
+    dialogue = max(dialogues, key=lambda d: d.num_turns)
+    turns = [t for t in dturns if t.dialogue_id == dialogue.dialogue_id]
+    assert len(turns) >= 6
+    drop = 3
+    parts = dialogue_parts(dialogue, turns, drop, w.diarization, min_dialogue_s=1.0)
+    assert [p.dialogue_id for p, _ in parts] == [
+        dialogue.dialogue_id + "-1",
+        dialogue.dialogue_id + "-2",
+    ]
+    (before, before_turns), (after, after_turns) = parts
+    assert [t.text for t in before_turns] == [t.text for t in turns[:drop]]
+    assert [t.text for t in after_turns] == [t.text for t in turns[drop + 1 :]]
+    cut = turns[drop]
+    assert before.start == dialogue.start and before_turns[-1].end <= before.end <= max(
+        cut.start, before_turns[-1].end
+    )
+    assert (
+        after.end == dialogue.end
+        and min(cut.end, after_turns[0].start) <= after.start <= after_turns[0].start
+    )
+    for part, pturns in parts:
+        roles = [t.role for t in pturns]
+        assert roles[0] == "S1" and all(a != b for a, b in itertools.pairwise(roles))
+        assert [t.index for t in pturns] == list(range(len(pturns)))
+        assert {t.dialogue_id for t in pturns} == {part.dialogue_id}
+        assert part.num_turns == len(pturns) and part.text == tagged_text(pturns)
+        assert part.s1_speaker == pturns[0].speaker != part.s2_speaker
+        assert 0 < part.s1_s <= part.duration and 0 < part.s2_s <= part.duration
+    # a side with one speaker, or one shorter than asked, is no dialogue
+    assert [p.dialogue_id for p, _ in dialogue_parts(dialogue, turns, 1, w.diarization, 1.0)] == [
+        dialogue.dialogue_id + "-2"
+    ]
+    assert dialogue_parts(dialogue, turns, drop, w.diarization, min_dialogue_s=60.0) == []

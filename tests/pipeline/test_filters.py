@@ -211,8 +211,9 @@ def test_role_measures_and_failures():
 
 
 def test_default_filters_keep_the_sample_dialogue(work, dnsmos, embedder, figure):
-    kept, rejects = filter_dialogues(work, FilterOptions(), dnsmos, embedder)
+    kept, kept_turns, rejects = filter_dialogues(work, FilterOptions(), dnsmos, embedder)
     assert rejects == [] and len(kept) == 1
+    assert kept_turns == list(work.dialogue_turns)
     q = kept[0].quality
     figure("dnsmos_ovrl", q["dnsmos_ovrl"], at_least=FilterOptions().min_dnsmos_ovrl)
     assert 5 <= q["cps"] <= 25
@@ -222,7 +223,7 @@ def test_default_filters_keep_the_sample_dialogue(work, dnsmos, embedder, figure
 
 
 def test_dnsmos_and_role_filters_drop_with_their_reason(work, dnsmos, embedder):
-    _, rejects = filter_dialogues(work, FilterOptions(min_dnsmos_ovrl=4.5), dnsmos, None)
+    _, _, rejects = filter_dialogues(work, FilterOptions(min_dnsmos_ovrl=4.5), dnsmos, None)
     assert [r.reason for r in rejects] == [LOW_DNSMOS]
     assert rejects[0].message.startswith("dnsmos_ovrl=") and rejects[0].stage == "filters"
     # a turn labelled with the wrong speaker: S1's longest turn given to S2
@@ -233,8 +234,27 @@ def test_dnsmos_and_role_filters_drop_with_their_reason(work, dnsmos, embedder):
     )
     turns[i] = dataclasses.replace(turns[i], role="S2")
     swapped = replace(work, dialogue_turns=tuple(turns))
-    kept, rejects = filter_dialogues(swapped, FilterOptions(min_dnsmos_ovrl=0.0), dnsmos, embedder)
-    assert kept == [] and [r.reason for r in rejects] == [ROLE_IMPURE]
+    whole = FilterOptions(min_dnsmos_ovrl=0.0, role_trim_min_s=0.0)
+    kept, kept_turns, rejects = filter_dialogues(swapped, whole, dnsmos, embedder)
+    assert kept == [] == kept_turns and [r.reason for r in rejects] == [ROLE_IMPURE]
+    assert (rejects[0].start, rejects[0].end) == (work.dialogues[0].start, work.dialogues[0].end)
+
+    # trimmed instead: the swapped turn is dropped, the parts around it are filtered again
+    trim = FilterOptions(min_dnsmos_ovrl=0.0)
+    kept, kept_turns, rejects = filter_dialogues(swapped, trim, dnsmos, embedder)
+    assert rejects[0].reason == ROLE_IMPURE and "dropped" in rejects[0].message
+    assert (rejects[0].start, rejects[0].end) == (turns[i].start, turns[i].end)
+    assert {t.dialogue_id for t in kept_turns} == {d.dialogue_id for d in kept}
+    assert all(t.start >= turns[i].end or t.end <= turns[i].start for t in kept_turns)
+    for d in kept:
+        assert d.dialogue_id.startswith(work.dialogues[0].dialogue_id + "-")
+        # NaN where each role has one embedded turn: nothing to compare it with
+        assert not d.quality["role_margin"] < THRESHOLDS["campplus"].min_margin
+        assert d.quality["role_cross_similarity"] <= THRESHOLDS["campplus"].max_cross_similarity
+        assert d.text.startswith("[S1]") and "[S2]" in d.text
+    # every second of the dialogue is kept in a part or named by a reject
+    covered = sum(d.end - d.start for d in kept) + sum(r.end - r.start for r in rejects)
+    assert kept and covered >= 0.5 * (work.dialogues[0].end - work.dialogues[0].start)
 
 
 def test_filter_dialogues_transform():
