@@ -238,8 +238,10 @@ def test_sample_der(models, sample, figure):
     wave, reference = sample
     result = diarize(wave, DiarizeOptions(), models, "sample")
     error, parts = conv.der(reference, result.segments)
-    # measured 7.7 % (miss 4.6: the first "hello" and a 0.8 s "hi"); margin 2.3 points
-    figure("sample_der", error, at_most=0.10, detail=parts)
+    # measured (scripts/test_portability.sh) 4.4 % on the wav under every ISA and thread
+    # variant, 9.9 % on its MP3 round trip (one 2 s turn of one woman given to the other);
+    # bound 13 %, margin 3 points over the worst variant (the README's figure: 4.7 %)
+    figure("sample_der", error, at_most=0.13, detail=parts)
     labels = [s.speaker for s in result.segments]
     assert sorted(set(labels)) == ["SPK0", "SPK1"] and labels[0] == "SPK0"
     # the reference has four overlaps (1.9 s): some of it is found and flagged
