@@ -140,7 +140,8 @@ class DiarizeFn(RecordingStageFn):
 
     def setup(self):
         super().setup()
-        self.models = load_models(self.opts)
+        # onnxruntime sessions (and pyannote's torch modules in eval mode) run concurrently
+        self.models = self.shared_model(f"diarize:{self.opts!r}", lambda: load_models(self.opts))
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
         if self.models is None:

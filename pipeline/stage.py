@@ -100,10 +100,20 @@ class RecordingStageFn(beam.DoFn):
         super().__init__()
         self.counters: StageCounters | None = None
         self._shared = Shared()
+        self._holders: dict[str, _ModelHolder] = {}
 
-    def shared_model(self, key: str, loader: Callable[[], Any]) -> Any:
-        """The model ``loader()`` returns, loaded once per worker process for ``key``."""
-        return self._shared.acquire(lambda: _ModelHolder(loader()), tag=key).value
+    def shared_model(
+        self, key: str, loader: Callable[[], Any], *, per_instance: bool = False
+    ) -> Any:
+        """The model ``loader()`` returns, loaded once per worker process for ``key`` (the one
+        way a stage loads a model). ``per_instance=True`` loads it for this DoFn instance only,
+        for a model that keeps state between calls and so cannot be shared across threads."""
+        if per_instance:
+            return loader()
+        # Shared keeps the holder only while someone references it: this instance does
+        holder = self._shared.acquire(lambda: _ModelHolder(loader()), tag=key)
+        self._holders[key] = holder
+        return holder.value
 
     def setup(self):
         self.counters = StageCounters(self.stage)

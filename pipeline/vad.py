@@ -97,7 +97,11 @@ class DetectSpeechFn(RecordingStageFn):
     def setup(self):
         super().setup()
         # silero keeps per-stream state: one model per DoFn instance (it is 2 MB and loads in ms)
-        self.model = load_vad_model(self.opts.vad_backend)
+        self.model = self.shared_model(
+            f"vad:{self.opts.vad_backend}",
+            lambda: load_vad_model(self.opts.vad_backend),
+            per_instance=True,
+        )
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
         regions = detect_speech(work.mono, self.model, self.opts)

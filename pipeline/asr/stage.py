@@ -405,15 +405,12 @@ class TranscribeFn(RecordingStageFn):
 
     def __init__(self, opts: AsrOptions):
         super().__init__()
-        from apache_beam.utils.shared import Shared
-
         self.opts = opts
-        self._shared = Shared()
         self._engine: AsrEngine | None = None
 
     def setup(self):
         super().setup()
-        self._engine = self._shared.acquire(lambda: AsrEngine(self.opts), tag=repr(self.opts))
+        self._engine = self.shared_model(f"asr:{self.opts!r}", lambda: AsrEngine(self.opts))
         self._turns_out = Metrics.counter(STAGE, "turns_out")
         self._turn_ms = Metrics.counter(STAGE, "turn_audio_ms")
         self._zh_turns = Metrics.counter(STAGE, "turns_zh")
