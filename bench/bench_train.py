@@ -114,14 +114,8 @@ def main(argv=None) -> None:
             "--threads",
             str(args.threads),
         ]
-        proc = subprocess.run(
-            cmd,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     ref = rows[0]
     print(

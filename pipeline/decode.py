@@ -126,32 +126,21 @@ class DecodeFn(beam.DoFn):
         started = time.perf_counter()
         try:
             work = decode_recording(uri, self.opts)
-        except DecodeError as exc:
-            counters.dropped(exc.reason)
-            yield beam.pvalue.TaggedOutput(
-                REJECTS,
-                Reject(
-                    uri=uri,
-                    recording_id=recording_id_for(uri),
-                    stage=STAGE,
-                    reason=exc.reason,
-                    message=str(exc),
-                ),
-            )
-            return
         except Exception as exc:  # an unexpected failure loses this file only
-            logger.exception("decoding %s failed", uri)
-            counters.dropped(errors.STAGE_ERROR)
-            yield beam.pvalue.TaggedOutput(
-                REJECTS,
-                Reject(
-                    uri=uri,
-                    recording_id=recording_id_for(uri),
-                    stage=STAGE,
-                    reason=errors.STAGE_ERROR,
-                    message=f"{type(exc).__name__}: {exc}",
-                ),
+            if isinstance(exc, DecodeError):
+                reason, message = exc.reason, str(exc)
+            else:
+                logger.exception("decoding %s failed", uri)
+                reason, message = errors.STAGE_ERROR, f"{type(exc).__name__}: {exc}"
+            counters.dropped(reason)
+            reject = Reject(
+                uri=uri,
+                recording_id=recording_id_for(uri),
+                stage=STAGE,
+                reason=reason,
+                message=message,
             )
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
             return
         finally:
             counters.millis.inc(int((time.perf_counter() - started) * 1000))

@@ -563,12 +563,6 @@ def _build_dialogue(
     ]
 
     # speech time and overlap from diarization where it knows the speaker, else from the words
-    s1_spans, s2_spans = (
-        _speaker_spans(
-            diarization, spk, start, end, [(p.start, p.end) for p in chunk if p.speaker == spk]
-        )
-        for spk in (s1, s2)
-    )
     dialogue = Dialogue(
         dialogue_id=dialogue_id,
         recording_id=recording.recording_id,
@@ -579,9 +573,7 @@ def _build_dialogue(
         num_turns=len(dturns),
         s1_speaker=s1,
         s2_speaker=s2,
-        s1_s=sum(b - a for a, b in s1_spans),
-        s2_s=sum(b - a for a, b in s2_spans),
-        overlap_ratio=_intervals_overlap_s(s1_spans, s2_spans) / (end - start),
+        **_speech_measures(diarization, s1, s2, start, end, chunk),
         channel_layout=layout,
         sample_rate=recording.sample_rate,
         bandwidth_hz=recording.bandwidth_hz,
@@ -591,17 +583,27 @@ def _build_dialogue(
     return dialogue, dturns
 
 
-def _speaker_spans(
+def _speech_measures(
     diarization: Sequence[SpeakerSegment],
-    speaker: str,
+    s1: str,
+    s2: str,
     start: float,
     end: float,
-    fallback: Sequence[tuple[float, float]],
-) -> list[tuple[float, float]]:
-    """A speaker's speech inside ``[start, end]``: from diarization where it knows the speaker,
-    else from ``fallback`` (the speaker's words or turns)."""
-    diarized = [(s.start, s.end) for s in diarization if s.speaker == speaker] or list(fallback)
-    return _union(_clip(diarized, start, end))
+    spoken: Sequence[_Piece] | Sequence[DialogueTurn],
+) -> dict[str, float]:
+    """``s1_s``, ``s2_s`` and ``overlap_ratio`` of a dialogue over ``[start, end]``: each
+    speaker's speech from diarization where it knows the speaker, else from ``spoken`` (the
+    pieces or turns of the dialogue, which have ``speaker``, ``start`` and ``end``)."""
+    spans = []
+    for spk in (s1, s2):
+        diarized = [(s.start, s.end) for s in diarization if s.speaker == spk]
+        diarized = diarized or [(p.start, p.end) for p in spoken if p.speaker == spk]
+        spans.append(_union(_clip(diarized, start, end)))
+    return {
+        "s1_s": sum(b - a for a, b in spans[0]),
+        "s2_s": sum(b - a for a, b in spans[1]),
+        "overlap_ratio": _intervals_overlap_s(*spans) / (end - start),
+    }
 
 
 def dialogue_parts(
@@ -658,12 +660,6 @@ def dialogue_parts(
             )
             for i, t in enumerate(side)
         ]
-        s1_spans, s2_spans = (
-            _speaker_spans(
-                diarization, spk, start, end, [(t.start, t.end) for t in side if t.speaker == spk]
-            )
-            for spk in (s1, s2)
-        )
         others = [(s.start, s.end) for s in diarization if s.speaker not in role_of]
         part = dataclasses.replace(
             dialogue,
@@ -674,9 +670,7 @@ def dialogue_parts(
             num_turns=len(dturns),
             s1_speaker=s1,
             s2_speaker=s2,
-            s1_s=sum(b - a for a, b in s1_spans),
-            s2_s=sum(b - a for a, b in s2_spans),
-            overlap_ratio=_intervals_overlap_s(s1_spans, s2_spans) / (end - start),
+            **_speech_measures(diarization, s1, s2, start, end, side),
             quality={
                 "other_speaker_s": float(sum(b - a for a, b in _union(_clip(others, start, end)))),
                 "speaker_switches": float(len(dturns) - 1),

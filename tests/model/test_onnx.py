@@ -181,34 +181,19 @@ def test_onnx_sampling_matches_torch_student_and_teacher(exported, trained_tiny_
     from model.export.onnx_runtime import OnnxNetwork
 
     ids, features, prompt_frames = _cut_inputs(trained_tiny_checkpoint)
-    # student: 4 one-pass steps with w as an input
-    ref = _sample(
-        exported["student"], ids, features, prompt_frames, steps=4, guidance=1.5, distill=True
-    )
-    got = _sample(
-        OnnxNetwork(exported["student_onnx"], num_threads=TEST_THREADS),
-        ids,
-        features,
-        prompt_frames,
-        steps=4,
-        guidance=1.5,
-        distill=True,
-    )
-    figure("student_sample_max_abs_diff", (got - ref).abs().max(), at_most=FP32_TOL)
-    # teacher: classifier-free guidance runs the exported graph on a doubled batch
-    ref = _sample(
-        exported["teacher"], ids, features, prompt_frames, steps=3, guidance=1.5, distill=False
-    )
-    got = _sample(
-        OnnxNetwork(exported["teacher_onnx"], num_threads=TEST_THREADS),
-        ids,
-        features,
-        prompt_frames,
-        steps=3,
-        guidance=1.5,
-        distill=False,
-    )
-    figure("teacher_sample_max_abs_diff", (got - ref).abs().max(), at_most=FP32_TOL)
+    # student: 4 one-pass steps with w as an input; teacher: classifier-free guidance runs the
+    # exported graph on a doubled batch
+    for name, steps, distill in (("student", 4, True), ("teacher", 3, False)):
+        ref, got = (
+            _sample(
+                network, ids, features, prompt_frames, steps=steps, guidance=1.5, distill=distill
+            )
+            for network in (
+                exported[name],
+                OnnxNetwork(exported[f"{name}_onnx"], num_threads=TEST_THREADS),
+            )
+        )
+        figure(f"{name}_sample_max_abs_diff", (got - ref).abs().max(), at_most=FP32_TOL)
 
 
 def test_int8_graphs_stay_close(exported, trained_tiny_checkpoint, figure):
