@@ -47,6 +47,7 @@ EXTRAS = {
         "jiwer",
         "ruff==0.17.6",
         "import-linter==2.17",
+        "datasets==5.2.0",
     ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

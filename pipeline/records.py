@@ -11,6 +11,7 @@ Audio arrays travel only in :class:`RecordingWork` (never in a table row, never 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -324,7 +325,7 @@ def _schemas():
                 ("sample_rate", pa.int64()),
                 ("bandwidth_hz", pa.float64()),
                 ("split", pa.string()),
-                ("quality", pa.map_(pa.string(), pa.float64())),
+                ("quality", pa.struct([(name, pa.float64()) for name in QUALITY_FIELDS])),
                 ("duration", pa.float64()),
             ]
         ),
@@ -355,6 +356,27 @@ def _schemas():
     }
 
 
+# The fields of the dialogues table's ``quality`` struct (each float64, null when not measured):
+# the filters' measures (pipeline.filters), then the segmentation's (pipeline.dialogue).
+QUALITY_FIELDS: tuple[str, ...] = (
+    "avg_logprob",
+    "no_speech_prob",
+    "cps",
+    "speech_s",
+    "speaker_share",
+    "overlap_ratio",
+    "bandwidth_hz",
+    "dnsmos_ovrl",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_p808",
+    "role_margin",
+    "role_self_similarity",
+    "role_cross_similarity",
+    "other_speaker_s",
+    "speaker_switches",
+)
+
 TABLES: tuple[str, ...] = (
     "recordings",
     "speech",
@@ -372,12 +394,36 @@ def table_schema(table: str):
 
 
 def table_row(table: str, record: Any) -> dict[str, Any]:
-    """A record as a row of ``table`` (maps are written as lists of pairs, as pyarrow wants)."""
+    """A record as a row of ``table`` (a dialogue's quality as the ``quality`` struct)."""
     row = record.to_dict()
     if table == "dialogues":
-        row["quality"] = sorted(row["quality"].items())
+        row["quality"] = quality_struct(row["quality"])
         row["duration"] = record.duration
     return row
+
+
+def quality_struct(quality: dict[str, float] | list[tuple[str, float]]) -> dict[str, float | None]:
+    """A dialogue's measures as the ``quality`` struct: every field of :data:`QUALITY_FIELDS`,
+    null where it was not measured (or is not finite). A list of pairs (the map column of
+    older runs) is accepted too.
+
+    Raises:
+        ValueError: a measure that is not a field (add it to ``QUALITY_FIELDS``).
+    """
+    quality = dict(quality)
+    unknown = sorted(set(quality) - set(QUALITY_FIELDS))
+    if unknown:
+        raise ValueError(f"quality measures {unknown} are not fields of QUALITY_FIELDS")
+    out: dict[str, float | None] = {}
+    for name in QUALITY_FIELDS:
+        value = quality.get(name)
+        out[name] = float(value) if value is not None and math.isfinite(value) else None
+    return out
+
+
+def quality_measures(row_quality: dict[str, float | None] | None) -> dict[str, float]:
+    """The measured fields of a ``quality`` struct read back (nulls left out)."""
+    return {k: float(v) for k, v in (row_quality or {}).items() if v is not None}
 
 
 def lhotse_recording_dict(recording: Recording, source: str | None = None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from pipeline.records import (
     Reject,
     SpeakerSegment,
     lhotse_recording_dict,
+    quality_measures,
 )
 from pipeline.stage import REJECTS, StageOutputs, item_reject
 
@@ -593,8 +594,7 @@ def entries_from_rows(keyed_rows) -> CorpusEntry:
 def _dialogue_fields(row: dict) -> dict:
     row = dict(row)
     row.pop("duration", None)
-    quality = row.get("quality") or {}
-    row["quality"] = dict(quality) if not isinstance(quality, dict) else quality
+    row["quality"] = quality_measures(row.get("quality"))
     return row
 
 

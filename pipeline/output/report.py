@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.records import quality_measures
+
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
@@ -71,9 +73,8 @@ def _read_json(path: str) -> Any | None:
 
 
 def _quality(row: dict[str, Any]) -> dict[str, float]:
-    """A dialogue row's quality map (pyarrow returns maps as lists of pairs)."""
-    q = row.get("quality") or {}
-    return dict(q) if not isinstance(q, dict) else q
+    """A dialogue row's measured quality fields (the struct's nulls left out)."""
+    return quality_measures(row.get("quality"))
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -25,6 +25,7 @@ from pipeline.records import (
     RecordingWork,
     Reject,
     lhotse_recording_dict,
+    quality_struct,
     table_row,
     table_schema,
 )
@@ -168,10 +169,10 @@ class LoadFinishedFn(beam.DoFn):
 
 
 def _arrow_ready(row: dict[str, Any]) -> dict[str, Any]:
-    """Map columns as pyarrow wants them: a list of (key, value) tuples (a state file read back
-    from JSON holds them as lists)."""
+    """A row read back from a state file as pyarrow wants it: a dialogue's ``quality`` as the
+    struct (state files of older runs hold it as a list of pairs)."""
     if isinstance(row.get("quality"), list):
-        row = dict(row, quality=[tuple(pair) for pair in row["quality"]])
+        row = dict(row, quality=quality_struct(row["quality"]))
     return row
 
 

@@ -53,6 +53,29 @@ def test_every_table_has_its_documented_schema(sample_run):
         assert pq.read_schema(files[0]).remove_metadata() == table_schema(table), table
 
 
+def test_every_table_loads_in_hugging_face_datasets(sample_run, tmp_path):
+    """The field's everyday loader reads every table (it has no type for a map column)."""
+    import datasets
+
+    from pipeline.records import QUALITY_FIELDS, TABLES
+
+    datasets.disable_progress_bars()
+    for table in TABLES:
+        files = sorted(str(p) for p in (sample_run.output / table).glob("*.parquet"))
+        loaded = datasets.load_dataset(
+            "parquet", data_files=files, split="train", cache_dir=str(tmp_path)
+        )
+        assert len(loaded) == len(read_table(sample_run.output, table)), table
+    quality = datasets.load_dataset(
+        "parquet",
+        data_files=sorted(str(p) for p in (sample_run.output / "dialogues").glob("*.parquet")),
+        split="train",
+        cache_dir=str(tmp_path),
+    )[0]["quality"]
+    assert list(quality) == list(QUALITY_FIELDS)
+    assert 2.0 < quality["dnsmos_ovrl"] < 5.0 and quality["dnsmos_p808"] is None
+
+
 def test_lhotse_manifests_load(sample_run):
     recordings = lhotse.load_manifest(sample_run.output / "lhotse" / "recordings.jsonl.gz")
     assert len(recordings) == 1
