@@ -26,6 +26,17 @@ from tests.model.model_cuts import (
 )
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one intra-op thread for a module (``pytest.mark.usefixtures``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def dialog_cuts_path(tmp_path_factory) -> Path:
     """cuts.jsonl.gz with the two real dialogue cuts of the sample."""

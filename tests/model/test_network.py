@@ -23,13 +23,8 @@ from model.network.zipvoice import DialogTTSNetwork, average_upsample_index
 S1, S2 = 360, 361
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny models gain nothing from intra-op threads and lose a lot on a loaded machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(variant: str = "dialog", seed: int = 0, **overrides) -> DialogTTSNetwork:
