@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = export_onnx(args.model_dir, args.onnx_dir, int8=args.int8, check=not args.no_check)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"model.export.onnx_export: error: {exc}", file=sys.stderr)
+        print(f"model.onnx_export: error: {exc}", file=sys.stderr)
         return 2
     print(
         json.dumps(

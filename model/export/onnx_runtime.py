@@ -72,7 +72,7 @@ class OnnxNetwork(PromptedTextMixin):
         self.directory = Path(onnx_dir)
         meta_path = self.directory / META_FILE
         if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} does not exist (run model.export.onnx_export)")
+            raise FileNotFoundError(f"{meta_path} does not exist (run python -m model.onnx_export)")
         self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
         if self.meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(

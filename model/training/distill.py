@@ -816,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(options_from_args(args))
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"model.training.distill: error: {exc}", file=sys.stderr)
+        print(f"model.distill: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -71,7 +71,7 @@ def _load_init_source(options: TrainOptions):
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=False)
         if "network_config" not in blob or "model" not in blob:
-            raise ValueError(f"{path} is not a training checkpoint of model.training.train")
+            raise ValueError(f"{path} is not a training checkpoint of model.train")
         from model.network.config import NetworkConfig
 
         config = NetworkConfig.from_dict(blob["network_config"])

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args)
         run(options)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"model.training.train: error: {exc}", file=sys.stderr)
+        print(f"model.train: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

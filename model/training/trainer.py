@@ -314,7 +314,7 @@ class Trainer:
         features = self._features_for(batch, step).to(ctx.device, non_blocking=True)
         lens = batch["features_lens"].to(ctx.device)
         draw = draw_training_inputs(features, lens, self.flow_options, generator=generator)
-        self.model.training.train()
+        self.model.train()
         with torch.autocast(
             ctx.device.type,
             dtype=self.amp_dtype or torch.float32,

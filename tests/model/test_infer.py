@@ -57,7 +57,7 @@ def _strip_tags(text: str) -> str:
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "-m", "model.inference.infer", *args],
+        [PYTHON, "-m", "model.infer", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -251,7 +251,7 @@ def _run_infer(*args: str):
     from tests.model.test_infer import REPO
 
     return subprocess.run(
-        [sys.executable, "-m", "model.inference.infer", *args],
+        [sys.executable, "-m", "model.infer", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -123,7 +123,7 @@ def test_ddp_two_gloo_processes(tmp_path, dialog_cuts_path, tiny_config_path):
         "--nproc_per_node",
         "2",
         "-m",
-        "model.training.train",
+        "model.train",
         *_quick_args(dialog_cuts_path, exp_dir, tiny_config_path, 3, "--save-every", "3"),
         *("--valid-cuts", str(dialog_cuts_path), "--max-valid-batches", "2"),
     ]
