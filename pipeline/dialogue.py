@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from core.dialogue_script import tag_turns
+from core.options import opt
 from pipeline import stereo
-from pipeline.option_fields import opt
 from pipeline.records import (
     Dialogue,
     DialogueTurn,

@@ -1,7 +1,7 @@
 """Command-line options: one ``CurateOptions(PipelineOptions)`` built from the stages' dataclasses.
 
 Each stage module owns a frozen ``<Stage>Options`` dataclass (fields declared with
-:func:`pipeline.option_fields.opt`); the stage registry (:mod:`pipeline.stages`) lists them, and
+:func:`core.options.opt`); the stage registry (:mod:`pipeline.stages`) lists them, and
 every field becomes a flag of the same name (underscores, like Beam's own flags) whose help text
 is the field's ``metadata["help"]``.
 DoFns receive the dataclass, never the options object. Beam flags (``--runner``,
@@ -14,7 +14,7 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.option_fields import add_dataclass_args, parse_bool
+from core.options import add_dataclass_args, parse_bool
 from pipeline.stages import option_classes
 
 

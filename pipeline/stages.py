@@ -2,7 +2,7 @@
 
 The command line (:mod:`pipeline.options`) takes its flag groups from here and the runner
 (:mod:`pipeline.run`) builds the chain from here. A new stage is a module with a frozen options
-dataclass (fields declared with :func:`pipeline.option_fields.opt`) and a ``PTransform`` over
+dataclass (fields declared with :func:`core.options.opt`) and a ``PTransform`` over
 ``RecordingWork`` that returns :class:`pipeline.stage.StageOutputs`; it goes in :data:`STAGES`.
 """
 

@@ -16,8 +16,8 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
+from core.options import opt
 from pipeline import errors
-from pipeline.option_fields import opt
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, SpeechRegion
 from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, replace
 

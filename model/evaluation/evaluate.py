@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from core.options import add_dataclass_args, dataclass_from_args, opt
 from model.evaluation.metrics.asr import Transcript
 from model.evaluation.metrics.quality import DnsmosScore
 from model.evaluation.metrics.script import parse_script, speaker_texts
@@ -81,7 +82,7 @@ class EvalOptions:
 
     Attributes:
         asr_model: Whisper model (``base``, ``tiny.en``, a CTranslate2 directory).
-        language: language code to force, or ``None`` to detect per clip.
+        language: language code to force, or ``None`` (or ``auto``) to detect per clip.
         beam_size: Whisper beam width.
         cpwer_mode: ``words`` (whole-clip words attributed to diarized speakers) or ``turns``
             (re-transcribe each diarized turn).
@@ -94,18 +95,33 @@ class EvalOptions:
         compute_type: CTranslate2 compute type.
     """
 
-    asr_model: str = "base"
-    language: str | None = "en"
-    beam_size: int = 5
-    cpwer_mode: str = "words"
+    asr_model: str = opt(
+        "base", "Whisper model: base, tiny.en or a CTranslate2 directory", group="models"
+    )
+    language: str | None = opt(
+        "en",
+        "language to force (en, zh, ...) or 'auto' to detect per clip",
+        aliases=("--lang",),
+        group="models",
+    )
+    beam_size: int = opt(5, "Whisper beam width", group="models")
+    cpwer_mode: str = opt(
+        "words",
+        "words: whole-clip words attributed to the diarized speakers; "
+        "turns: re-transcribe each diarized turn",
+        choices=CPWER_MODES,
+        group="models",
+    )
     turn_max_gap_s: float = 0.5
     min_turn_s: float = 0.3
-    dnsmos: bool = True
-    num_threads: int = 2
-    device: str = "cpu"
-    compute_type: str = "int8"
+    dnsmos: bool = opt(True, "compute DNSMOS", negations=("--no-dnsmos",), group="models")
+    num_threads: int = opt(2, "threads per model", group="models")
+    device: str = opt("cpu", "Whisper device: cpu, cuda, auto", group="models")
+    compute_type: str = opt("int8", "CTranslate2 compute type", group="models")
 
     def __post_init__(self) -> None:
+        if self.language == "auto":
+            object.__setattr__(self, "language", None)
         if self.cpwer_mode not in CPWER_MODES:
             raise ValueError(f"cpwer_mode must be one of {CPWER_MODES}, got {self.cpwer_mode!r}")
 
@@ -514,6 +530,54 @@ def evaluate_list(
     return ListResult(items=tuple(items), summary=summary, missing=tuple(missing))
 
 
+@dataclass(frozen=True)
+class EvaluateArgs:
+    """The command line of ``python -m model.evaluate`` (one flag per field, those of
+    :class:`EvalOptions` included).
+
+    Attributes:
+        test_list: the test list the outputs were generated from.
+        res_dir: folder of ``<name>.wav`` outputs.
+        out: markdown results file.
+        json: also write per-item results and the summary as JSON here.
+        append: keep the rows of earlier runs in ``out``.
+        model_name, params: the table row's system name and size.
+        synthesis_times: ``name<TAB>seconds`` file for the RTF.
+        rtf: a measured RTF to report instead.
+        cpwer_max_s: only items at most this long enter the cpWER.
+        scoring: the models and how they run.
+    """
+
+    test_list: str = opt(
+        help="TSV: 'name, prompt_text, prompt_wav, text' (merged prompt) or "
+        "'name, spk1_text, spk2_text, spk1_wav, spk2_wav, text' (split)",
+        group="input/output",
+    )
+    res_dir: str = opt(help="folder holding <name>.wav outputs", group="input/output")
+    out: str = opt("results.md", "markdown results file", group="input/output")
+    json: str | None = opt(
+        None, "also write per-item results and the summary as JSON here", group="input/output"
+    )
+    append: bool = opt(
+        False,
+        "keep the rows of earlier runs in --out (kept in <out>.runs.json); "
+        "a run of the same --model-name replaces its row",
+        group="input/output",
+    )
+    model_name: str = opt("", "system name for the table row", group="table")
+    params: str = opt("", "system size for the table, e.g. 123M", group="table")
+    synthesis_times: str | None = opt(
+        None, "file of 'name<TAB>seconds' synthesis times (for the RTF)", group="table"
+    )
+    rtf: float | None = opt(
+        None, "a measured RTF to report (instead of --synthesis-times)", group="table"
+    )
+    cpwer_max_s: float | None = opt(
+        None, "only items at most this long enter the cpWER (the paper: 30)", group="table"
+    )
+    scoring: EvalOptions = dataclasses.field(default_factory=EvalOptions)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model.evaluate",
@@ -521,62 +585,7 @@ def _parser() -> argparse.ArgumentParser:
         "a markdown table in the layout of ZipVoice-Dialog's Table 4. Offline models: "
         "Whisper, pyannote segmentation-3.0 ONNX + GE2E, DNSMOS.",
     )
-    parser.add_argument(
-        "--test-list",
-        required=True,
-        help="TSV: 'name, prompt_text, prompt_wav, text' (merged prompt) or "
-        "'name, spk1_text, spk2_text, spk1_wav, spk2_wav, text' (split)",
-    )
-    parser.add_argument("--res-dir", required=True, help="folder holding <name>.wav outputs")
-    parser.add_argument("--out", default="results.md", help="markdown results file")
-    parser.add_argument(
-        "--json", default=None, help="also write per-item results and the summary as JSON here"
-    )
-    parser.add_argument(
-        "--append",
-        action="store_true",
-        help="keep the rows of earlier runs in --out (kept in <out>.runs.json); "
-        "a run of the same --model-name replaces its row",
-    )
-    parser.add_argument("--model-name", default="", help="system name for the table row")
-    parser.add_argument("--params", default="", help="system size for the table, e.g. 123M")
-    parser.add_argument(
-        "--synthesis-times",
-        default=None,
-        help="file of 'name<TAB>seconds' synthesis times (for the RTF)",
-    )
-    parser.add_argument(
-        "--rtf",
-        type=float,
-        default=None,
-        help="a measured RTF to report (instead of --synthesis-times)",
-    )
-    parser.add_argument(
-        "--asr-model",
-        default="base",
-        help="Whisper model: base, tiny.en or a CTranslate2 directory",
-    )
-    parser.add_argument(
-        "--lang", default="en", help="language to force (en, zh, ...) or 'auto' to detect per clip"
-    )
-    parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument(
-        "--cpwer-mode",
-        choices=CPWER_MODES,
-        default="words",
-        help="words: whole-clip words attributed to the diarized speakers; "
-        "turns: re-transcribe each diarized turn",
-    )
-    parser.add_argument(
-        "--cpwer-max-s",
-        type=float,
-        default=None,
-        help="only items at most this long enter the cpWER (the paper: 30)",
-    )
-    parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS")
-    parser.add_argument("--num-threads", type=int, default=2, help="threads per model")
-    parser.add_argument("--device", default="cpu", help="Whisper device: cpu, cuda, auto")
-    parser.add_argument("--compute-type", default="int8", help="CTranslate2 compute type")
+    add_dataclass_args(parser, EvaluateArgs, kebab=True)
     return parser
 
 
@@ -591,22 +600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model.evaluation.metrics.report import main_table, render
     from model.evaluation.metrics.rtf import read_synthesis_times
 
-    args = _parser().parse_args(argv)
+    args = dataclass_from_args(EvaluateArgs, _parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.num_threads > 0:
+    options = args.scoring
+    if options.num_threads > 0:
         import torch
 
-        torch.set_num_threads(args.num_threads)
-    options = EvalOptions(
-        asr_model=args.asr_model,
-        language=None if args.lang == "auto" else args.lang,
-        beam_size=args.beam_size,
-        cpwer_mode=args.cpwer_mode,
-        dnsmos=not args.no_dnsmos,
-        num_threads=args.num_threads,
-        device=args.device,
-        compute_type=args.compute_type,
-    )
+        torch.set_num_threads(options.num_threads)
     times = read_synthesis_times(args.synthesis_times) if args.synthesis_times else None
     result = evaluate_list(
         args.test_list,

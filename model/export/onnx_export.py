@@ -46,6 +46,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.options import add_dataclass_args, dataclass_from_args, opt
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -441,37 +443,37 @@ def export_onnx(
 # ------------------------------------------------------------------------------ CLI
 
 
+@dataclass(frozen=True)
+class ExportArgs:
+    """The command line of ``python -m model.onnx_export`` (one flag per field)."""
+
+    model_dir: str = opt(help="checkpoint dir (teacher or distilled student)", group="export")
+    onnx_dir: str = opt(help="output dir", group="export")
+    int8: bool = opt(False, "also write int8 copies", group="export")
+    check: bool = opt(
+        True, "compare onnxruntime with torch", negations=("--no-check",), group="export"
+    )
+
+
 def get_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
+    """The command-line parser: one flag per :class:`ExportArgs` field."""
     parser = argparse.ArgumentParser(
-        prog="python -m model.onnx_export",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m model.onnx_export", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--model-dir",
-        "--model_dir",
-        required=True,
-        help="checkpoint dir (teacher or distilled student)",
-    )
-    parser.add_argument("--onnx-dir", "--onnx_dir", required=True, help="output dir")
-    parser.add_argument("--int8", action="store_true", help="also write int8 copies")
-    parser.add_argument(
-        "--no-check", action="store_true", help="skip the onnxruntime-vs-torch check"
-    )
+    add_dataclass_args(parser, ExportArgs, kebab=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
-    args = get_parser().parse_args(argv)
+    args = dataclass_from_args(ExportArgs, get_parser().parse_args(argv))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from model.network.checkpoint import CheckpointError
 
     try:
-        result = export_onnx(args.model_dir, args.onnx_dir, int8=args.int8, check=not args.no_check)
+        result = export_onnx(args.model_dir, args.onnx_dir, int8=args.int8, check=args.check)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"model.onnx_export: error: {exc}", file=sys.stderr)
         return 2

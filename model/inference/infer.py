@@ -57,18 +57,17 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.options import add_dataclass_args, dataclass_from_args, opt
 from model.inference.defaults import InferenceDefaults
-from model.inference.prompts import AudioSource, PromptError, PromptOptions
+from model.inference.prompts import AudioSource, PromptError
 from model.inference.synthesis import (
     DEFAULT_SEED,
-    MAX_BATCH_S,
-    MAX_CHUNK_S,
     CheckpointInfo,
     InputError,
     PromptSpec,
@@ -295,111 +294,77 @@ def parse_test_list(path: str | os.PathLike) -> tuple[list[TestListItem], list[F
 # ----------------------------------------------------------------------------- CLI
 
 
+@dataclass(frozen=True)
+class InferArgs:
+    """The command line of ``python -m model.infer`` (one flag per field; see :func:`get_parser`).
+
+    Attributes:
+        checkpoint: checkpoint directory or hub model name.
+        text, prompt_wav, prompt_text, spk1_wav, spk1_text, spk2_wav, spk2_text, out: one
+            dialogue (merged or split prompt) and its output wav.
+        test_list, res_dir: batch mode.
+        synthesis: sampler and prompt settings.
+        vocoder, device, onnx_int8, num_thread, quiet: runtime.
+    """
+
+    checkpoint: str = opt(
+        help="checkpoint directory (ours, upstream's, a distilled student, or "
+        "an ONNX export of python -m model.onnx_export) or hub model name",
+        aliases=("--model-dir",),
+        group="checkpoint",
+    )
+    text: str | None = opt(
+        None, "the script: '[S1] ... [S2] ...' (must start with [S1])", group="one dialogue"
+    )
+    prompt_wav: str | None = opt(None, "merged prompt audio with both voices", group="one dialogue")
+    prompt_text: str | None = opt(None, "its transcript, '[S1] ... [S2] ...'", group="one dialogue")
+    spk1_wav: str | None = opt(
+        None, "speaker 1's prompt audio (split prompts)", group="one dialogue"
+    )
+    spk1_text: str | None = opt(
+        None, "speaker 1's prompt transcript (plain text)", group="one dialogue"
+    )
+    spk2_wav: str | None = opt(None, "speaker 2's prompt audio", group="one dialogue")
+    spk2_text: str | None = opt(None, "speaker 2's prompt transcript", group="one dialogue")
+    out: str = opt("result.wav", "output wav", aliases=("--res-wav-path",), group="one dialogue")
+    test_list: str | None = opt(
+        None,
+        "TSV: name, prompt_text, prompt_wav, text (4 columns) "
+        "or name, spk1_text, spk2_text, spk1_wav, spk2_wav, text (6 columns)",
+        group="batch",
+    )
+    res_dir: str = opt("results", "output folder for --test-list", group="batch")
+    synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    vocoder: str | None = opt(
+        None,
+        "hifigan, griffinlim, a local Vocos folder or a hub id (default: the "
+        "one matching the checkpoint's features)",
+        aliases=("--vocoder-path",),
+        group="runtime",
+    )
+    device: str = opt(
+        "auto", "auto, cpu, cuda, cuda:N or mps (an ONNX export: cpu or auto)", group="runtime"
+    )
+    onnx_int8: bool = opt(
+        False, "run an ONNX export's int8 graphs (exported with --int8)", group="runtime"
+    )
+    num_thread: int = opt(
+        1, "CPU threads (torch, and onnxruntime for an ONNX export)", group="runtime"
+    )
+    quiet: bool = opt(False, "warnings and errors only", group="runtime")
+
+
 def get_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
+    """The command-line parser: one flag per :class:`InferArgs` field, including those of its
+    :class:`SynthesisOptions` (``--num_step`` or ``--num-step``), plus ZipVoice's names as
+    aliases (``--model-dir``, ``--res-wav-path``, ``--vocoder-path``, ``--max-duration``,
+    ``--raw-evaluation``, ``--remove-long-sil``)."""
     parser = argparse.ArgumentParser(
         prog="python -m model.infer",
         description="Zero-shot two-speaker dialogue synthesis from a [S1]/[S2] script and a "
         "voice prompt. Only clone voices you have permission to use.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--checkpoint",
-        "--model-dir",
-        required=True,
-        help="checkpoint directory (ours, upstream's, a distilled student, or "
-        "an ONNX export of python -m model.onnx_export) or hub model name",
-    )
-    one = parser.add_argument_group("one dialogue")
-    one.add_argument("--text", help="the script: '[S1] ... [S2] ...' (must start with [S1])")
-    one.add_argument("--prompt-wav", help="merged prompt audio with both voices")
-    one.add_argument("--prompt-text", help="its transcript, '[S1] ... [S2] ...'")
-    one.add_argument("--spk1-wav", help="speaker 1's prompt audio (split prompts)")
-    one.add_argument("--spk1-text", help="speaker 1's prompt transcript (plain text)")
-    one.add_argument("--spk2-wav", help="speaker 2's prompt audio")
-    one.add_argument("--spk2-text", help="speaker 2's prompt transcript")
-    one.add_argument("--out", "--res-wav-path", default="result.wav", help="output wav")
-    batch = parser.add_argument_group("batch")
-    batch.add_argument(
-        "--test-list",
-        help="TSV: name, prompt_text, prompt_wav, text (4 columns) "
-        "or name, spk1_text, spk2_text, spk1_wav, spk2_wav, text (6 columns)",
-    )
-    batch.add_argument("--res-dir", default="results", help="output folder for --test-list")
-    gen = parser.add_argument_group("generation")
-    gen.add_argument(
-        "--num-step",
-        type=int,
-        default=None,
-        help="Euler steps (default: the checkpoint's, 16 for dialog)",
-    )
-    gen.add_argument(
-        "--guidance-scale",
-        type=float,
-        default=None,
-        help="CFG weight (default: the checkpoint's, 1.5 for dialog)",
-    )
-    gen.add_argument(
-        "--t-shift",
-        type=float,
-        default=None,
-        help="time warp of the steps (default: the checkpoint's, 0.5)",
-    )
-    gen.add_argument("--speed", type=float, default=1.0, help="speaking rate factor")
-    gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    gen.add_argument(
-        "--max-chunk-s",
-        type=float,
-        default=MAX_CHUNK_S,
-        help="prompt + chunk budget for long scripts, seconds",
-    )
-    gen.add_argument(
-        "--max-duration",
-        type=float,
-        default=MAX_BATCH_S,
-        help="padded seconds per generation batch (prompt included)",
-    )
-    gen.add_argument(
-        "--target-rms",
-        type=float,
-        default=0.1,
-        help="quieter prompts are scaled up to this RMS (0: off)",
-    )
-    gen.add_argument(
-        "--raw-evaluation",
-        action="store_true",
-        help="no silence trimming, chunking or added punctuation (paper mode)",
-    )
-    gen.add_argument(
-        "--remove-long-sil",
-        action="store_true",
-        help="also shorten silences over 1 s inside the output",
-    )
-    run = parser.add_argument_group("runtime")
-    run.add_argument(
-        "--vocoder",
-        "--vocoder-path",
-        default=None,
-        help="hifigan, griffinlim, a local Vocos folder or a hub id (default: the "
-        "one matching the checkpoint's features)",
-    )
-    run.add_argument(
-        "--device",
-        default="auto",
-        help="auto, cpu, cuda, cuda:N or mps (an ONNX export: cpu or auto)",
-    )
-    run.add_argument(
-        "--onnx-int8",
-        action="store_true",
-        help="run an ONNX export's int8 graphs (exported with --int8)",
-    )
-    run.add_argument(
-        "--num-thread",
-        type=int,
-        default=1,
-        help="CPU threads (torch, and onnxruntime for an ONNX export)",
-    )
-    run.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    add_dataclass_args(parser, InferArgs, kebab=True)
     return parser
 
 
@@ -412,25 +377,10 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _options_from_args(args: argparse.Namespace) -> SynthesisOptions:
-    return SynthesisOptions(
-        num_step=args.num_step,
-        guidance_scale=args.guidance_scale,
-        t_shift=args.t_shift,
-        speed=args.speed,
-        seed=args.seed,
-        max_chunk_s=args.max_chunk_s,
-        max_batch_s=args.max_duration,
-        raw=args.raw_evaluation,
-        remove_long_silence=args.remove_long_sil,
-        prompt_options=PromptOptions(target_rms=args.target_rms, trim=not args.raw_evaluation),
-    )
-
-
 def _validate(text: str, spec: PromptSpec, info: CheckpointInfo, options: SynthesisOptions) -> None:
     """Check the script and decode/prepare the prompt with what is known before loading."""
     check_script(text, raw=options.raw)
-    spec.prepare(info.sample_rate, info.num_channels or 1, options.prompt_options)
+    spec.prepare(info.sample_rate, info.num_channels or 1, options.prompt_cleaning)
 
 
 def _set_threads(num_threads: int) -> None:
@@ -451,7 +401,8 @@ def _log_result(name: str, result: SynthesisResult) -> None:
     )
 
 
-def _run_one(args: argparse.Namespace, info: CheckpointInfo, options: SynthesisOptions) -> int:
+def _run_one(args: InferArgs, info: CheckpointInfo) -> int:
+    options = args.synthesis
     if args.text is None:
         return _fail("--text is required (or use --test-list)")
     spec = PromptSpec.from_args(
@@ -475,7 +426,8 @@ def _run_one(args: argparse.Namespace, info: CheckpointInfo, options: SynthesisO
     return 0
 
 
-def _run_list(args: argparse.Namespace, info: CheckpointInfo, options: SynthesisOptions) -> int:
+def _run_list(args: InferArgs, info: CheckpointInfo) -> int:
+    options = args.synthesis
     from tqdm import tqdm
 
     items, failures = parse_test_list(args.test_list)
@@ -532,7 +484,10 @@ def _run_list(args: argparse.Namespace, info: CheckpointInfo, options: Synthesis
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0 ok, 1 bad input or failed items)."""
-    args = get_parser().parse_args(argv)
+    try:
+        args = dataclass_from_args(InferArgs, get_parser().parse_args(argv))
+    except (InputError, PromptError) as error:
+        return _fail(_one_line(error))
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -553,15 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.test_list is not None and single:
         return _fail("--test-list cannot be combined with --text or prompt options")
     try:
-        options = _options_from_args(args)
         if args.num_thread < 1:
             raise InputError(f"--num-thread must be >= 1, got {args.num_thread}")
         info = inspect_checkpoint(args.checkpoint, onnx_int8=args.onnx_int8)
         if info.is_onnx:
             resolve_device(args.device, onnx=True)  # a GPU request fails before any decoding
         if args.test_list is not None:
-            return _run_list(args, info, options)
-        return _run_one(args, info, options)
+            return _run_list(args, info)
+        return _run_one(args, info)
     except (InputError, PromptError) as error:
         return _fail(_one_line(error))
     except KeyboardInterrupt:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.options import opt
+
 logger = logging.getLogger(__name__)
 
 SILENCE_THRESHOLD_DBFS = -50.0
@@ -333,7 +335,9 @@ class PromptOptions:
     max_inner_silence_s: float = MAX_INNER_SILENCE_S
     edge_silence_s: float = EDGE_SILENCE_S
     appended_silence_s: float = APPENDED_SILENCE_S
-    target_rms: float = TARGET_RMS
+    target_rms: float = opt(
+        TARGET_RMS, "quieter prompts are scaled up to this RMS (0: off)", group="generation"
+    )
     threshold_dbfs: float = SILENCE_THRESHOLD_DBFS
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from core.options import opt
 from model.inference.chunking import (
     CROSSFADE_S,
     MAX_BATCH_S,
@@ -334,19 +335,49 @@ class SynthesisOptions:
         prompt_options: prompt cleaning options.
     """
 
-    num_step: int | None = None
-    guidance_scale: float | None = None
-    t_shift: float | None = None
-    speed: float = 1.0
-    seed: int = DEFAULT_SEED
-    max_chunk_s: float = MAX_CHUNK_S
-    max_batch_s: float = MAX_BATCH_S
+    num_step: int | None = opt(
+        None, "Euler steps (default: the checkpoint's, 16 for dialog)", group="generation"
+    )
+    guidance_scale: float | None = opt(
+        None, "CFG weight (default: the checkpoint's, 1.5 for dialog)", group="generation"
+    )
+    t_shift: float | None = opt(
+        None, "time warp of the steps (default: the checkpoint's, 0.5)", group="generation"
+    )
+    speed: float = opt(1.0, "speaking rate factor", group="generation")
+    seed: int = opt(DEFAULT_SEED, "noise seed", group="generation")
+    max_chunk_s: float = opt(
+        MAX_CHUNK_S, "prompt + chunk budget for long scripts, seconds", group="generation"
+    )
+    max_batch_s: float = opt(
+        MAX_BATCH_S,
+        "padded seconds per generation batch (prompt included)",
+        aliases=("--max-duration",),
+        group="generation",
+    )
     crossfade_s: float = CROSSFADE_S
     short_text_tokens: int = SHORT_TEXT_TOKENS
-    raw: bool = False
-    remove_long_silence: bool = False
+    raw: bool = opt(
+        False,
+        "no silence trimming, chunking or added punctuation (paper mode)",
+        aliases=("--raw-evaluation",),
+        group="generation",
+    )
+    remove_long_silence: bool = opt(
+        False,
+        "also shorten silences over 1 s inside the output",
+        aliases=("--remove-long-sil",),
+        group="generation",
+    )
     trim_output: bool = True
     prompt_options: PromptOptions = field(default_factory=PromptOptions)
+
+    @property
+    def prompt_cleaning(self) -> PromptOptions:
+        """The prompt options in effect: ``raw`` also means no prompt trimming."""
+        if self.raw and self.prompt_options.trim:
+            return dataclasses.replace(self.prompt_options, trim=False)
+        return self.prompt_options
 
     def __post_init__(self) -> None:
         if self.num_step is not None and self.num_step < 1:
@@ -642,10 +673,7 @@ class Synthesizer:
 
     def prepare_prompt(self, spec: PromptSpec, options: SynthesisOptions) -> Prompt:
         """Decode and prepare a prompt for this model."""
-        prompt_options = options.prompt_options
-        if options.raw and prompt_options.trim:
-            prompt_options = dataclasses.replace(prompt_options, trim=False)
-        return spec.prepare(self.sample_rate, self.num_channels, prompt_options)
+        return spec.prepare(self.sample_rate, self.num_channels, options.prompt_cleaning)
 
     def synthesize(
         self,

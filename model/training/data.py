@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from core.dialogue_script import dialogue_text
+from core.options import opt
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +66,25 @@ class DataOptions:
         num_workers: DataLoader worker processes.
     """
 
-    max_duration_s: float = 200.0
-    num_buckets: int = 30
-    min_cut_duration_s: float = 1.0
-    max_cut_duration_s: float = 30.0
-    shuffle: bool = True
-    seed: int = 0
-    on_the_fly_feats: bool = True
-    num_workers: int = 2
+    max_duration_s: float = opt(
+        200.0, "seconds of audio per batch and process", aliases=("--max-duration",), group="data"
+    )
+    num_buckets: int = opt(30, "duration buckets of the sampler (<= 1: none)", group="data")
+    min_cut_duration_s: float = opt(
+        1.0, "shorter cuts are filtered out", aliases=("--min-cut-duration",), group="data"
+    )
+    max_cut_duration_s: float = opt(
+        30.0, "longer cuts are filtered out", aliases=("--max-cut-duration",), group="data"
+    )
+    shuffle: bool = opt(True, "shuffle cuts", negations=("--no-shuffle",), group="data")
+    seed: int = 0  # not a flag: the training CLIs give it the run's --seed
+    on_the_fly_feats: bool = opt(
+        True,
+        "compute mels from audio (false: read lhotse feature storage)",
+        negations=("--precomputed-feats",),
+        group="data",
+    )
+    num_workers: int = opt(2, "DataLoader worker processes", group="data")
 
     def __post_init__(self) -> None:
         if self.max_duration_s <= 0:
@@ -514,43 +526,3 @@ def store_features(cuts: Any, extractor: MelFeatures, storage_dir: str | Path) -
             )
             out.append(cut)
     return CutSet.from_cuts(out)
-
-
-# ------------------------------------------------------------------------------------------
-# command line (shared by model.training.train and model.training.distill)
-
-
-def add_data_arguments(add: Any) -> None:
-    """Declare the data-loading flags of the training CLIs through ``add(*flags, **kwargs)``
-    (the CLI's own ``add_argument``, which may also register ``--snake_case`` aliases)."""
-    defaults = DataOptions()
-    add(
-        "--max-duration",
-        type=float,
-        default=defaults.max_duration_s,
-        help="seconds of audio per batch and process",
-    )
-    add("--num-buckets", type=int, default=defaults.num_buckets)
-    add("--min-cut-duration", type=float, default=defaults.min_cut_duration_s)
-    add("--max-cut-duration", type=float, default=defaults.max_cut_duration_s)
-    add("--no-shuffle", action="store_true")
-    add(
-        "--precomputed-feats",
-        action="store_true",
-        help="read lhotse feature storage instead of computing mels on the fly",
-    )
-    add("--num-workers", type=int, default=defaults.num_workers)
-
-
-def data_options_from_args(args: Any) -> DataOptions:
-    """:class:`DataOptions` from the flags of :func:`add_data_arguments` (and ``--seed``)."""
-    return DataOptions(
-        max_duration_s=args.max_duration,
-        num_buckets=args.num_buckets,
-        min_cut_duration_s=args.min_cut_duration,
-        max_cut_duration_s=args.max_cut_duration,
-        shuffle=not args.no_shuffle,
-        seed=args.seed,
-        on_the_fly_feats=not args.precomputed_feats,
-        num_workers=args.num_workers,
-    )

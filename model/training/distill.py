@@ -46,9 +46,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.options import add_dataclass_args, dataclass_from_args, opt
 from model.inference.synthesis import resolve_device
 from model.network.flow import FlowOptions, masked_mse, target_mask
-from model.training.data import DataOptions, add_data_arguments, data_options_from_args
+from model.training.data import DataOptions
 from model.training.ema import ema_update
 
 logger = logging.getLogger(__name__)
@@ -98,28 +99,38 @@ class DistillOptions:
         data: batching options (``model.training.data``).
     """
 
-    teacher: str
-    cuts: tuple[str, ...]
-    exp_dir: str
-    stage: int = 1
-    num_steps: int = 60000
-    lr: float | None = None
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.9999
-    max_hop: float = 0.3
-    guidance_min: float | None = None
-    guidance_max: float | None = None
-    default_num_step: int = 4
-    default_guidance_scale: float | None = None
-    t_shift: float = 0.5
-    save_every: int = 1000
-    log_every: int = 10
-    seed: int = 42
-    resume: bool = False
-    device: str = "auto"
-    amp: str = "none"
-    log_progress: bool = True
+    teacher: str = opt(help="teacher checkpoint dir (stage 2: the stage-1 student)", group="run")
+    cuts: tuple[str, ...] = opt(help="training cuts manifest(s)", group="run")
+    exp_dir: str = opt(help="output dir (the student checkpoint)", group="run")
+    stage: int = opt(1, "1: fixed teacher, 2: EMA teacher", choices=STAGES, group="run")
+    num_steps: int = opt(60000, "optimizer steps of this run", group="run")
+    lr: float | None = opt(
+        None, "learning rate (default: 5e-4 (stage 1) / 1e-4 (stage 2))", group="run"
+    )
+    weight_decay: float = opt(0.0, "AdamW weight decay", group="run")
+    grad_clip: float = opt(1.0, "max gradient norm (0: off)", group="run")
+    ema_decay: float = opt(0.9999, "stage-2 EMA teacher", group="run")
+    max_hop: float = opt(0.3, "largest teacher hop", group="run")
+    guidance_min: float | None = opt(
+        None, "smallest sampled w (default: 0 (stage 1) / 1 (stage 2))", group="run"
+    )
+    guidance_max: float | None = opt(
+        None, "largest sampled w (default: 2 (stage 1) / 3 (stage 2))", group="run"
+    )
+    default_num_step: int = opt(4, "the student's saved default Euler steps", group="run")
+    default_guidance_scale: float | None = opt(
+        None,
+        "the student's saved default w (default: the teacher's, clipped to the range)",
+        group="run",
+    )
+    t_shift: float = opt(0.5, "the student's saved default time warp", group="run")
+    save_every: int = opt(1000, "steps between checkpoints", group="run")
+    log_every: int = opt(10, "steps between log lines", group="run")
+    seed: int = opt(42, "base seed", group="run")
+    resume: bool = opt(False, "continue from distill-last.pt", group="run")
+    device: str = opt("auto", "device", choices=("auto", "cpu", "cuda"), group="run")
+    amp: str = opt("none", "autocast of the passes", choices=("none", "bf16"), group="run")
+    log_progress: bool = opt(True, "tqdm bar", negations=("--no-progress",), group="run")
     data: DataOptions = dataclasses.field(default_factory=DataOptions)
 
     def __post_init__(self) -> None:
@@ -779,84 +790,19 @@ def run(options: DistillOptions) -> Path:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """The command-line parser (flags accept ``-`` or ``_``)."""
+    """The command-line parser: one flag per :class:`DistillOptions` field (``--exp_dir`` or
+    ``--exp-dir``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m model.distill",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m model.distill", description=__doc__.split("\n\n")[0]
     )
-
-    def add(*names: str, **kw):
-        flags = []
-        for name in names:
-            flags += [name] if "-" not in name[2:] else [name, "--" + name[2:].replace("-", "_")]
-        parser.add_argument(*flags, **kw)
-
-    d = DistillOptions.__dataclass_fields__
-    add("--teacher", required=True, help="teacher checkpoint dir (stage 2: the stage-1 student)")
-    add("--cuts", nargs="+", required=True, help="training cuts manifest(s)")
-    add("--exp-dir", required=True, help="output dir (the student checkpoint)")
-    add("--stage", type=int, choices=STAGES, default=1)
-    add("--num-steps", type=int, default=d["num_steps"].default)
-    add("--lr", type=float, default=None, help="default 5e-4 (stage 1) / 1e-4 (stage 2)")
-    add("--weight-decay", type=float, default=d["weight_decay"].default)
-    add("--grad-clip", type=float, default=d["grad_clip"].default)
-    add("--ema-decay", type=float, default=d["ema_decay"].default, help="stage-2 EMA teacher")
-    add("--max-hop", type=float, default=d["max_hop"].default)
-    add("--guidance-min", type=float, default=None, help="default 0 (stage 1) / 1 (stage 2)")
-    add("--guidance-max", type=float, default=None, help="default 2 (stage 1) / 3 (stage 2)")
-    add(
-        "--default-num-step",
-        type=int,
-        default=d["default_num_step"].default,
-        help="the student's saved default Euler steps",
-    )
-    add(
-        "--default-guidance-scale",
-        type=float,
-        default=None,
-        help="the student's saved default w (default: the teacher's, clipped to the range)",
-    )
-    add("--t-shift", type=float, default=d["t_shift"].default)
-    add("--save-every", type=int, default=d["save_every"].default)
-    add("--log-every", type=int, default=d["log_every"].default)
-    add("--seed", type=int, default=d["seed"].default)
-    add("--resume", action="store_true")
-    add("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    add("--amp", choices=("none", "bf16"), default="none")
-    add("--no-progress", action="store_true")
-    add_data_arguments(add)
+    add_dataclass_args(parser, DistillOptions, kebab=True)
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> DistillOptions:
-    """Typed options from parsed arguments."""
-    data = data_options_from_args(args)
-    return DistillOptions(
-        teacher=args.teacher,
-        cuts=tuple(args.cuts),
-        exp_dir=args.exp_dir,
-        stage=args.stage,
-        num_steps=args.num_steps,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        ema_decay=args.ema_decay,
-        max_hop=args.max_hop,
-        guidance_min=args.guidance_min,
-        guidance_max=args.guidance_max,
-        default_num_step=args.default_num_step,
-        default_guidance_scale=args.default_guidance_scale,
-        t_shift=args.t_shift,
-        save_every=args.save_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        resume=args.resume,
-        device=args.device,
-        amp=args.amp,
-        log_progress=not args.no_progress,
-        data=data,
-    )
+    """Typed options from parsed arguments (the data sampler is seeded by ``--seed``)."""
+    options = dataclass_from_args(DistillOptions, args)
+    return dataclasses.replace(options, data=dataclasses.replace(options.data, seed=options.seed))
 
 
 def main(argv: list[str] | None = None) -> int:

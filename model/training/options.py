@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from core.options import opt
 from model.training.data import DataOptions
 
 MODES = ("dialog", "single", "stereo")
@@ -67,37 +68,65 @@ class TrainOptions:
         data: batching options.
     """
 
-    cuts: tuple[str, ...]
-    exp_dir: str
-    config: str | None = None
-    mode: str = "dialog"
-    features: str | None = None
-    tokens: str | None = None
-    init_from: str | None = None
-    num_steps: int = 60000
-    lr: float = 1e-4
-    lr_schedule: str = "fixed"
-    warmup_steps: int = 500
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    amp: str = "auto"
-    ema_decay: float = 0.999
-    save_every: int = 1000
-    keep_last: int = 3
-    log_every: int = 10
-    valid_cuts: tuple[str, ...] = ()
-    max_valid_batches: int = 20
-    text_drop_prob: float = 0.2
-    se_loss_weight: float = 1.0
-    seed: int = 42
-    resume: bool = False
-    device: str = "auto"
-    num_threads: int = 0
-    regularisation: str = "upstream"
-    ref_duration_s: float = 50.0
-    batch_count_offset: float | None = None
-    log_progress: bool = True
+    cuts: tuple[str, ...] = opt(help="training cuts manifest(s)", group="run")
+    exp_dir: str = opt(help="experiment directory", group="run")
+    config: str | None = opt(None, "tiny, base or a network.json path", group="run")
+    mode: str = opt("dialog", "what the model speaks", choices=MODES, group="run")
+    features: str | None = opt(
+        None,
+        "feature preset (default: by the network's mel dim)",
+        choices=("upstream", "offline"),
+        group="run",
+    )
+    tokens: str | None = opt(None, "tokens.txt (default: built from the cuts)", group="run")
+    init_from: str | None = opt(
+        None, "model dir / hub id / checkpoint-*.pt to initialise from", group="run"
+    )
+    num_steps: int = opt(60000, "total optimizer steps", group="optimisation")
+    lr: float = opt(1e-4, "peak learning rate", group="optimisation")
+    lr_schedule: str = opt(
+        "fixed", "learning-rate schedule", choices=LR_SCHEDULES, group="optimisation"
+    )
+    warmup_steps: int = opt(500, "warm-up steps of warmup/cosine", group="optimisation")
+    min_lr_ratio: float = opt(0.1, "final lr fraction of cosine", group="optimisation")
+    weight_decay: float = opt(0.01, "AdamW weight decay", group="optimisation")
+    grad_clip: float = opt(1.0, "max global gradient norm (0: off)", group="optimisation")
+    amp: str = opt("auto", "mixed precision", choices=AMP_MODES, group="optimisation")
+    ema_decay: float = opt(0.999, "EMA decay (0 disables)", group="optimisation")
+    save_every: int = opt(1000, "steps between checkpoints", group="checkpoints and logs")
+    keep_last: int = opt(3, "checkpoint-{step}.pt files kept", group="checkpoints and logs")
+    log_every: int = opt(10, "steps between log lines", group="checkpoints and logs")
+    valid_cuts: tuple[str, ...] = opt((), "validation manifest(s)", group="checkpoints and logs")
+    max_valid_batches: int = opt(20, "validation batches used", group="checkpoints and logs")
+    text_drop_prob: float = opt(
+        0.2,
+        "CFG text dropout probability",
+        aliases=("--condition-drop-ratio",),
+        group="optimisation",
+    )
+    se_loss_weight: float = opt(1.0, "speaker-exclusive loss weight (stereo)", group="optimisation")
+    seed: int = opt(42, "base seed of all randomness", group="run")
+    resume: bool = opt(False, "continue from checkpoint-last.pt", group="run")
+    device: str = opt("auto", "device", choices=("auto", "cpu", "cuda"), group="run")
+    num_threads: int = opt(0, "torch CPU threads (0: torch's default)", group="run")
+    regularisation: str = opt(
+        "upstream",
+        "Zipformer dropout/layer-skip schedules as upstream, or off",
+        choices=("upstream", "none"),
+        group="optimisation",
+    )
+    ref_duration_s: float = opt(
+        50.0,
+        "upstream's reference batch seconds for those schedules",
+        aliases=("--ref-duration",),
+        group="optimisation",
+    )
+    batch_count_offset: float | None = opt(
+        None,
+        "added to the schedules' batch count (default: 100000 with --init-from, else 0)",
+        group="optimisation",
+    )
+    log_progress: bool = opt(True, "tqdm bar on rank 0", negations=("--no-progress",), group="run")
     data: DataOptions = dataclasses.field(default_factory=DataOptions)
 
     def __post_init__(self) -> None:

@@ -35,15 +35,8 @@ from pathlib import Path
 
 import torch
 
-from model.training.data import add_data_arguments, data_options_from_args
-from model.training.options import (
-    AMP_MODES,
-    LR_SCHEDULES,
-    MODES,
-    TrainOptions,
-    lr_factor,
-    step_seed,
-)
+from core.options import add_dataclass_args, dataclass_from_args
+from model.training.options import TrainOptions, lr_factor, step_seed
 from model.training.run_config import prepare_setup, read_setup, write_setup
 from model.training.trainer import CHECKPOINT_LAST, Trainer, barrier, init_distributed
 
@@ -136,132 +129,19 @@ def _add_file_log(path: Path) -> logging.Handler:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """The command-line parser (flags accept ``-`` or ``_``)."""
+    """The command-line parser: one flag per :class:`TrainOptions` field (``--exp_dir`` or
+    ``--exp-dir``), plus the upstream-compatible aliases declared on the fields."""
     parser = argparse.ArgumentParser(
-        prog="python -m model.train",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m model.train", description=__doc__.split("\n\n")[0]
     )
-
-    def add(group, *names: str, **kw):
-        flags = []
-        for name in names:  # --exp-dir and --exp_dir (house style: Beam-like underscores)
-            flags += [name] if "-" not in name[2:] else [name, "--" + name[2:].replace("-", "_")]
-        group.add_argument(*flags, **kw)
-
-    d = TrainOptions.__dataclass_fields__
-    run_group = parser.add_argument_group("run")
-    add(run_group, "--cuts", nargs="+", required=True, help="training cuts manifest(s)")
-    add(run_group, "--exp-dir", required=True, help="experiment directory")
-    add(run_group, "--config", default=None, help="tiny, base or a network.json path")
-    add(run_group, "--mode", choices=MODES, default="dialog")
-    add(
-        run_group,
-        "--features",
-        choices=("upstream", "offline"),
-        default=None,
-        help="feature preset (default: by the network's mel dim)",
-    )
-    add(run_group, "--tokens", default=None, help="tokens.txt (default: built from the cuts)")
-    add(
-        run_group,
-        "--init-from",
-        default=None,
-        help="model dir / hub id / checkpoint-*.pt to initialise from",
-    )
-    add(run_group, "--resume", action="store_true", help="continue from checkpoint-last.pt")
-    add(run_group, "--seed", type=int, default=d["seed"].default)
-    add(run_group, "--device", choices=("auto", "cpu", "cuda"), default="auto")
-    add(run_group, "--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
-    add(run_group, "--no-progress", action="store_true", help="no tqdm bar")
-    opt = parser.add_argument_group("optimisation")
-    add(opt, "--num-steps", type=int, default=d["num_steps"].default)
-    add(opt, "--lr", type=float, default=d["lr"].default)
-    add(opt, "--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"].default)
-    add(opt, "--warmup-steps", type=int, default=d["warmup_steps"].default)
-    add(opt, "--min-lr-ratio", type=float, default=d["min_lr_ratio"].default)
-    add(opt, "--weight-decay", type=float, default=d["weight_decay"].default)
-    add(opt, "--grad-clip", type=float, default=d["grad_clip"].default)
-    add(opt, "--amp", choices=AMP_MODES, default=d["amp"].default)
-    add(opt, "--ema-decay", type=float, default=d["ema_decay"].default, help="0 disables")
-    add(
-        opt,
-        "--condition-drop-ratio",
-        "--text-drop-prob",
-        type=float,
-        default=d["text_drop_prob"].default,
-        help="CFG text dropout probability",
-    )
-    add(opt, "--se-loss-weight", type=float, default=d["se_loss_weight"].default)
-    add(
-        opt,
-        "--regularisation",
-        choices=("upstream", "none"),
-        default="upstream",
-        help="Zipformer dropout/layer-skip schedules as upstream, or off",
-    )
-    add(
-        opt,
-        "--ref-duration",
-        type=float,
-        default=d["ref_duration_s"].default,
-        help="upstream's reference batch seconds for those schedules",
-    )
-    add(
-        opt,
-        "--batch-count-offset",
-        type=float,
-        default=None,
-        help="added to the schedules' batch count (default: 100000 with --init-from, else 0)",
-    )
-    ck = parser.add_argument_group("checkpoints and logs")
-    add(ck, "--save-every", type=int, default=d["save_every"].default)
-    add(ck, "--keep-last", type=int, default=d["keep_last"].default)
-    add(ck, "--log-every", type=int, default=d["log_every"].default)
-    add(ck, "--valid-cuts", nargs="+", default=[])
-    add(ck, "--max-valid-batches", type=int, default=d["max_valid_batches"].default)
-    data = parser.add_argument_group("data")
-    add_data_arguments(lambda *names, **kw: add(data, *names, **kw))
+    add_dataclass_args(parser, TrainOptions, kebab=True)
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
-    """Typed options from parsed arguments."""
-    data = data_options_from_args(args)
-    return TrainOptions(
-        cuts=tuple(args.cuts),
-        exp_dir=args.exp_dir,
-        config=args.config,
-        mode=args.mode,
-        features=args.features,
-        tokens=args.tokens,
-        init_from=args.init_from,
-        num_steps=args.num_steps,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        warmup_steps=args.warmup_steps,
-        min_lr_ratio=args.min_lr_ratio,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        amp=args.amp,
-        ema_decay=args.ema_decay,
-        save_every=args.save_every,
-        keep_last=args.keep_last,
-        log_every=args.log_every,
-        valid_cuts=tuple(args.valid_cuts),
-        max_valid_batches=args.max_valid_batches,
-        text_drop_prob=args.condition_drop_ratio,
-        se_loss_weight=args.se_loss_weight,
-        seed=args.seed,
-        resume=args.resume,
-        device=args.device,
-        num_threads=args.num_threads,
-        regularisation=args.regularisation,
-        ref_duration_s=args.ref_duration,
-        batch_count_offset=args.batch_count_offset,
-        log_progress=not args.no_progress,
-        data=data,
-    )
+    """Typed options from parsed arguments (the data sampler is seeded by ``--seed``)."""
+    options = dataclass_from_args(TrainOptions, args)
+    return dataclasses.replace(options, data=dataclasses.replace(options.data, seed=options.seed))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from core.options import opt
 from pipeline.asr.pack import (
     assemble_window,
     group_extents,
@@ -33,7 +34,6 @@ from pipeline.asr.pack import (
 )
 from pipeline.asr.plan import TurnSpan, plan_turns
 from pipeline.asr.whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
-from pipeline.option_fields import opt
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
 from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
 

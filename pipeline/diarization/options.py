@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from pipeline.option_fields import opt
+from core.options import opt
 
 BACKENDS = ("onnx", "pyannote")
 

@@ -27,9 +27,9 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from core.dialogue_script import starts_with_first_speaker
+from core.options import opt
 from pipeline import stereo
 from pipeline.errors import DUPLICATE
-from pipeline.option_fields import opt
 from pipeline.records import (
     Dialogue,
     DialogueTurn,
