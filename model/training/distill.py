@@ -46,9 +46,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.options import add_dataclass_args, dataclass_from_args, opt
+from core.options import opt
 from model.inference.synthesis import resolve_device
 from model.network.flow import FlowOptions, masked_mse, target_mask
+from model.training.command import command_parser, run_command
 from model.training.data import DataOptions
 from model.training.ema import ema_update
 
@@ -790,35 +791,13 @@ def run(options: DistillOptions) -> Path:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """The command-line parser: one flag per :class:`DistillOptions` field (``--exp_dir`` or
-    ``--exp-dir``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m model.distill", description=__doc__.split("\n\n")[0]
-    )
-    add_dataclass_args(parser, DistillOptions, kebab=True)
-    return parser
-
-
-def options_from_args(args: argparse.Namespace) -> DistillOptions:
-    """Typed options from parsed arguments (the data sampler is seeded by ``--seed``)."""
-    options = dataclass_from_args(DistillOptions, args)
-    return dataclasses.replace(options, data=dataclasses.replace(options.data, seed=options.seed))
+    """The command-line parser: one flag per :class:`DistillOptions` field (as ``model.train``)."""
+    return command_parser("model.distill", __doc__.split("\n\n")[0], DistillOptions)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (bad options: 2)."""
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from model.network.checkpoint import CheckpointError
-
-    try:
-        run(options_from_args(args))
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"model.distill: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """CLI entry point; returns the exit status (bad options: 2, no traceback)."""
+    return run_command("model.distill", get_parser(), DistillOptions, run, argv)
 
 
 if __name__ == "__main__":

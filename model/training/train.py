@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from core.options import add_dataclass_args, dataclass_from_args
+from model.training.command import command_parser, run_command
 from model.training.options import TrainOptions, lr_factor, step_seed
 from model.training.run_config import prepare_setup, read_setup, write_setup
 from model.training.trainer import CHECKPOINT_LAST, Trainer, barrier, init_distributed
@@ -129,36 +129,14 @@ def _add_file_log(path: Path) -> logging.Handler:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """The command-line parser: one flag per :class:`TrainOptions` field (``--exp_dir`` or
-    ``--exp-dir``), plus the upstream-compatible aliases declared on the fields."""
-    parser = argparse.ArgumentParser(
-        prog="python -m model.train", description=__doc__.split("\n\n")[0]
-    )
-    add_dataclass_args(parser, TrainOptions, kebab=True)
-    return parser
-
-
-def options_from_args(args: argparse.Namespace) -> TrainOptions:
-    """Typed options from parsed arguments (the data sampler is seeded by ``--seed``)."""
-    options = dataclass_from_args(TrainOptions, args)
-    return dataclasses.replace(options, data=dataclasses.replace(options.data, seed=options.seed))
+    """The command-line parser: one flag per :class:`TrainOptions` field, plus the
+    upstream-compatible aliases declared on the fields."""
+    return command_parser("model.train", __doc__.split("\n\n")[0], TrainOptions)
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (bad options: 2, no traceback)."""
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from model.network.checkpoint import CheckpointError
-
-    try:
-        options = options_from_args(args)
-        run(options)
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"model.train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("model.train", get_parser(), TrainOptions, run, argv)
 
 
 if __name__ == "__main__":
