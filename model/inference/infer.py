@@ -200,6 +200,13 @@ class Failure:
     line_number: int = 0
 
 
+# the columns of a test-list line: a merged prompt (4) or split prompts (6), upstream's order
+_TEST_LIST_COLUMNS = {
+    4: ("name", "prompt_text", "prompt_wav", "text"),
+    6: ("name", "spk1_text", "spk2_text", "spk1_wav", "spk2_wav", "text"),
+}
+
+
 def _resolve_path(path: str, base: Path) -> str:
     if os.path.isabs(path) or os.path.exists(path):
         return path
@@ -229,36 +236,16 @@ def parse_test_list(path: str | os.PathLike) -> tuple[list[TestListItem], list[F
             continue
         fields = [f.strip() for f in line.split("\t")]
         where = f"{path.name}:{number}"
-        if len(fields) == 4:
-            name, prompt_text, prompt_wav, text = fields
-            spec = PromptSpec((_resolve_path(prompt_wav, base),), (prompt_text,))
-            empty = [
-                n
-                for n, v in (
-                    ("name", name),
-                    ("prompt_text", prompt_text),
-                    ("prompt_wav", prompt_wav),
-                    ("text", text),
-                )
-                if not v
-            ]
-        elif len(fields) == 6:
-            name, text1, text2, wav1, wav2, text = fields
-            spec = PromptSpec(
-                (_resolve_path(wav1, base), _resolve_path(wav2, base)), (text1, text2)
-            )
-            empty = [
-                n
-                for n, v in (
-                    ("name", name),
-                    ("spk1_text", text1),
-                    ("spk2_text", text2),
-                    ("spk1_wav", wav1),
-                    ("spk2_wav", wav2),
-                    ("text", text),
-                )
-                if not v
-            ]
+        columns = _TEST_LIST_COLUMNS.get(len(fields))
+        if columns is not None:
+            row = dict(zip(columns, fields))
+            name, text = row["name"], row["text"]
+            empty = [column for column in columns if not row[column]]
+            if len(fields) == 4:
+                spec = PromptSpec((_resolve_path(row["prompt_wav"], base),), (row["prompt_text"],))
+            else:
+                wavs = (_resolve_path(row["spk1_wav"], base), _resolve_path(row["spk2_wav"], base))
+                spec = PromptSpec(wavs, (row["spk1_text"], row["spk2_text"]))
         else:
             failures.append(
                 Failure(

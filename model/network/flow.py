@@ -212,6 +212,28 @@ class TrainingDraw:
     text_keep: torch.Tensor
 
 
+def draw_noise_and_mask(
+    features_lens: torch.Tensor,
+    shape: tuple[int, int, int] | torch.Size,
+    options: FlowOptions,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian noise of ``shape`` ``(B, T, feat_dim)`` and each row's target mask (the frames
+    the flow predicts, :func:`target_mask` with the options' kind and fractions), drawn from
+    ``generator`` in that order (on the CPU)."""
+    batch, max_len, feat_dim = shape
+    noise = torch.randn(batch, max_len, feat_dim, generator=generator)
+    mask = target_mask(
+        features_lens,
+        max_len,
+        kind=options.mask_kind,
+        min_frac=options.mask_min_frac,
+        max_frac=options.mask_max_frac,
+        generator=generator,
+    )
+    return noise, mask
+
+
 def draw_training_inputs(
     features: torch.Tensor,
     features_lens: torch.Tensor,
@@ -233,18 +255,10 @@ def draw_training_inputs(
     Returns:
         The draw, on ``features.device``.
     """
-    batch, max_len, feat_dim = features.shape
+    batch = features.shape[0]
     device = features.device
     t = torch.rand(batch, 1, 1, generator=generator)
-    noise = torch.randn(batch, max_len, feat_dim, generator=generator)
-    mask = target_mask(
-        features_lens,
-        max_len,
-        kind=options.mask_kind,
-        min_frac=options.mask_min_frac,
-        max_frac=options.mask_max_frac,
-        generator=generator,
-    )
+    noise, mask = draw_noise_and_mask(features_lens, features.shape, options, generator)
     keep = (torch.rand(batch, 1, 1, generator=generator) >= options.text_drop_prob).float()
     return TrainingDraw(
         t=t.to(device),

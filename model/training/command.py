@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from core.options import add_dataclass_args, dataclass_from_args
@@ -53,3 +54,21 @@ def run_command(
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def check_run_paths(cuts: Sequence[str], exp_dir: str, last: str, resume: bool, what: str) -> Path:
+    """Fail before any weights load: a cuts manifest missing, ``--resume`` without the run's
+    last checkpoint (``exp_dir/last``), or a new run over an existing one. Returns ``exp_dir``.
+
+    Raises:
+        FileNotFoundError, ValueError: as above (``what`` names the run in the message).
+    """
+    for path in cuts:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"cuts manifest not found: {path}")
+    checkpoint = Path(exp_dir) / last
+    if resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: {checkpoint} does not exist")
+    if not resume and checkpoint.is_file():
+        raise ValueError(f"{exp_dir} already holds {what}: pass --resume or a new --exp-dir")
+    return Path(exp_dir)

@@ -48,8 +48,8 @@ from torch import Tensor
 
 from core.options import opt
 from model.inference.synthesis import resolve_device
-from model.network.flow import FlowOptions, masked_mse, target_mask
-from model.training.command import command_parser, run_command
+from model.network.flow import FlowOptions, draw_noise_and_mask, masked_mse
+from model.training.command import check_run_paths, command_parser, run_command
 from model.training.data import DataOptions
 from model.training.ema import ema_update
 
@@ -232,7 +232,7 @@ def draw_distill_inputs(
     Returns:
         The draw on ``features.device``.
     """
-    batch, max_len, feat_dim = features.shape
+    batch = features.shape[0]
     t = torch.rand(batch, 1, 1, generator=generator)
     hop1 = torch.rand(batch, 1, 1, generator=generator) * torch.clamp(1.0 - t, max=max_hop)
     hop2 = torch.rand(batch, 1, 1, generator=generator) * torch.clamp(
@@ -240,15 +240,7 @@ def draw_distill_inputs(
     )
     lo, hi = guidance_range
     w = lo + (hi - lo) * torch.rand(batch, 1, 1, generator=generator)
-    noise = torch.randn(batch, max_len, feat_dim, generator=generator)
-    mask = target_mask(
-        features_lens,
-        max_len,
-        kind=flow_options.mask_kind,
-        min_frac=flow_options.mask_min_frac,
-        max_frac=flow_options.mask_max_frac,
-        generator=generator,
-    )
+    noise, mask = draw_noise_and_mask(features_lens, features.shape, flow_options, generator)
     device, dtype = features.device, features.dtype
     return DistillDraw(
         t=t.to(device),
@@ -751,19 +743,12 @@ def run(options: DistillOptions) -> Path:
     Raises:
         ValueError, FileNotFoundError: bad options, before any training.
     """
-    for path in options.cuts:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"cuts manifest not found: {path}")
+    exp_dir = check_run_paths(
+        options.cuts, options.exp_dir, CHECKPOINT_LAST, options.resume, "a distillation run"
+    )
     if not Path(options.teacher).is_dir():
         raise FileNotFoundError(f"teacher directory not found: {options.teacher}")
-    exp_dir = Path(options.exp_dir)
     last = exp_dir / CHECKPOINT_LAST
-    if options.resume and not last.is_file():
-        raise FileNotFoundError(f"--resume: {last} does not exist")
-    if not options.resume and last.is_file():
-        raise ValueError(
-            f"{exp_dir} already holds a distillation run: pass --resume or a new --exp-dir"
-        )
     (exp_dir / "log").mkdir(parents=True, exist_ok=True)
     (exp_dir / OPTIONS_FILE).write_text(
         json.dumps(options.to_dict(), indent=1) + "\n", encoding="utf-8"

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from model.training.command import command_parser, run_command
+from model.training.command import check_run_paths, command_parser, run_command
 from model.training.options import TrainOptions, lr_factor, step_seed
 from model.training.run_config import prepare_setup, read_setup, write_setup
 from model.training.trainer import CHECKPOINT_LAST, Trainer, barrier, init_distributed
@@ -57,15 +57,14 @@ def run(options: TrainOptions) -> Path:
     Raises:
         ValueError, FileNotFoundError: bad options, caught before any weights are loaded.
     """
-    for path in (*options.cuts, *options.valid_cuts):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"cuts manifest not found: {path}")
-    exp_dir = Path(options.exp_dir)
+    exp_dir = check_run_paths(
+        (*options.cuts, *options.valid_cuts),
+        options.exp_dir,
+        CHECKPOINT_LAST,
+        options.resume,
+        "checkpoints",
+    )
     last = exp_dir / CHECKPOINT_LAST
-    if options.resume and not last.is_file():
-        raise FileNotFoundError(f"--resume: {last} does not exist")
-    if not options.resume and last.is_file():
-        raise ValueError(f"{exp_dir} already holds checkpoints: pass --resume or a new --exp-dir")
     threads_before = torch.get_num_threads()
     if options.num_threads > 0:
         torch.set_num_threads(options.num_threads)
