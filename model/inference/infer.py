@@ -340,6 +340,28 @@ class InferArgs:
     )
     quiet: bool = opt(False, "warnings and errors only", group="runtime")
 
+    @property
+    def prompt(self) -> PromptSpec:
+        """The prompt flags as a spec (raises ``InputError`` unless exactly one form is
+        complete)."""
+        return PromptSpec.from_args(*self._prompt_values)
+
+    @property
+    def one_dialogue(self) -> bool:
+        """Whether any flag of the one-dialogue form (``--text`` or a prompt) is given."""
+        return any(v is not None for v in (self.text, *self._prompt_values))
+
+    @property
+    def _prompt_values(self) -> tuple[str | None, ...]:
+        return (
+            self.prompt_wav,
+            self.prompt_text,
+            self.spk1_wav,
+            self.spk1_text,
+            self.spk2_wav,
+            self.spk2_text,
+        )
+
 
 def get_parser() -> argparse.ArgumentParser:
     """The command-line parser: one flag per :class:`InferArgs` field, including those of its
@@ -392,14 +414,7 @@ def _run_one(args: InferArgs, info: CheckpointInfo) -> int:
     options = args.synthesis
     if args.text is None:
         return _fail("--text is required (or use --test-list)")
-    spec = PromptSpec.from_args(
-        args.prompt_wav,
-        args.prompt_text,
-        args.spk1_wav,
-        args.spk1_text,
-        args.spk2_wav,
-        args.spk2_text,
-    )
+    spec = args.prompt
     _validate(args.text, spec, info, options)
     _set_threads(args.num_thread)
     synth = Synthesizer.load(
@@ -480,18 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    single = any(
-        v is not None
-        for v in (
-            args.text,
-            args.prompt_wav,
-            args.prompt_text,
-            args.spk1_wav,
-            args.spk1_text,
-            args.spk2_wav,
-            args.spk2_text,
-        )
-    )
+    single = args.one_dialogue
     if args.test_list is not None and single:
         return _fail("--test-list cannot be combined with --text or prompt options")
     try:

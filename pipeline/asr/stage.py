@@ -24,14 +24,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from core.options import opt
-from pipeline.asr.pack import (
-    assemble_window,
-    group_extents,
-    pack_pieces,
-    padded_extents,
-    split_window,
-    stitch_group,
-)
+from pipeline.asr import pack
 from pipeline.asr.plan import TurnSpan, plan_turns
 from pipeline.asr.whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
@@ -311,22 +304,22 @@ class AsrEngine:
         rate = ANALYSIS_SAMPLE_RATE
         extents = [(o, o + len(c) / rate) for c, o in zip(chunks, offsets_s)]
         window_s = self.opts.asr_pack_window_s
-        groups = group_extents([(s, a, b) for s, (a, b) in zip(sources, extents)], window_s)
-        pieces = [stitch_group(g, chunks, offsets_s, rate) for g in groups]
+        groups = pack.group_extents([(s, a, b) for s, (a, b) in zip(sources, extents)], window_s)
+        pieces = [pack.stitch_group(g, chunks, offsets_s, rate) for g in groups]
         # a turn longer than the window still gets a window of its own (up to 30 s)
-        windows = pack_pieces(
+        windows = pack.pack_pieces(
             [len(p) for p in pieces],
             round(self.opts.asr_pack_gap_s * rate),
             round(window_s * rate),
             round(WINDOW_S * rate),
         )
         raw = self.whisper.transcribe_windows(
-            [assemble_window(w, pieces) for w in windows], defer_languages=deferred
+            [pack.assemble_window(w, pieces) for w in windows], defer_languages=deferred
         )
         results: dict[int, ChunkTranscript] = {}
         for window, transcript in zip(windows, raw):
             if transcript.decoded:
-                results.update(split_window(window, transcript, groups, extents, rate))
+                results.update(pack.split_window(window, transcript, groups, extents, rate))
             else:
                 results.update(
                     {i: transcript for p in window.pieces for i in groups[p.index].members}
@@ -363,7 +356,7 @@ def transcribe_work(
     own_channel = per_channel(work)
     limits: list[tuple[float, float] | None] = [None] * len(todo)
     if opts.packed:  # packed turns pad into silence only: neighbours share no padding audio
-        extents = padded_extents(
+        extents = pack.padded_extents(
             [(s.channel if own_channel else 0, s.start, s.end) for s in spans], opts.asr_pad_s
         )
         limits = [extents[index] for index, _ in todo]

@@ -145,3 +145,12 @@ def make_stereo_cut(out_dir: Path):
         recording=recording,
         supervisions=sups,
     )
+
+
+def quick_run_args(max_duration_s: float) -> list[str]:
+    """Data and device flags of the quick CLI runs (train, distill): CPU, one bucket, no
+    loader workers, no progress bar, batches of at most ``max_duration_s`` seconds."""
+    return [
+        *("--max-duration", str(max_duration_s), "--num-buckets", "1", "--num-workers", "0"),
+        *("--no-progress", "--device", "cpu"),
+    ]

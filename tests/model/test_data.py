@@ -69,27 +69,24 @@ def test_dialogue_text_sources_and_errors():
         text="[S1] a. [S2] b.",
         speaker="mix",
     )
-    zipvoice_style = cut.__class__(
-        id="z",
-        start=cut.start,
-        duration=cut.duration,
-        channel=0,
-        recording=cut.recording,
-        supervisions=[sup],
-    )
+
+    def like(cut_id, supervisions):
+        return cut.__class__(
+            id=cut_id,
+            start=cut.start,
+            duration=cut.duration,
+            channel=0,
+            recording=cut.recording,
+            supervisions=supervisions,
+        )
+
+    zipvoice_style = like("z", [sup])
     assert dialogue_text(zipvoice_style) == "[S1] a. [S2] b."
     # three speakers are refused
     third = SupervisionSegment(
         id="y", recording_id="sample", start=1.0, duration=0.5, text="hi", speaker="S3"
     )
-    bad = cut.__class__(
-        id="b",
-        start=cut.start,
-        duration=cut.duration,
-        channel=0,
-        recording=cut.recording,
-        supervisions=[*cut.supervisions, third],
-    )
+    bad = like("b", [*cut.supervisions, third])
     with pytest.raises(ValueError, match="more than two speakers"):
         dialogue_text(bad)
 

@@ -15,22 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.model.model_cuts import PROMPT_END_S
+from tests.model.model_cuts import PROMPT_END_S, quick_run_args
 
 logger = logging.getLogger(__name__)
 
-TEST_DATA_ARGS = [
-    "--precomputed-feats",
-    "--max-duration",
-    "30",
-    "--num-buckets",
-    "1",
-    "--num-workers",
-    "0",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+TEST_DATA_ARGS = ["--precomputed-feats", *quick_run_args(30)]
+
+
+def _run_paths(teacher, cuts, exp_dir) -> list[str]:
+    """``--teacher``, ``--cuts`` and ``--exp-dir`` of a distillation command."""
+    return ["--teacher", str(teacher), "--cuts", str(cuts), "--exp-dir", str(exp_dir)]
 
 
 def _random_teacher(variant: str = "dialog", seed: int = 0):
@@ -264,12 +258,7 @@ def test_cli_rejects_a_wrong_teacher(trained_tiny_checkpoint, tmp_path, capsys):
     assert (
         main(
             [
-                "--teacher",
-                exp,
-                "--cuts",
-                cuts,
-                "--exp-dir",
-                str(tmp_path / "s2"),
+                *_run_paths(exp, cuts, str(tmp_path / "s2")),
                 "--stage",
                 "2",
                 "--num-steps",
@@ -283,12 +272,7 @@ def test_cli_rejects_a_wrong_teacher(trained_tiny_checkpoint, tmp_path, capsys):
     assert (
         main(
             [
-                "--teacher",
-                exp,
-                "--cuts",
-                cuts,
-                "--exp-dir",
-                exp,
+                *_run_paths(exp, cuts, exp),
                 "--num-steps",
                 "1",
                 *TEST_DATA_ARGS,
@@ -310,12 +294,11 @@ def step_distilled(trained_tiny_checkpoint, tmp_path_factory):
     assert (
         main(
             [
-                "--teacher",
-                str(trained_tiny_checkpoint.exp_dir),
-                "--cuts",
-                str(trained_tiny_checkpoint.cuts_path),
-                "--exp-dir",
-                str(exp_dir),
+                *_run_paths(
+                    str(trained_tiny_checkpoint.exp_dir),
+                    str(trained_tiny_checkpoint.cuts_path),
+                    str(exp_dir),
+                ),
                 "--stage",
                 "1",
                 "--num-steps",
@@ -383,12 +366,9 @@ def test_stage_two_trains_against_an_ema_teacher(step_distilled, trained_tiny_ch
     assert (
         main(
             [
-                "--teacher",
-                str(step_distilled),
-                "--cuts",
-                str(trained_tiny_checkpoint.cuts_path),
-                "--exp-dir",
-                str(exp_dir),
+                *_run_paths(
+                    str(step_distilled), str(trained_tiny_checkpoint.cuts_path), str(exp_dir)
+                ),
                 "--stage",
                 "2",
                 "--num-steps",
@@ -428,12 +408,11 @@ def test_guided_distillation_absorbs_cfg(trained_tiny_checkpoint, tmp_path, figu
     assert (
         main(
             [
-                "--teacher",
-                str(trained_tiny_checkpoint.exp_dir),
-                "--cuts",
-                str(trained_tiny_checkpoint.cuts_path),
-                "--exp-dir",
-                str(exp_dir),
+                *_run_paths(
+                    str(trained_tiny_checkpoint.exp_dir),
+                    str(trained_tiny_checkpoint.cuts_path),
+                    str(exp_dir),
+                ),
                 "--num-steps",
                 "30",
                 "--lr",
@@ -506,12 +485,7 @@ def test_stereo_distillation_runs(trained_tiny_checkpoint, stereo_cuts_path, tmp
     assert (
         main(
             [
-                "--teacher",
-                str(teacher_dir),
-                "--cuts",
-                str(stereo_cuts_path),
-                "--exp-dir",
-                str(exp_dir),
+                *_run_paths(str(teacher_dir), str(stereo_cuts_path), str(exp_dir)),
                 "--num-steps",
                 "2",
                 "--lr",

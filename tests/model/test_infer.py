@@ -266,14 +266,19 @@ def test_api_rate_channels_and_duration_grow_with_text(random_synth, prompt_file
     assert durations[0] < durations[1] < durations[2]
 
 
-def test_short_text_is_slowed_not_clipped(random_synth, prompt_files):
-    kwargs = {
+def _one_step_merged(prompt_files) -> dict:
+    """Synthesis arguments of the quick tests: the merged prompt, one step, no guidance."""
+    return {
         "prompt_wav": prompt_files["merged"],
         "prompt_text": PROMPT_TEXT,
         "num_step": 1,
         "guidance_scale": 0.0,
         "trim_output": False,
     }
+
+
+def test_short_text_is_slowed_not_clipped(random_synth, prompt_files):
+    kwargs = _one_step_merged(prompt_files)
     with_floor = random_synth.synthesize("[S1] Hi. [S2] Yes.", **kwargs)
     without = random_synth.synthesize("[S1] Hi. [S2] Yes.", short_text_tokens=0, **kwargs)
     assert with_floor.duration_s == pytest.approx(2 * without.duration_s, rel=0.05)
@@ -323,13 +328,7 @@ def test_rms_is_restored_on_the_output(random_synth, figure):
 def test_long_script_is_chunked_batched_and_crossfaded(random_synth, prompt_files):
     exchange = "[S1] I heard a beep. [S2] Neither did I. "
     script = exchange * 2
-    kwargs = {
-        "prompt_wav": prompt_files["merged"],
-        "prompt_text": PROMPT_TEXT,
-        "num_step": 1,
-        "guidance_scale": 0.0,
-        "trim_output": False,
-    }
+    kwargs = _one_step_merged(prompt_files)
     whole = random_synth.synthesize(script, max_chunk_s=1000.0, **kwargs)
     chunked = random_synth.synthesize(script, max_chunk_s=7.0, **kwargs)
     assert whole.num_chunks == 1 and chunked.num_chunks == 2

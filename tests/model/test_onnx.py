@@ -269,23 +269,17 @@ def _log_mel(path):
     return audio.T, MelExtractor(FeatureConfig.offline())(torch.from_numpy(audio.T.copy())).numpy()
 
 
+def _prompt_args(cli_prompt) -> list[str]:
+    """``--text``, ``--prompt-wav`` and ``--prompt-text`` of the CLI tests."""
+    wav, prompt_text, target = cli_prompt
+    return ["--text", target, "--prompt-wav", str(wav), "--prompt-text", prompt_text]
+
+
 def test_cli_runs_the_onnx_export_like_the_torch_student(exported, cli_prompt, tmp_path, figure):
     """``--checkpoint <onnx dir>`` synthesises what the torch student does (same seed, its
     inference.json defaults: 4 steps, guidance 1.5 as an input); ``--onnx-int8`` runs the
     quantised graphs."""
-    wav, prompt_text, target = cli_prompt
-    common = [
-        "--text",
-        target,
-        "--prompt-wav",
-        str(wav),
-        "--prompt-text",
-        prompt_text,
-        "--seed",
-        "11",
-        "--device",
-        "cpu",
-    ]
+    common = [*_prompt_args(cli_prompt), "--seed", "11", "--device", "cpu"]
     outputs = {}
     for name, extra in (
         ("torch", [str(exported["student_dir"])]),
@@ -320,18 +314,8 @@ def test_cli_runs_the_onnx_export_like_the_torch_student(exported, cli_prompt, t
 def test_cli_onnx_input_errors_are_one_line(exported, cli_prompt, tmp_path, capsys):
     from model.inference.infer import main
 
-    wav, prompt_text, target = cli_prompt
     out = tmp_path / "out.wav"
-    common = [
-        "--text",
-        target,
-        "--prompt-wav",
-        str(wav),
-        "--prompt-text",
-        prompt_text,
-        "--out",
-        str(out),
-    ]
+    common = [*_prompt_args(cli_prompt), "--out", str(out)]
     cases = [
         ([str(exported["student_onnx"]), "--device", "cuda"], "CPU provider"),
         ([str(exported["student_onnx"]), "--device", "mps"], "use --device cpu or auto"),

@@ -16,6 +16,7 @@ import torch
 
 from model.training.ema import ModelEma
 from model.training.train import TrainOptions, lr_factor, main, step_seed
+from tests.model.model_cuts import quick_run_args
 from tests.upstream import upstream_fixture_dir
 
 logger = logging.getLogger(__name__)
@@ -45,15 +46,7 @@ def _quick_args(cuts: Path, exp_dir: Path, config: Path, steps: int, *extra: str
         "2",
         "--log-every",
         "1",
-        "--max-duration",
-        "8",
-        "--num-buckets",
-        "1",
-        "--num-workers",
-        "0",
-        "--no-progress",
-        "--device",
-        "cpu",
+        *quick_run_args(8),
         "--seed",
         "11",
         "--num-threads",
