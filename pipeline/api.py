@@ -4,7 +4,7 @@ loading) may import from ``pipeline`` (``.importlinter`` checks it).
 Records (speaker segments, words) are plain dataclasses and load at once. Everything else loads
 on first use (PEP 562), so importing this module costs no Beam, torch or model import:
 
-* audio: :func:`decode_audio`, :class:`DecodeError`, ``ANALYSIS_SAMPLE_RATE``;
+* audio: ``ANALYSIS_SAMPLE_RATE`` (decoding itself is :mod:`core.audio_io`);
 * speech: :class:`VadOptions`, :func:`load_vad_model`, :func:`detect_speech`;
 * transcription: :func:`resolve_asr_model`, :func:`load_whisper`,
   :class:`WhisperBatchTranscriber`, :class:`DecodeGuards`, :func:`plan_turns`,
@@ -22,8 +22,6 @@ from typing import Any
 from pipeline.records import ANALYSIS_SAMPLE_RATE, SpeakerSegment, SpeechRegion, Word
 
 _LAZY = {
-    "decode_audio": "pipeline.audio_io",
-    "DecodeError": "pipeline.errors",
     "VadOptions": "pipeline.vad",
     "load_vad_model": "pipeline.vad",
     "detect_speech": "pipeline.vad",

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
+from core.audio_io import DecodedAudio, content_sha1, decode_audio, decode_isolated
 from core.options import opt
 from pipeline import errors
-from pipeline.audio_io import DecodedAudio, content_sha1, decode_audio, decode_isolated
 from pipeline.errors import DecodeError
 from pipeline.records import ANALYSIS_SAMPLE_RATE, Recording, RecordingWork, Reject
 from pipeline.stage import REJECTS, StageCounters, StageOutputs

@@ -6,13 +6,12 @@ A reason code is what the ``rejects`` table's ``reason`` column holds and what t
 
 from __future__ import annotations
 
-# ingest / decode (file level)
-UNREADABLE = "unreadable"  # the file could not be opened or decoded
-DECODER_CRASH = "decoder_crash"  # the decoder process died (native crash) on this file
+# ingest / decode (file level): unreadable, decoder_crash, bad_channels come from the decoder
+from core.audio_io import BAD_CHANNELS, DECODER_CRASH, UNREADABLE, DecodeError
+
 EMPTY = "empty"  # no audio samples
 TOO_SHORT = "too_short"  # shorter than --min_duration_s
 TOO_LONG = "too_long"  # longer than --max_duration_s
-BAD_CHANNELS = "bad_channels"  # channel count outside 1..--max_channels
 NON_FINITE = "non_finite"  # NaN or infinite samples
 SILENT = "silent"  # peak level below --silence_dbfs
 DUPLICATE = "duplicate"  # same decoded audio as another input (kept once)
@@ -37,5 +36,18 @@ class StageReject(Exception):
         self.reason = reason
 
 
-class DecodeError(StageReject):
-    """The file cannot be decoded into usable audio."""
+__all__ = [
+    "BAD_CHANNELS",
+    "DECODER_CRASH",
+    "DUPLICATE",
+    "EMPTY",
+    "NON_FINITE",
+    "NO_SPEECH",
+    "SILENT",
+    "STAGE_ERROR",
+    "TOO_LONG",
+    "TOO_SHORT",
+    "UNREADABLE",
+    "DecodeError",
+    "StageReject",
+]

@@ -21,8 +21,8 @@ from typing import Optional
 import apache_beam as beam
 import numpy as np
 
+from core.bandwidth import estimate_bandwidth_hz
 from core.options import opt
-from pipeline.bandwidth import estimate_bandwidth_hz
 from pipeline.dialogue import dialogue_parts
 from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
 from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS

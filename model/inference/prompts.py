@@ -7,7 +7,7 @@ stereo model, each on its own channel: S1 left, S2 right, the other channel sile
 
 Preparation follows ZipVoice's non-raw inference (§3 of the reference):
 
-- decode any format with PyAV (``pipeline.audio_io.decode_audio``) at the model's rate;
+- decode any format with PyAV (``core.audio_io.decode_audio``) at the model's rate;
 - downmix to mono for a mono model; a stereo model needs a 2-channel merged prompt;
 - silences longer than 1 s inside the prompt are cut down to 1 s and edge silences to
   0.1 s (frames below -50 dBFS are silence);
@@ -122,7 +122,7 @@ def load_audio(source: AudioSource, sample_rate: int) -> np.ndarray:
             raise PromptError(f"prompt audio not found: {path}")
         if os.path.isdir(path):
             raise PromptError(f"prompt audio is a directory: {path}")
-        from pipeline.api import DecodeError, decode_audio
+        from core.audio_io import DecodeError, decode_audio
 
         try:
             samples = decode_audio(path, target_rate=sample_rate).samples

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from core.audio_io import decode_audio, decode_isolated
 from pipeline import errors
-from pipeline.audio_io import decode_audio, decode_isolated
 from pipeline.decode import DecodeOptions, check_audio, decode_recording, recording_id_for
 from pipeline.errors import DecodeError
 from tests.pipeline.audio_factory import encode_with_pyav, tone
@@ -82,7 +82,7 @@ def test_missing_file_is_unreadable(tmp_path):
     ],
 )
 def test_checks_reject_unusable_audio(make, reason):
-    from pipeline.audio_io import DecodedAudio
+    from core.audio_io import DecodedAudio
 
     decoded = DecodedAudio(make(), 16000, 16000, 1, "pcm", 8000.0)
     with pytest.raises(DecodeError) as info:

@@ -13,7 +13,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.bandwidth import estimate_bandwidth_hz
+from core.bandwidth import estimate_bandwidth_hz
 from pipeline.dialogue import DialogueOptions, segment_dialogues
 from pipeline.filters import (
     CPS_OUT_OF_RANGE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.audio_io import decode_audio
+from core.audio_io import decode_audio
 from pipeline.vad import VadOptions, detect_speech, load_vad_model
 from tests.conftest import read_rttm
 

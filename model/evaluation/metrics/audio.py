@@ -1,6 +1,6 @@
 """Any audio file as 16 kHz mono float32, the rate every metric model here expects.
 
-Decoding reuses :func:`pipeline.audio_io.decode_audio` (PyAV + soxr: wav, flac, mp3, ...).
+Decoding reuses :func:`core.audio_io.decode_audio` (PyAV + soxr: wav, flac, mp3, ...).
 Multi-channel files (e.g. ZipVoice-Dialog-Stereo outputs, one speaker per channel) are averaged
 to mono, which is what a listener of the downmix hears and what the paper's evaluation loads.
 """
@@ -20,9 +20,9 @@ def load_mono_16k(path: str | os.PathLike) -> np.ndarray:
     """The file's audio at 16 kHz, channels averaged, shape ``(n,)`` float32.
 
     Raises:
-        pipeline.errors.DecodeError: the file cannot be decoded.
+        core.audio_io.DecodeError: the file cannot be decoded.
     """
-    from pipeline.api import decode_audio
+    from core.audio_io import decode_audio
 
     decoded = decode_audio(os.fspath(path), target_rate=SAMPLE_RATE)
     return np.ascontiguousarray(decoded.samples.mean(axis=0), dtype=np.float32)

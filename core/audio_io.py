@@ -4,7 +4,7 @@ PyAV bundles FFmpeg, so wav, flac, mp3, ogg, opus and m4a decode with no system 
 resampled with soxr while it is decoded, so only the 16 kHz copy is ever held in memory. The channel
 layout is kept: shape ``(channels, samples)``.
 
-Run as ``python -m pipeline.audio_io URI OUT.npy`` it decodes in a child process (see
+Run as ``python -m core.audio_io URI OUT.npy`` it decodes in a child process (see
 :func:`decode_isolated`): a native crash inside the decoder then kills the child, not the run.
 """
 
@@ -20,8 +20,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import errors
-from pipeline.errors import DecodeError
+# reason codes of the decode errors (the pipeline's rejects table names them, pipeline.errors)
+UNREADABLE = "unreadable"  # the file could not be opened or decoded
+DECODER_CRASH = "decoder_crash"  # the decoder process died (native crash) on this file
+BAD_CHANNELS = "bad_channels"  # channel count outside 1..max_channels
+
+
+class DecodeError(Exception):
+    """The file cannot be decoded into usable audio.
+
+    Args:
+        reason: a reason code (this module's, or the pipeline's file-level ones).
+        message: a one-line explanation.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -68,28 +83,26 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
     import av
     import soxr
 
-    from pipeline.bandwidth import BandwidthProbe
+    from core.bandwidth import BandwidthProbe
 
     try:
         container = _open(uri)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(errors.UNREADABLE, f"cannot open: {exc}") from exc
+        raise DecodeError(UNREADABLE, f"cannot open: {exc}") from exc
     with container:
         streams = [s for s in container.streams if s.type == "audio"]
         if not streams:
-            raise DecodeError(errors.UNREADABLE, "no audio stream")
+            raise DecodeError(UNREADABLE, "no audio stream")
         stream = streams[0]
         codec_context = stream.codec_context
         if codec_context is None:  # FFmpeg found a stream but no decoder for it (broken header)
-            raise DecodeError(errors.UNREADABLE, "audio stream without a usable codec")
+            raise DecodeError(UNREADABLE, "audio stream without a usable codec")
         channels = codec_context.channels or 0
         sample_rate = codec_context.sample_rate or 0
         if not 1 <= channels <= max_channels:
-            raise DecodeError(
-                errors.BAD_CHANNELS, f"{channels} channels (allowed 1..{max_channels})"
-            )
+            raise DecodeError(BAD_CHANNELS, f"{channels} channels (allowed 1..{max_channels})")
         if sample_rate <= 0:
-            raise DecodeError(errors.UNREADABLE, f"invalid sample rate {sample_rate}")
+            raise DecodeError(UNREADABLE, f"invalid sample rate {sample_rate}")
         resampler = (
             None
             if sample_rate == target_rate
@@ -112,7 +125,7 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
                 )
         except (av.error.FFmpegError, ValueError) as exc:
             if not chunks:
-                raise DecodeError(errors.UNREADABLE, f"decode failed: {exc}") from exc
+                raise DecodeError(UNREADABLE, f"decode failed: {exc}") from exc
             # keep what decoded before a corrupt tail (a truncated download, say)
         codec = codec_context.name or ""
     samples = (
@@ -171,14 +184,14 @@ def decode_isolated(
         }
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "pipeline.audio_io", *args], timeout=timeout_s, **child
+                [sys.executable, "-m", "core.audio_io", *args], timeout=timeout_s, **child
             )
         except subprocess.TimeoutExpired as exc:
-            raise DecodeError(errors.DECODER_CRASH, f"decoder hung for {timeout_s:.0f} s") from exc
+            raise DecodeError(DECODER_CRASH, f"decoder hung for {timeout_s:.0f} s") from exc
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
             raise DecodeError(
-                errors.DECODER_CRASH,
+                DECODER_CRASH,
                 f"decoder process exited with {proc.returncode}: {proc.stderr.strip()[-300:]}",
             )
         meta = json.loads(lines[-1])
