@@ -17,8 +17,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import apache_beam as beam
-
 from core.dialogue_script import tag_turns
 from core.options import opt
 from pipeline import stereo
@@ -32,7 +30,12 @@ from pipeline.records import (
     Turn,
     Word,
 )
-from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
+from pipeline.stage import (
+    RecordingStage,
+    RecordingStageFn,
+    item_reject,
+    replace,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -707,17 +710,13 @@ class SegmentDialoguesFn(RecordingStageFn):
         return replace(work, dialogues=tuple(dialogues), dialogue_turns=tuple(dturns)), rejects
 
 
-class SegmentDialogues(beam.PTransform):
+class SegmentDialogues(RecordingStage):
     """Composite: ``RecordingWork`` → the same work with two-speaker dialogue segments.
 
     >>> # outputs = works | "SegmentDialogues" >> SegmentDialogues(DialogueOptions())
     >>> # outputs.main, outputs.rejects
     """
 
-    def __init__(self, opts: DialogueOptions, split_fn: Callable[[str], str] | None = None):
-        super().__init__()
-        self.opts = opts
-        self.split_fn = split_fn
-
-    def expand(self, works: beam.PCollection) -> StageOutputs:
-        return apply_stage(works, "Segment", SegmentDialoguesFn(self.opts, self.split_fn))
+    options_class = DialogueOptions
+    fn_class = SegmentDialoguesFn
+    step = "Segment"

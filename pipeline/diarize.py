@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
 
 from pipeline.diarization.options import DiarizeOptions
 from pipeline.records import RecordingWork, Reject, SpeechRegion
-from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, replace
+from pipeline.stage import RecordingStage, RecordingStageFn, replace
 
 logger = logging.getLogger(__name__)
 
@@ -152,16 +151,13 @@ class DiarizeFn(RecordingStageFn):
         ), []
 
 
-class Diarize(beam.PTransform):
+class Diarize(RecordingStage):
     """Speaker diarization of each :class:`RecordingWork` (see the module docstring).
 
     >>> outputs = works | "Diarize" >> Diarize(DiarizeOptions())   # doctest: +SKIP
     >>> outputs.main, outputs.rejects                              # doctest: +SKIP
     """
 
-    def __init__(self, opts: DiarizeOptions | None = None):
-        super().__init__()
-        self.opts = opts or DiarizeOptions()
-
-    def expand(self, works: beam.PCollection) -> StageOutputs:
-        return apply_stage(works, "DiarizeRecordings", DiarizeFn(self.opts))
+    options_class = DiarizeOptions
+    fn_class = DiarizeFn
+    step = "DiarizeRecordings"

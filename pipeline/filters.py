@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-import apache_beam as beam
 import numpy as np
 
 from core.bandwidth import estimate_bandwidth_hz
@@ -40,7 +39,12 @@ from pipeline.records import (
     Reject,
     Turn,
 )
-from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
+from pipeline.stage import (
+    RecordingStage,
+    RecordingStageFn,
+    item_reject,
+    replace,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -521,15 +525,12 @@ def _role_measures(
     return role_measures(embeddings, roles), margins
 
 
-class FilterDialogues(beam.PTransform):
+class FilterDialogues(RecordingStage):
     """Composite: ``RecordingWork`` → the same work keeping the dialogues that pass.
 
     >>> # outputs = segmented.main | "FilterDialogues" >> FilterDialogues(FilterOptions())
     """
 
-    def __init__(self, opts: FilterOptions):
-        super().__init__()
-        self.opts = opts
-
-    def expand(self, works: beam.PCollection) -> StageOutputs:
-        return apply_stage(works, "Filter", FilterDialoguesFn(self.opts))
+    options_class = FilterOptions
+    fn_class = FilterDialoguesFn
+    step = "Filter"

@@ -19,7 +19,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -158,6 +158,34 @@ class RecordingStageFn(beam.DoFn):
             start=0.0,
             end=work.recording.duration_s,
         )
+
+
+class RecordingStage(beam.PTransform):
+    """The one Beam wrapper of a per-recording stage: ``RecordingWork`` → :class:`StageOutputs`
+    (the work that goes on, and the stage's rejects).
+
+    A stage subclasses it with its options class, its DoFn and the label of its step; keyword
+    arguments besides the options go to the DoFn::
+
+        class DetectSpeech(RecordingStage):
+            options_class = VadOptions
+            fn_class = DetectSpeechFn
+            step = "RunSileroVad"
+
+        outputs = works | "DetectSpeech" >> DetectSpeech(VadOptions())
+    """
+
+    options_class: ClassVar[type]
+    fn_class: ClassVar[type[RecordingStageFn]]
+    step: ClassVar[str]
+
+    def __init__(self, opts: Any = None, label: str | None = None, **fn_kwargs: Any):
+        super().__init__(label)
+        self.opts = opts if opts is not None else self.options_class()
+        self.fn_kwargs = fn_kwargs
+
+    def expand(self, works: beam.PCollection) -> StageOutputs:
+        return apply_stage(works, self.step, self.fn_class(self.opts, **self.fn_kwargs))
 
 
 def apply_stage(pcoll: beam.PCollection, label: str, fn: RecordingStageFn) -> StageOutputs:

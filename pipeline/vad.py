@@ -13,13 +13,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
 
 from core.options import opt
 from pipeline import errors
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, SpeechRegion
-from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, replace
+from pipeline.stage import RecordingStage, RecordingStageFn, replace
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +121,9 @@ class DetectSpeechFn(RecordingStageFn):
         return work, []
 
 
-class DetectSpeech(beam.PTransform):
+class DetectSpeech(RecordingStage):
     """Recordings → recordings with speech regions (and ``no_speech`` rejects)."""
 
-    def __init__(self, opts: VadOptions):
-        super().__init__()
-        self.opts = opts
-
-    def expand(self, works) -> StageOutputs:
-        return apply_stage(works, "RunSileroVad", DetectSpeechFn(self.opts))
+    options_class = VadOptions
+    fn_class = DetectSpeechFn
+    step = "RunSileroVad"

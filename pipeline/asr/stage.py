@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
@@ -28,7 +27,12 @@ from pipeline.asr import pack
 from pipeline.asr.plan import TurnSpan, plan_turns
 from pipeline.asr.whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
-from pipeline.stage import RecordingStageFn, StageOutputs, apply_stage, item_reject, replace
+from pipeline.stage import (
+    RecordingStage,
+    RecordingStageFn,
+    item_reject,
+    replace,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -417,16 +421,12 @@ class TranscribeFn(RecordingStageFn):
         return replace(work, turns=turns), rejects
 
 
-class Transcribe(beam.PTransform):
+class Transcribe(RecordingStage):
     """Composite: ``RecordingWork`` -> the same work with ``turns``, plus the ASR rejects.
 
     >>> # outputs = works | "Transcribe" >> Transcribe(AsrOptions(asr_model="tiny.en"))
     """
 
-    def __init__(self, opts: AsrOptions | None = None, label: str | None = None):
-        super().__init__(label)
-        self.opts = opts or AsrOptions()
-
-    def expand(self, works: beam.PCollection) -> StageOutputs:
-        # one DoFn per recording: all its turns are batched together inside it
-        return apply_stage(works, "TranscribeTurns", TranscribeFn(self.opts))
+    options_class = AsrOptions
+    fn_class = TranscribeFn
+    step = "TranscribeTurns"
