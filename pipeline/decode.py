@@ -23,7 +23,7 @@ from core.options import opt
 from pipeline import errors
 from pipeline.errors import DecodeError
 from pipeline.records import ANALYSIS_SAMPLE_RATE, Recording, RecordingWork, Reject
-from pipeline.stage import REJECTS, StageCounters, StageOutputs
+from pipeline.stage import REJECTS, StageCounters, StageFn, StageOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +109,15 @@ def decode_recording(uri: str, opts: DecodeOptions) -> RecordingWork:
     return RecordingWork(recording=recording, audio=decoded.samples)
 
 
-class DecodeFn(beam.DoFn):
-    """URI → RecordingWork, or a file-level Reject on the ``rejects`` output."""
+class DecodeFn(StageFn):
+    """URI → RecordingWork, or a file-level Reject on the ``rejects`` output (its input is a URI,
+    not a recording's work, so it has its own :meth:`process` on the stage base)."""
+
+    stage = STAGE
 
     def __init__(self, opts: DecodeOptions):
         super().__init__()
         self.opts = opts
-        self.counters: StageCounters | None = None
-
-    def setup(self):
-        self.counters = StageCounters(STAGE)
 
     def process(self, uri: str) -> Iterable:
         counters = self.counters or StageCounters(STAGE)

@@ -86,12 +86,10 @@ class _ModelHolder:
         self.value = value
 
 
-class RecordingStageFn(beam.DoFn):
-    """Base DoFn of a per-recording stage.
-
-    Subclasses set ``stage`` and implement :meth:`apply`, which returns the new work and a list of
-    item-level rejects. Models are loaded in :meth:`setup` through :meth:`shared_model`, so one
-    worker process loads each model once, however many threads and bundles use it.
+class StageFn(beam.DoFn):
+    """Base DoFn of every stage: its counters (:class:`StageCounters`, made in :meth:`setup`)
+    and its models, loaded in :meth:`setup` through :meth:`shared_model`, so one worker process
+    loads each model once, however many threads and bundles use it. Subclasses set ``stage``.
     """
 
     stage = "stage"
@@ -117,6 +115,15 @@ class RecordingStageFn(beam.DoFn):
 
     def setup(self):
         self.counters = StageCounters(self.stage)
+
+
+class RecordingStageFn(StageFn):
+    """Base DoFn of a per-recording stage (every stage after decoding).
+
+    Subclasses set ``stage`` and implement :meth:`apply`, which returns the new work and a list of
+    item-level rejects; a :class:`StageReject` or any other exception rejects the whole recording
+    and the run goes on.
+    """
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
         raise NotImplementedError
