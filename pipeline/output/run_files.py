@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import subprocess
 from collections import Counter
 from typing import Any
@@ -175,6 +176,34 @@ def summarize(output_dir: str) -> dict[str, Any]:
     }
 
 
+# an option whose name says it holds a credential, and any value shaped like a Hugging Face token
+_SECRET_NAME = re.compile(
+    r"(?:^|_)(?:token|secret|password|passwd|api_?key|credentials?|private_?key)(?:$|_)",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(r"hf_[A-Za-z0-9]{20,}")
+REDACTED = "<redacted>"
+
+
+def redact_secrets(value: Any, name: str = "") -> Any:
+    """``value`` (options, nested dicts and lists) with every credential replaced by
+    ``<redacted>``: the whole value of an option named like one (``--hf_token``, ``*_password``,
+    ``api_key``, ...) and any Hugging Face token (``hf_…``) inside any other string.
+
+    >>> redact_secrets({"hf_token": "hf_abc", "input": "x.wav", "n": 2})
+    {'hf_token': '<redacted>', 'input': 'x.wav', 'n': 2}
+    """
+    if isinstance(value, dict):
+        return {k: redact_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v, name) for v in value]
+    if value not in (None, "", False) and _SECRET_NAME.search(name):
+        return REDACTED
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
+    return value
+
+
 def finish_run(
     output_dir: str, options: PipelineOptions, result, elapsed_s: float
 ) -> dict[str, Any]:
@@ -183,7 +212,7 @@ def finish_run(
     with open(os.path.join(output_dir, "metrics.json"), "w") as handle:
         json.dump(metrics, handle, indent=1, sort_keys=True)
     manifest = {
-        "options": options.get_all_options(drop_default=True),
+        "options": redact_secrets(options.get_all_options(drop_default=True)),
         "models": models_used(options),
         "packages": _package_versions(),
         "git_revision": _git_revision(),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -122,15 +124,43 @@ def messy_inputs(tmp_path_factory) -> Path:
     return folder
 
 
+# a credential a user passes (unused by the default ONNX diarization): it must be written nowhere
+SECRET_TOKEN = "hf_" + "TestOnlyNotARealToken0123456789"
+
+
 @pytest.fixture(scope="module")
 def messy_run(messy_inputs, tmp_path_factory):
     output = tmp_path_factory.mktemp("messy_out")
-    summary = run(["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}"])
-    return output, summary
+    logs = io.StringIO()
+    handler = logging.StreamHandler(logs)
+    logging.getLogger().addHandler(handler)
+    try:
+        summary = run(
+            [
+                "--runner=DirectRunner",
+                f"--input={messy_inputs}",
+                f"--output={output}",
+                f"--hf_token={SECRET_TOKEN}",
+            ]
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return output, summary, logs.getvalue()
+
+
+def test_no_credential_is_written(messy_run):
+    output, summary, logs = messy_run
+    files = [p for p in output.rglob("*") if p.is_file()]
+    assert any(p.name == "run_manifest.json" for p in files) and len(files) > 10
+    for path in files:
+        assert SECRET_TOKEN.encode() not in path.read_bytes(), f"the token is in {path}"
+    assert SECRET_TOKEN not in logs and SECRET_TOKEN not in json.dumps(summary, default=str)
+    manifest = json.loads((output / "run_manifest.json").read_text())
+    assert manifest["options"]["hf_token"] == "<redacted>"
 
 
 def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
-    output, summary = messy_run
+    output, summary, _ = messy_run
     audio_files = sorted(p for p in messy_inputs.iterdir() if p.suffix != ".txt")
     recordings = read_table(output, "recordings").to_pylist()
     file_rejects = [r for r in read_table(output, "rejects").to_pylist() if not r["item_id"]]
@@ -154,7 +184,7 @@ def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
 
 
 def test_rerun_skips_finished_work_and_keeps_outputs(messy_inputs, messy_run):
-    output, _ = messy_run
+    output, _, _ = messy_run
     before = {
         t: sorted(map(str, read_table(output, t).to_pylist()))
         for t in ("recordings", "rejects", "speech")
