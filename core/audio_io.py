@@ -174,17 +174,12 @@ def decode_isolated(
     """
     with tempfile.TemporaryDirectory(prefix="decode-") as tmp:
         out = os.path.join(tmp, "audio.npy")
-        args = [uri, out, str(target_rate), str(max_channels)]
+        cmd = [sys.executable, "-m", "core.audio_io", uri, out, str(target_rate), str(max_channels)]
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        child = {
-            "capture_output": True,
-            "text": True,
-            "env": env,
-            "cwd": os.path.dirname(os.path.dirname(__file__)),
-        }
+        repo = os.path.dirname(os.path.dirname(__file__))
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "core.audio_io", *args], timeout=timeout_s, **child
+                cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=repo
             )
         except subprocess.TimeoutExpired as exc:
             raise DecodeError(DECODER_CRASH, f"decoder hung for {timeout_s:.0f} s") from exc

@@ -27,9 +27,9 @@ from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
 from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS
 from pipeline.quality.role_purity import (
     PurityThresholds,
+    measure_roles,
     purity_failure,
     role_measures,
-    turn_margins,
 )
 from pipeline.records import (
     ANALYSIS_SAMPLE_RATE,
@@ -520,9 +520,10 @@ def _role_measures(
         [clip(source(dturns[i]), dturns[i].start, dturns[i].end) for i in embedded]
     )
     roles = [dturns[i].role for i in embedded]
-    for i, margin in zip(embedded, turn_margins(embeddings, roles)):
+    measures, per_turn = measure_roles(embeddings, roles)
+    for i, margin in zip(embedded, per_turn):
         margins[i] = margin
-    return role_measures(embeddings, roles), margins
+    return measures, margins
 
 
 class FilterDialogues(RecordingStage):

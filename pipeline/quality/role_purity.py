@@ -57,21 +57,20 @@ def role_measures(embeddings: np.ndarray, roles: Sequence[str]) -> dict[str, flo
     >>> round(m["role_margin"], 3), round(m["role_cross_similarity"], 3)
     (1.0, 0.0)
     """
-    return _measures(embeddings, roles)[0]
+    return measure_roles(embeddings, roles)[0]
 
 
-def turn_margins(embeddings: np.ndarray, roles: Sequence[str]) -> list[float]:
-    """Each turn's ``cos(turn, own role) - cos(turn, other role)`` (as in ``role_margin``, whose
-    value is the smallest of these); NaN for a turn that is its role's only embedded turn.
+def measure_roles(
+    embeddings: np.ndarray, roles: Sequence[str]
+) -> tuple[dict[str, float], list[float]]:
+    """:func:`role_measures` and each turn's margin, ``cos(turn, own role) - cos(turn, other
+    role)`` (``role_margin`` is the smallest), NaN for a turn that is its role's only one.
 
     >>> a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-    >>> [round(m, 3) for m in turn_margins(np.stack([a, b, a, b, b]), ["S1", "S2", "S1", "S2", "S1"])]
+    >>> _, margins = measure_roles(np.stack([a, b, a, b, b]), ["S1", "S2", "S1", "S2", "S1"])
+    >>> [round(m, 3) for m in margins]
     [0.707, 0.553, 0.707, 0.553, -1.0]
     """
-    return _measures(embeddings, roles)[1]
-
-
-def _measures(embeddings: np.ndarray, roles: Sequence[str]) -> tuple[dict[str, float], list[float]]:
     roles = list(roles)
     out = {
         "role_margin": math.nan,

@@ -344,11 +344,10 @@ def test_sample_scored_against_itself(analysis, prompt, sample, sample_rttm, fig
     figure("insertions", counts.insertions, at_most=3)
     # cpWER stays near the ASR error when the voices are attributed right (the wrong pairing
     # costs ~0.8). Measured (scripts/test_portability.sh): 0.012 on the wav under every ISA and
-    # thread variant, 0.099 (turns) / 0.148 (words) on its MP3 round trip, where the diarizer
-    # gives one 2 s turn of Diane ("Oh, I'm originally from Chicago also") to Sheila; bound 0.2,
-    # margin 0.05 over the worst variant.
+    # thread variant. On its MP3 round trip the diarizer gives one 2 s turn of Diane to Sheila
+    # and the words gap is 0.148: a real attribution error, so that variant fails here (open).
     for mode, cp in (("turns", result), ("words", words)):
-        figure(f"cpwer_minus_wer_{mode}", abs(cp.cpwer - result.wer), at_most=0.2)
+        figure(f"cpwer_minus_wer_{mode}", abs(cp.cpwer - result.wer), at_most=0.12)
         figure(f"cpwer_swap_gain_{mode}", cp.cpwer_swapped - cp.cpwer, at_least=0.5)
     # ... and the pairing it picks is the true one (found from the reference RTTM)
     truth = _true_labels(analysis.segments, sample_rttm)

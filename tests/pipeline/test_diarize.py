@@ -239,9 +239,9 @@ def test_sample_der(models, sample, figure):
     result = diarize(wave, DiarizeOptions(), models, "sample")
     error, parts = conv.der(reference, result.segments)
     # measured (scripts/test_portability.sh) 4.4 % on the wav under every ISA and thread
-    # variant, 9.9 % on its MP3 round trip (one 2 s turn of one woman given to the other);
-    # bound 13 %, margin 3 points over the worst variant (the README's figure: 4.7 %)
-    figure("sample_der", error, at_most=0.13, detail=parts)
+    # variant; 9.9 % on its MP3 round trip (one 2 s turn of one woman given to the other), just
+    # inside the bound: that variant's confusion is an open diarization problem, not a margin
+    figure("sample_der", error, at_most=0.10, detail=parts)
     labels = [s.speaker for s in result.segments]
     assert sorted(set(labels)) == ["SPK0", "SPK1"] and labels[0] == "SPK0"
     # the reference has four overlaps (1.9 s): some of it is found and flagged
