@@ -10,6 +10,8 @@ Usage example::
         --exp-dir exp/dialog_distill --stage 2 --num-steps 2000 --lr 1e-4
     # the student then samples in 4 steps by default
     python -m model.infer --model-dir exp/dialog_distill ...
+    # several GPUs (or CPU processes): torchrun, as for training
+    torchrun --standalone --nproc_per_node 8 -m model.distill --teacher exp/dialog ...
 
 One update (reference §1.9): draw t ~ U(0, 1), two hop sizes d1 ~ U(0, min(0.3, 1 - t)) and
 d2 ~ U(0, min(0.3, 1 - t - d1)), a guidance scale w and a (suffix) prompt mask; from
@@ -19,12 +21,14 @@ reaching x_{t+d1+d2}. The student makes one jump over the same span from x_t wit
 input. The loss is the MSE between the two implied velocities
 ``(x_{t+d1+d2} - x_t) / (d1 + d2)`` on masked, non-padding frames; for Euler hops that is
 ``(d1·v1 + d2·v2) / (d1 + d2)`` against the student's velocity, computed in that form so
-no tiny span divides anything.
+no tiny span divides anything (:mod:`model.training.distill_objective`). The loop (seeds,
+update, logs, exact resume, DDP) is the one training uses (:mod:`model.training.loop`).
 
 The experiment directory is a checkpoint directory (:func:`model.network.student.load_model`,
 ``python -m model.infer --model-dir``): ``model.safetensors`` (the student), ``network.json``,
 ``tokens.txt``, ``features.json``, ``inference.json`` (default steps and guidance), plus
-``distill.json`` (these options), ``distill-last.pt`` (resume state) and ``log/distill.jsonl``.
+``distill.json`` (these options), ``distill-last.pt`` (resume state), ``log/distill.jsonl`` and
+``log/distill.log``.
 """
 
 from __future__ import annotations
@@ -34,24 +38,32 @@ import copy
 import dataclasses
 import json
 import logging
-import math
-import random
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from core.options import opt
-from model.inference.synthesis import resolve_device
-from model.network.flow import FlowOptions, draw_noise_and_mask, masked_mse
+from model.network.flow import FlowOptions
 from model.training.command import check_run_paths, command_parser, run_command
 from model.training.data import DataOptions
+from model.training.distill_objective import (
+    DistillationObjective,
+    draw_distill_inputs,
+)
 from model.training.ema import ema_update
+from model.training.loop import (
+    DistContext,
+    LoopSettings,
+    TrainingLoop,
+    amp_dtype,
+    atomic_save,
+    process_run,
+    wrap_for_ranks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -186,214 +198,6 @@ class DistillOptions:
 
 
 # ------------------------------------------------------------------------------------------
-# one update, as functions of explicit draws
-
-
-@dataclass(frozen=True)
-class DistillDraw:
-    """The random quantities of one distillation update.
-
-    Attributes:
-        t: shape ``(B, 1, 1)``, start time.
-        hop1: shape ``(B, 1, 1)``, first teacher hop.
-        hop2: shape ``(B, 1, 1)``, second teacher hop (t + hop1 + hop2 <= 1).
-        guidance_scale: shape ``(B, 1, 1)``, w.
-        noise: shape ``(B, T, F)``, x0.
-        target_mask: shape ``(B, T)``, True on the frames to generate (and score).
-    """
-
-    t: Tensor
-    hop1: Tensor
-    hop2: Tensor
-    guidance_scale: Tensor
-    noise: Tensor
-    target_mask: Tensor
-
-
-def draw_distill_inputs(
-    features: Tensor,
-    features_lens: Tensor,
-    *,
-    guidance_range: tuple[float, float],
-    max_hop: float,
-    flow_options: FlowOptions,
-    generator: torch.Generator,
-) -> DistillDraw:
-    """Draws t, the two hops, w, the noise and the prompt mask from one CPU generator.
-
-    Args:
-        features: shape ``(B, T, F)``; its shape, dtype and device are used.
-        features_lens: shape ``(B,)``.
-        guidance_range: ``(min, max)`` of the uniform w.
-        max_hop: largest hop size.
-        flow_options: mask kind and fractions.
-        generator: a CPU generator.
-
-    Returns:
-        The draw on ``features.device``.
-    """
-    batch = features.shape[0]
-    t = torch.rand(batch, 1, 1, generator=generator)
-    hop1 = torch.rand(batch, 1, 1, generator=generator) * torch.clamp(1.0 - t, max=max_hop)
-    hop2 = torch.rand(batch, 1, 1, generator=generator) * torch.clamp(
-        1.0 - t - hop1, min=0.0, max=max_hop
-    )
-    lo, hi = guidance_range
-    w = lo + (hi - lo) * torch.rand(batch, 1, 1, generator=generator)
-    noise, mask = draw_noise_and_mask(features_lens, features.shape, flow_options, generator)
-    device, dtype = features.device, features.dtype
-    return DistillDraw(
-        t=t.to(device),
-        hop1=hop1.to(device),
-        hop2=hop2.to(device),
-        guidance_scale=w.to(device),
-        noise=noise.to(device=device, dtype=dtype),
-        target_mask=mask.to(device),
-    )
-
-
-def guided_velocity(
-    network: torch.nn.Module,
-    *,
-    t: Tensor,
-    xt: Tensor,
-    text_condition: Tensor,
-    speech_condition: Tensor,
-    padding_mask: Tensor,
-    guidance_scale: Tensor,
-    guidance_input: bool,
-) -> Tensor:
-    """The guided velocity a sampler would use at ``(xt, t)`` with per-item ``w``.
-
-    A distilled network (``guidance_input``) takes w as an input. Otherwise upstream's
-    time-dependent CFG runs as one doubled batch: v = (1 + w')·v_cond − w'·v_uncond, where
-    for t ≤ 0.5 the unconditional pass drops the text only and w' = 2w, and for t > 0.5 it
-    drops text and speech prompt and w' = w (the same rule as :func:`model.network.flow.sample`,
-    decided per item).
-
-    Args:
-        network: the velocity estimator.
-        t: shape ``(B, 1, 1)``.
-        xt: shape ``(B, T, F)``.
-        text_condition: shape ``(B, T, C)``.
-        speech_condition: shape ``(B, T, F)``.
-        padding_mask: shape ``(B, T)``, True on padding.
-        guidance_scale: shape ``(B, 1, 1)``.
-        guidance_input: whether ``network`` takes w as an input.
-
-    Returns:
-        shape ``(B, T, F)``.
-    """
-    if guidance_input:
-        return network.forward_fm_decoder(
-            t=t,
-            xt=xt,
-            text_condition=text_condition,
-            speech_condition=speech_condition,
-            padding_mask=padding_mask,
-            guidance_scale=guidance_scale,
-        )
-    late = t > 0.5  # (B, 1, 1)
-    uncond_speech = torch.where(late, torch.zeros_like(speech_condition), speech_condition)
-    w = torch.where(late, guidance_scale, 2.0 * guidance_scale).to(xt.dtype)
-    v_pair = network.forward_fm_decoder(
-        t=torch.cat([t, t]),
-        xt=torch.cat([xt, xt]),
-        text_condition=torch.cat([torch.zeros_like(text_condition), text_condition]),
-        speech_condition=torch.cat([uncond_speech, speech_condition]),
-        padding_mask=torch.cat([padding_mask, padding_mask]),
-    )
-    v_uncond, v_cond = v_pair.chunk(2, dim=0)
-    return (1.0 + w) * v_cond - w * v_uncond
-
-
-@torch.no_grad()
-def teacher_target_velocity(
-    teacher: torch.nn.Module,
-    *,
-    tokens: list[list[int]],
-    features: Tensor,
-    features_lens: Tensor,
-    draw: DistillDraw,
-    guidance_input: bool,
-) -> Tensor:
-    """The velocity implied by the teacher's two guided Euler hops from x_t.
-
-    Returns:
-        shape ``(B, T, F)``: ``(d1·v1 + d2·v2) / (d1 + d2)`` (``v1`` where the span is 0).
-    """
-    text_condition, padding_mask = teacher.forward_text_train(tokens, features_lens)
-    speech_condition = features.masked_fill(draw.target_mask.unsqueeze(-1), 0.0)
-    t = draw.t.to(features.dtype)
-    xt = t * features + (1.0 - t) * draw.noise
-    common = {
-        "text_condition": text_condition,
-        "speech_condition": speech_condition,
-        "padding_mask": padding_mask,
-        "guidance_scale": draw.guidance_scale,
-        "guidance_input": guidance_input,
-    }
-    v1 = guided_velocity(teacher, t=t, xt=xt, **common).float()
-    x_mid = xt + draw.hop1 * v1
-    v2 = guided_velocity(teacher, t=t + draw.hop1, xt=x_mid.to(xt.dtype), **common).float()
-    span = draw.hop1 + draw.hop2
-    averaged = (draw.hop1 * v1 + draw.hop2 * v2) / span.clamp(min=1e-12)
-    return torch.where(span > 1e-9, averaged, v1)
-
-
-def distillation_loss(
-    student: torch.nn.Module,
-    teacher: torch.nn.Module,
-    *,
-    tokens: list[list[int]],
-    features: Tensor,
-    features_lens: Tensor,
-    draw: DistillDraw,
-    teacher_guidance_input: bool,
-) -> dict[str, Tensor]:
-    """The distillation loss of one batch.
-
-    Args:
-        student: the distilled network (takes w as an input).
-        teacher: the fixed teacher (stage 1) or the EMA student (stage 2).
-        tokens: B token lists.
-        features: shape ``(B, T, F)``, model-space mel (x1).
-        features_lens: shape ``(B,)``.
-        draw: the update's randomness.
-        teacher_guidance_input: whether the teacher takes w as an input.
-
-    Returns:
-        ``{"loss", "ref_loss", "num_frames"}``; ``ref_loss`` is the student's plain
-        flow-matching error against x1 − x0 (a diagnostic, no gradient).
-    """
-    target_v = teacher_target_velocity(
-        teacher,
-        tokens=tokens,
-        features=features,
-        features_lens=features_lens,
-        draw=draw,
-        guidance_input=teacher_guidance_input,
-    )
-    text_condition, padding_mask = student.forward_text_train(tokens, features_lens)
-    speech_condition = features.masked_fill(draw.target_mask.unsqueeze(-1), 0.0)
-    t = draw.t.to(features.dtype)
-    xt = t * features + (1.0 - t) * draw.noise
-    v_student = student.forward_fm_decoder(
-        t=t,
-        xt=xt,
-        text_condition=text_condition,
-        speech_condition=speech_condition,
-        padding_mask=padding_mask,
-        guidance_scale=draw.guidance_scale,
-    ).float()
-    loss_mask = draw.target_mask & ~padding_mask
-    loss = masked_mse(v_student, target_v, loss_mask)
-    with torch.no_grad():
-        ref_loss = masked_mse(v_student, (features - draw.noise).float(), loss_mask)
-    return {"loss": loss, "ref_loss": ref_loss, "num_frames": loss_mask.sum()}
-
-
-# ------------------------------------------------------------------------------------------
 # evaluation: how close is the few-step student to the many-step teacher
 
 
@@ -489,12 +293,6 @@ def compare_few_step(
 # the run
 
 
-def _step_seed(seed: int, step: int) -> int:
-    from model.training.train import step_seed
-
-    return step_seed(seed, step, 0)
-
-
 def _feature_config(teacher_dir: Path, feat_dim: int):
     from model.audio.features import FeatureConfig
 
@@ -507,23 +305,39 @@ def _feature_config(teacher_dir: Path, feat_dim: int):
     return FeatureConfig.preset(name)
 
 
-class Distiller:
-    """One distillation run's state and loop.
+class Distiller(TrainingLoop):
+    """One process's distillation run (the loop, resume and DDP of :mod:`model.training.loop`).
 
     Args:
         options: the run's options.
+        ctx: this process's place in the job.
     """
 
-    def __init__(self, options: DistillOptions) -> None:
+    window_keys = ("loss", "ref_loss", "grad_norm")
+    last_keys = ("lr", "frames")
+
+    def __init__(self, options: DistillOptions, ctx: DistContext) -> None:
         from model.audio.features import MelExtractor
         from model.inference.defaults import InferenceDefaults
         from model.network.student import load_model, student_from_teacher, takes_guidance_input
         from model.tokenizer import Tokenizer, TokenTable
         from model.training.data import BatchStream, DialogTTSDataset, load_cuts, make_sampler
 
+        super().__init__(
+            LoopSettings(
+                num_steps=options.num_steps,
+                log_every=options.log_every,
+                save_every=options.save_every,
+                seed=options.seed,
+                grad_clip=options.grad_clip,
+                log_progress=options.log_progress,
+                log_name="distill",
+            ),
+            ctx,
+            Path(options.exp_dir),
+        )
         self.options = options
-        self.exp_dir = Path(options.exp_dir)
-        self.device = torch.device(resolve_device(options.device, mps=False))
+        self.device = ctx.device
         torch.manual_seed(options.seed)
         loaded = load_model(options.teacher, device=self.device)
         teacher_is_student = takes_guidance_input(loaded.network)
@@ -539,21 +353,22 @@ class Distiller:
         self.config = loaded.config
         self.mode = MODE_OF_VARIANT[loaded.config.variant]
         if options.stage == 1:
-            self.teacher = loaded.network.eval()
             self.student = student_from_teacher(loaded.network)
-            teacher_defaults = loaded.defaults
         else:
             self.student = copy.deepcopy(loaded.network)
-            self.teacher = loaded.network.eval()  # the EMA of the student, same start
-            teacher_defaults = loaded.defaults
+        self.teacher = loaded.network.eval()  # stage 2: the EMA of the student, same start
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.student.to(self.device).train()
         self.teacher_guidance_input = takes_guidance_input(self.teacher)  # stage 2
+        self.network = self.student
+        self.model = wrap_for_ranks(
+            DistillationObjective(self.student, self.teacher, self.teacher_guidance_input), ctx
+        )
         guidance = options.default_guidance_scale
         if guidance is None:  # the teacher's, within the range the student was trained on
             lo, hi = options.guidance_range
-            guidance = min(max(teacher_defaults.guidance_scale, lo), hi)
+            guidance = min(max(loaded.defaults.guidance_scale, lo), hi)
         self.defaults = InferenceDefaults(
             num_step=options.default_num_step,
             guidance_scale=float(guidance),
@@ -575,20 +390,22 @@ class Distiller:
             on_the_fly_feats=on_the_fly,
         )
         cuts = load_cuts(options.cuts, options.data)
-        self._make_stream = lambda state=None: BatchStream(
+        self.make_stream = lambda state=None: BatchStream(
             self.dataset,
             make_sampler(cuts, options.data),
+            rank=ctx.rank,
+            world_size=ctx.world_size,
             num_workers=options.data.num_workers,
             state=state,
         )
-        self.stream = self._make_stream()
+        self.stream = self.make_stream(None)
         self.optimizer = torch.optim.AdamW(
             self.student.parameters(),
             lr=options.learning_rate,
             betas=(0.9, 0.98),
             weight_decay=options.weight_decay,
         )
-        self.step = 0
+        self.amp = amp_dtype(options.amp, ctx.device)
 
     # -------------------------------------------------------------- state
 
@@ -597,14 +414,7 @@ class Distiller:
         return {
             "student": self.student.state_dict(),
             "teacher": self.teacher.state_dict() if self.options.stage == 2 else None,
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "sampler": self.stream.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            **self.loop_state(),
             "options": self.options.to_dict(),
         }
 
@@ -613,12 +423,7 @@ class Distiller:
         self.student.load_state_dict(state["student"])
         if state["teacher"] is not None:
             self.teacher.load_state_dict(state["teacher"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.stream = self._make_stream(state["sampler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        self.load_loop_state(state)
 
     def save(self) -> None:
         """Writes the student checkpoint directory and ``distill-last.pt``."""
@@ -628,9 +433,7 @@ class Distiller:
         features_json.write_text(self.feature_config.to_json() + "\n", encoding="utf-8")
         student = copy.deepcopy(self.student).eval()
         save_model(student, self.exp_dir, self.tokens, self.defaults)
-        tmp = self.exp_dir / (CHECKPOINT_LAST + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(self.exp_dir / CHECKPOINT_LAST)
+        atomic_save(self.state_dict(), self.exp_dir / CHECKPOINT_LAST)
         logger.info("step %d: saved the student to %s", self.step, self.exp_dir)
 
     # -------------------------------------------------------------- steps
@@ -640,99 +443,37 @@ class Distiller:
             return batch["stereo_features"]  # like training: stereo and mono mix alternate
         return batch["features"]
 
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One optimizer update; returns its scalars."""
-        options = self.options
-        seed = _step_seed(options.seed, self.step)
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
+    def compute_loss(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        """The distillation loss of one batch (teacher hops and student jump from one draw)."""
         features = self._features_for(batch).to(self.device)
         lens = batch["features_lens"].to(self.device)
         draw = draw_distill_inputs(
             features,
             lens,
-            guidance_range=options.guidance_range,
-            max_hop=options.max_hop,
+            guidance_range=self.options.guidance_range,
+            max_hop=self.options.max_hop,
             flow_options=self.flow_options,
             generator=generator,
         )
-        self.student.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16"):
-            out = distillation_loss(
-                self.student,
-                self.teacher,
-                tokens=batch["tokens"],
-                features=features,
-                features_lens=lens,
-                draw=draw,
-                teacher_guidance_input=self.teacher_guidance_input,
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        max_norm = options.grad_clip if options.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), max_norm)
-        if torch.isfinite(grad_norm):
-            self.optimizer.step()
-        else:
-            logger.warning("step %d: non-finite gradient norm, update skipped", self.step)
-        if options.stage == 2:
-            ema_update(self.teacher.state_dict(), self.student.state_dict(), options.ema_decay)
-        self.step += 1
-        return {
-            "loss": float(out["loss"].detach()),
-            "ref_loss": float(out["ref_loss"]),
-            "grad_norm": float(grad_norm),
-            "frames": float(out["num_frames"]),
-        }
+        with self.autocast():
+            out = self.model(batch["tokens"], features, lens, **vars(draw))
+        return {"loss": out["loss"], "ref_loss": out["ref_loss"], "frames": out["num_frames"]}
 
-    def fit(self) -> list[dict[str, float]]:
-        """Runs to ``num_steps``; returns the logged records."""
-        from tqdm import tqdm
+    def after_update(self, step: int) -> None:
+        """Stage 2: move the EMA teacher towards the student."""
+        if self.options.stage == 2:
+            ema_update(self.teacher.state_dict(), self.student.state_dict(), self.options.ema_decay)
 
-        options = self.options
-        log_path = self.exp_dir / "log" / "distill.jsonl"
-        bar = tqdm(
-            total=options.num_steps,
-            initial=self.step,
-            unit="step",
-            dynamic_ncols=True,
-            disable=not options.log_progress,
+    def describe(self, record: dict[str, float]) -> str:
+        """``step N distill loss L (flow ref R) grad-norm G``."""
+        return (
+            f"step {record['step']} distill loss {record['loss']:.5f} "
+            f"(flow ref {record['ref_loss']:.4f}) grad-norm {record['grad_norm']:.3f}"
         )
-        records, window, tick = [], [], time.perf_counter()
-        batches = iter(self.stream)
-        while self.step < options.num_steps:
-            window.append(self.train_step(next(batches)))
-            bar.update(1)
-            if self.step % options.log_every == 0 or self.step == options.num_steps:
-                record = {
-                    "step": self.step,
-                    "epoch": self.stream.epoch,
-                    **{
-                        k: float(np.mean([w[k] for w in window]))
-                        for k in ("loss", "ref_loss", "grad_norm")
-                    },
-                    "steps_per_s": len(window) / max(time.perf_counter() - tick, 1e-9),
-                }
-                records.append(record)
-                with open(log_path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                logger.info(
-                    "step %d distill loss %.5f (flow ref %.4f) grad-norm %.3f",
-                    self.step,
-                    record["loss"],
-                    record["ref_loss"],
-                    record["grad_norm"],
-                )
-                window, tick = [], time.perf_counter()
-            if self.step % options.save_every == 0 or self.step == options.num_steps:
-                self.save()
-        bar.close()
-        return records
 
 
 def run(options: DistillOptions) -> Path:
-    """Distil in this process.
+    """Distil in this process (one rank of a torchrun job, or alone).
 
     Args:
         options: the run's options.
@@ -749,25 +490,27 @@ def run(options: DistillOptions) -> Path:
     if not Path(options.teacher).is_dir():
         raise FileNotFoundError(f"teacher directory not found: {options.teacher}")
     last = exp_dir / CHECKPOINT_LAST
-    (exp_dir / "log").mkdir(parents=True, exist_ok=True)
-    (exp_dir / OPTIONS_FILE).write_text(
-        json.dumps(options.to_dict(), indent=1) + "\n", encoding="utf-8"
-    )
-    distiller = Distiller(options)
-    if options.resume:
-        distiller.load_state_dict(
-            torch.load(last, map_location=distiller.device, weights_only=False)
+    with process_run(options.device, exp_dir, "distill") as ctx:
+        if ctx.is_main:
+            (exp_dir / OPTIONS_FILE).write_text(
+                json.dumps(options.to_dict(), indent=1) + "\n", encoding="utf-8"
+            )
+        distiller = Distiller(options, ctx)
+        if options.resume:
+            distiller.load_state_dict(torch.load(last, map_location=ctx.device, weights_only=False))
+            logger.info("resumed from %s at step %d", last, distiller.step)
+        logger.info(
+            "rank %d/%d: stage %d distillation of %s (%s, %d parameters) on %s",
+            ctx.rank,
+            ctx.world_size,
+            options.stage,
+            options.teacher,
+            distiller.config.variant,
+            sum(p.numel() for p in distiller.student.parameters()),
+            ctx.device,
         )
-        logger.info("resumed from %s at step %d", last, distiller.step)
-    logger.info(
-        "stage %d distillation of %s (%s, %d parameters) on %s",
-        options.stage,
-        options.teacher,
-        distiller.config.variant,
-        sum(p.numel() for p in distiller.student.parameters()),
-        distiller.device,
-    )
-    distiller.fit()
+        distiller.fit()
+        del distiller  # drop the DDP reducer (and its gloo work) before the group goes
     return exp_dir
 
 

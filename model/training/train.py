@@ -20,9 +20,10 @@ The experiment directory holds everything inference needs and everything resume 
 
 Every step's randomness is derived from ``(seed, step, rank)`` and the data position is saved
 as (epoch, batches consumed), so a resumed run continues exactly like the uninterrupted one.
-Modules: :mod:`model.training.options` (options, lr schedules, seeds), :mod:`model.training.run_config`
-(network config, tokens, features, initial weights), :mod:`model.training.trainer` (the loop); this one
-is the CLI and :func:`run`.
+Modules: :mod:`model.training.options` (options, lr schedules, seeds),
+:mod:`model.training.run_config` (network config, tokens, features, initial weights),
+:mod:`model.training.trainer` (the objective), :mod:`model.training.loop` (the loop it shares with
+distillation); this one is the CLI and :func:`run`.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from pathlib import Path
 import torch
 
 from model.training.command import check_run_paths, command_parser, run_command
+from model.training.loop import barrier, process_run
 from model.training.options import TrainOptions, lr_factor, step_seed
 from model.training.run_config import prepare_setup, read_setup, write_setup
-from model.training.trainer import CHECKPOINT_LAST, Trainer, barrier, init_distributed
+from model.training.trainer import CHECKPOINT_LAST, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +67,7 @@ def run(options: TrainOptions) -> Path:
         "checkpoints",
     )
     last = exp_dir / CHECKPOINT_LAST
-    threads_before = torch.get_num_threads()
-    if options.num_threads > 0:
-        torch.set_num_threads(options.num_threads)
-    ctx = init_distributed(options.device)
-    handler = None
-    try:
-        if ctx.is_main:
-            (exp_dir / "log").mkdir(parents=True, exist_ok=True)
-            handler = _add_file_log(exp_dir / "log" / "train.log")
+    with process_run(options.device, exp_dir, "train", options.num_threads) as ctx:
         if options.resume:
             setup = read_setup(exp_dir)
         else:
@@ -95,32 +89,11 @@ def run(options: TrainOptions) -> Path:
             ctx.world_size,
             ctx.device,
             trainer.network.num_parameters(),
-            trainer.amp_dtype,
+            trainer.amp,
         )
         trainer.fit()
         del trainer  # drop the DDP reducer (and its gloo work) before the group goes
-        barrier(ctx)  # every rank done before any tears the group down
-    finally:
-        torch.set_num_threads(threads_before)  # run() may be called inside a bigger process
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-        if ctx.world_size > 1:
-            import gc
-
-            import torch.distributed as dist
-
-            gc.collect()
-            dist.destroy_process_group()
     return exp_dir
-
-
-def _add_file_log(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path)
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
 
 
 # ------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ import torch
 from tests.model.model_cuts import PROMPT_END_S, quick_run_args
 
 logger = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
 
 TEST_DATA_ARGS = ["--precomputed-feats", *quick_run_args(30)]
 
@@ -72,7 +77,7 @@ def _cut_inputs(checkpoint):
 
 def test_draws_follow_the_recipe():
     from model.network.flow import FlowOptions
-    from model.training.distill import draw_distill_inputs
+    from model.training.distill_objective import draw_distill_inputs
 
     features = torch.zeros(512, 50, 4)
     lens = torch.randint(10, 51, (512,))
@@ -102,7 +107,7 @@ def test_two_teacher_hops_equal_the_sampler(distilled_teacher):
     """The target velocity is the guided sampler's own two Euler steps (both CFG regimes)."""
     from model.network.flow import sample
     from model.network.student import student_from_teacher
-    from model.training.distill import DistillDraw, teacher_target_velocity
+    from model.training.distill_objective import DistillDraw, teacher_target_velocity
 
     teacher = _random_teacher()
     if distilled_teacher:
@@ -402,7 +407,8 @@ def test_guided_distillation_absorbs_cfg(trained_tiny_checkpoint, tmp_path, figu
     """A short run at w = 1.5 moves the one-pass student toward the teacher's guided
     (two-pass, time-dependent CFG) velocity on unseen draws."""
     from model.network.student import load_model
-    from model.training.distill import guided_velocity, main
+    from model.training.distill import main
+    from model.training.distill_objective import guided_velocity
 
     exp_dir = tmp_path / "guided"
     assert (
@@ -518,3 +524,75 @@ def test_stereo_distillation_runs(trained_tiny_checkpoint, stereo_cuts_path, tmp
         distill=True,
     )
     assert out.shape == (1, 40, width) and bool(torch.isfinite(out).all())
+
+
+# ------------------------------------------------------------------ the shared loop: resume, DDP
+
+
+def _loop_args(teacher, cuts, exp_dir, steps: int, *extra: str) -> list[str]:
+    """A stage-1 run on the two real dialogue cuts (two batches an epoch)."""
+    return [
+        *_run_paths(teacher, cuts, exp_dir),
+        *("--num-steps", str(steps), "--lr", "1e-4", "--guidance-max", "1.5"),
+        *("--save-every", "2", "--log-every", "1", "--seed", "3"),
+        *quick_run_args(8),
+        *extra,
+    ]
+
+
+def _distill_records(exp_dir) -> list[dict]:
+    return [json.loads(line) for line in (exp_dir / "log" / "distill.jsonl").open()]
+
+
+def test_distillation_resumes_exactly(trained_tiny_checkpoint, dialog_cuts_path, tmp_path):
+    """Interrupted after step 2 and resumed, steps 3-4 equal the uninterrupted run's: the
+    training loop's resume state (data position, RNGs, optimizer) carries over to distillation."""
+    from model.training.distill import main
+
+    teacher = trained_tiny_checkpoint.exp_dir
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(_loop_args(teacher, dialog_cuts_path, full, 4)) == 0
+    assert main(_loop_args(teacher, dialog_cuts_path, part, 2)) == 0
+    assert main(_loop_args(teacher, dialog_cuts_path, part, 4, "--resume")) == 0
+    full_log, part_log = _distill_records(full), _distill_records(part)
+    assert [r["step"] for r in part_log] == [1, 2, 3, 4]
+    assert [r["loss"] for r in part_log] == [r["loss"] for r in full_log]
+    assert [r["epoch"] for r in part_log] == [r["epoch"] for r in full_log]
+    a = torch.load(full / "distill-last.pt", weights_only=False)
+    b = torch.load(part / "distill-last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4 and a["sampler"] == b["sampler"]
+    for key in a["student"]:
+        assert torch.equal(a["student"][key], b["student"][key]), key
+
+
+def test_distillation_ddp_two_gloo_processes(trained_tiny_checkpoint, dialog_cuts_path, tmp_path):
+    """torchrun with two CPU processes: each distils its shard, the replicas stay identical
+    and rank 0 alone writes the student."""
+    exp_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "model.distill",
+        *_loop_args(trained_tiny_checkpoint.exp_dir, dialog_cuts_path, exp_dir, 2),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = _distill_records(exp_dir)
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records)
+    log_text = (exp_dir / "log" / "distill.log").read_text()
+    assert "replicas in sync" in log_text and "rank 0/2" in log_text
+    from model.network.student import load_model
+
+    state = torch.load(exp_dir / "distill-last.pt", weights_only=False)
+    saved = load_model(exp_dir).network.state_dict()
+    key = "fm_decoder.out_proj.weight"
+    assert state["step"] == 2 and torch.equal(saved[key], state["student"][key])
