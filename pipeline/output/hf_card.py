@@ -119,8 +119,8 @@ def card_body(output_dir: str, export: HfExport) -> list[str]:
         "",
         "```python",
         "from datasets import load_dataset",
-        'ds = load_dataset("path/to/this/folder", split="train")  '
-        '# ds[0]["audio"].get_all_samples() decodes a clip',
+        'ds = load_dataset("path/to/this/folder", split="train")',
+        'clip = ds[0]["audio"]  # clip["array"], clip["sampling_rate"]',
         "```",
         "",
         "## How it was made",
