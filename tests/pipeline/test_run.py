@@ -154,6 +154,7 @@ def messy_run(messy_inputs, messy_listing, tmp_path_factory):
                 f"--output={output}",
                 f"--hf_token={SECRET_TOKEN}",
                 f"--input_metadata={messy_listing}",
+                "--write_hf",
             ]
         )
     finally:
@@ -213,6 +214,12 @@ def test_input_metadata_flows_into_the_recordings_and_the_manifest(messy_listing
     }
     metrics = json.loads((output / "metrics.json").read_text())["provenance"]
     assert (metrics["from_listing"], metrics["from_sidecar"], metrics["with_licence"]) == (1, 1, 2)
+
+
+def test_write_hf_on_a_run_without_dialogues_says_so(messy_run):
+    output, summary, logs = messy_run
+    assert "no corpus cuts" in summary["hf_export"]["error"]
+    assert "no Hugging Face export" in logs and not (output / "hf" / "README.md").exists()
 
 
 def test_every_row_of_the_sample_run_carries_its_licence(sample_run):
