@@ -48,6 +48,8 @@ EXTRAS = {
         "ruff==0.17.6",
         "import-linter==2.17",
         "datasets==5.2.0",
+        # datasets' audio decoder; needs FFmpeg's shared libraries (scripts/setup.sh)
+        "torchcodec==0.17.0",
     ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

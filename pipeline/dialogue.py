@@ -582,6 +582,9 @@ def _build_dialogue(
         bandwidth_hz=recording.bandwidth_hz,
         split=split,
         quality={"other_speaker_s": float(other_s), "speaker_switches": float(switches)},
+        licence=recording.licence,
+        source=recording.source,
+        metadata=recording.metadata,
     )
     return dialogue, dturns
 

@@ -72,8 +72,12 @@ def _is_directory(path: str) -> bool:
 
 
 def _is_audio_candidate(path: str, from_directory: bool) -> bool:
-    # a directory walk keeps audio extensions only; an explicit glob keeps what the user matched
-    return not from_directory or path.lower().endswith(AUDIO_EXTENSIONS)
+    # a directory walk keeps audio extensions only; an explicit glob keeps what the user matched,
+    # except provenance sidecars (<audio file>.json, pipeline.provenance)
+    lower = path.lower()
+    if lower.endswith(".json") and lower[: -len(".json")].endswith(AUDIO_EXTENSIONS):
+        return False
+    return not from_directory or lower.endswith(AUDIO_EXTENSIONS)
 
 
 class MatchInputs(beam.PTransform):

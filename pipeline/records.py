@@ -47,6 +47,9 @@ class Recording(_Record):
         speech_s: seconds of speech found by VAD (filled by the VAD stage).
         speech_ratio: speech_s / duration_s.
         bandwidth_hz: estimated effective audio bandwidth (highest frequency with real energy).
+        licence: the file's licence (``--input_metadata`` listing or sidecar; ``""``: none given).
+        source: where the file comes from (same origin).
+        metadata: the listing's other fields, a JSON object (``""`` when none).
     """
 
     recording_id: str
@@ -59,6 +62,9 @@ class Recording(_Record):
     speech_s: float = 0.0
     speech_ratio: float = 0.0
     bandwidth_hz: float = 0.0
+    licence: str = ""
+    source: str = ""
+    metadata: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,7 @@ class Dialogue(_Record):
 
     ``text`` is tagged ``[S1] … [S2] … [S1] …``; ``S1`` is whoever speaks first in the segment.
     ``quality`` holds the filter scores by name (e.g. ``dnsmos_ovrl``, ``cps``).
+    ``licence``, ``source`` and ``metadata`` are its recording's (see :class:`Recording`).
     """
 
     dialogue_id: str
@@ -176,6 +183,9 @@ class Dialogue(_Record):
     bandwidth_hz: float = 0.0
     split: str = "train"
     quality: dict[str, float] = field(default_factory=dict)
+    licence: str = ""
+    source: str = ""
+    metadata: str = ""
 
     @property
     def duration(self) -> float:
@@ -256,6 +266,7 @@ def _schemas():
             ("probability", pa.float64()),
         ]
     )
+    provenance = [(name, pa.string()) for name in PROVENANCE_FIELDS]
     return {
         "recordings": pa.schema(
             [
@@ -269,6 +280,7 @@ def _schemas():
                 ("speech_s", pa.float64()),
                 ("speech_ratio", pa.float64()),
                 ("bandwidth_hz", pa.float64()),
+                *provenance,
             ]
         ),
         "speech": pa.schema(
@@ -327,6 +339,7 @@ def _schemas():
                 ("split", pa.string()),
                 ("quality", pa.struct([(name, pa.float64()) for name in QUALITY_FIELDS])),
                 ("duration", pa.float64()),
+                *provenance,
             ]
         ),
         "dialogue_turns": pa.schema(
@@ -376,6 +389,9 @@ QUALITY_FIELDS: tuple[str, ...] = (
     "other_speaker_s",
     "speaker_switches",
 )
+
+# Provenance columns of the recordings and dialogues tables (pipeline.provenance)
+PROVENANCE_FIELDS: tuple[str, ...] = ("licence", "source", "metadata")
 
 TABLES: tuple[str, ...] = (
     "recordings",

@@ -2,11 +2,11 @@
 
 Data flow (one fused chain per recording; only URIs and table rows are ever shuffled)::
 
-    MatchInputs → SplitFinished ─┬─ todo → DecodeAudio → DetectSpeech → Diarize → Transcribe
-                                 │            │             → SegmentDialogues → FilterDialogues
-                                 │            │             → PersistRecording ─┐
-                                 │            └─ file rejects → PersistReject ──┤→ WriteTables
-                                 └─ finished → LoadFinished ────────────────────┤
+    MatchInputs → SplitFinished ─┬─ todo → DecodeAudio → AttachProvenance → DetectSpeech
+                                 │            │    → Diarize → Transcribe → SegmentDialogues
+                                 │            │    → FilterDialogues → PersistRecording ─┐
+                                 │            └─ file rejects → PersistReject ───────────┤→ WriteTables
+                                 └─ finished → LoadFinished ─────────────────────────────┤
                                           rows grouped by recording → WriteCorpus (cuts, TSV)
 """
 
@@ -31,6 +31,7 @@ from pipeline.output.tables import (
     PersistRejectFn,
     WriteTables,
 )
+from pipeline.provenance import AttachProvenance, ProvenanceOptions
 from pipeline.records import table_row
 from pipeline.stages import DECODE, STAGES
 
@@ -75,7 +76,9 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     decoded = split.todo | DECODE.label >> DECODE.build(
         dataclass_from_options(DECODE.options, options), None
     )
-    works = decoded.main
+    works = decoded.main | "AttachProvenance" >> AttachProvenance(
+        dataclass_from_options(ProvenanceOptions, options)
+    )
     for label, transform in build_stages(options):
         works = (works | label >> transform).main
 
@@ -119,4 +122,21 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     result = pipeline.run()
     result.wait_until_finish()
     elapsed = time.time() - started
-    return run_files.finish_run(curate.output, options, result, elapsed)
+    summary = run_files.finish_run(curate.output, options, result, elapsed)
+    if dataclass_from_options(corpus.CorpusOptions, options).write_hf:
+        summary["hf_export"] = write_hf(curate.output)
+        run_files.write_summary(curate.output, summary)
+    return summary
+
+
+def write_hf(output_dir: str) -> dict[str, Any]:
+    """``--write_hf``: the Hugging Face export of the finished run (its summary; an empty
+    corpus is logged and exported as nothing)."""
+    from pipeline.output.hf_export import HfExportConfig
+    from pipeline.output.interop import export_to_hf
+
+    try:
+        return export_to_hf(HfExportConfig(output_dir)).summary()
+    except ValueError as exc:
+        logger.warning("no Hugging Face export: %s", exc)
+        return {"error": str(exc)}

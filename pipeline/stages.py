@@ -14,7 +14,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline import decode, dialogue, diarize, filters, vad
+from pipeline import decode, dialogue, diarize, filters, provenance, vad
 from pipeline.asr import stage as asr
 from pipeline.output import corpus
 
@@ -52,4 +52,9 @@ STAGES: tuple[StageSpec, ...] = (
 
 def option_classes() -> list[type]:
     """The options dataclass of every stage, in pipeline order, then the corpus writer's."""
-    return [DECODE.options, *(s.options for s in STAGES), corpus.CorpusOptions]
+    return [
+        DECODE.options,
+        provenance.ProvenanceOptions,
+        *(s.options for s in STAGES),
+        corpus.CorpusOptions,
+    ]

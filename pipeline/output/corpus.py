@@ -59,6 +59,11 @@ class CorpusOptions:
         "to it, Shar and pseudo-stereo flac are written at it",
     )
     write_shar: bool = opt(False, "also write Lhotse Shar shards with the segment audio (flac)")
+    write_hf: bool = opt(
+        False,
+        "also write the Hugging Face export to <output>/hf after the run (Parquet shards "
+        "with the clips as FLAC, and a dataset card; python -m pipeline.output.interop to-hf)",
+    )
     zipvoice_tsv: bool = opt(True, "write ZipVoice TSVs (id, text, wav, start, end)")
     corpus_shards: int = opt(1, "shards per split, written in parallel")
     dev_fraction: float = opt(0.02, "share of recordings in the dev split")
@@ -229,6 +234,9 @@ def dialogue_cut(
         "source_uri": source_uri,
         "source_start": dialogue.start,
         "source_end": dialogue.end,
+        "licence": dialogue.licence,
+        "source": dialogue.source,
+        "metadata": json.loads(dialogue.metadata) if dialogue.metadata else {},
     }
     if two_channel:
         cut = MultiCut(

@@ -3,11 +3,15 @@
     python -m pipeline.output.interop to-zipvoice-tsv --cuts output/corpus/cuts_train.jsonl.gz --out train.tsv
     python -m pipeline.output.interop to-opendialog --cuts CUTS --out DIR        # DIR/manifest.jsonl + DIR/audio/
     python -m pipeline.output.interop from-opendialog --manifest manifest.en.jsonl --out cuts.jsonl.gz
+    python -m pipeline.output.interop to-hf --output-dir output [--out output/hf]   # Hugging Face
 
 * ZipVoice TSV: ``id \\t text \\t wav \\t start \\t end`` (upstream's custom-data format; the text
   starts with ``[S1]``).
 * OpenDialog: ``manifest.jsonl`` lines ``{"id", "text", "path"}`` (the released corpus's fields),
   ``path`` relative to the manifest's folder, one audio file per dialogue.
+* Hugging Face: Parquet shards per split with the clips as FLAC in an ``audio`` column, and a
+  dataset card (:mod:`pipeline.output.hf_export`, :mod:`pipeline.output.hf_card`);
+  ``datasets.load_dataset(<export dir>)`` loads it.
 * Import: each OpenDialog line becomes a Lhotse ``MonoCut`` with one supervision holding the
   tagged text (and ``custom["text"]``), which ``model.training.train`` reads like our own cuts.
 """
@@ -23,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from core.dialogue_script import dialogue_text, starts_with_first_speaker
+from pipeline.output import hf_card, hf_export
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +121,17 @@ def from_opendialog(manifest: Path, audio_root: Path | None = None):
     return CutSet.from_cuts(cuts)
 
 
+def export_to_hf(config: hf_export.HfExportConfig) -> hf_export.HfExport:
+    """A finished run's corpus → Hugging Face Parquet shards and dataset card.
+
+    Raises:
+        ValueError: the run wrote no corpus cuts.
+    """
+    export = hf_export.write_shards(config)
+    hf_card.write_card(config.output_dir, export)
+    return export
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.output.interop",
@@ -134,9 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--manifest", required=True)
     imp.add_argument("--audio-root", default=None)
     imp.add_argument("--out", required=True)
+    hf = sub.add_parser("to-hf", help="a run's output dir → Hugging Face Parquet + dataset card")
+    hf.add_argument("--output-dir", required=True, help="the run's --output")
+    hf.add_argument("--out", default="", help="the export folder (default: OUTPUT_DIR/hf)")
+    hf.add_argument("--shard-rows", type=int, default=1000, help="dialogues per Parquet shard")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     try:
+        if args.command == "to-hf":
+            if not os.path.isdir(args.output_dir):
+                raise FileNotFoundError(f"--output-dir {args.output_dir} does not exist")
+            export = export_to_hf(
+                hf_export.HfExportConfig(args.output_dir, args.out, args.shard_rows)
+            )
+            print(f"{export.num_examples} dialogues → {export.export_dir}")
+            return 0
         if args.command == "from-opendialog":
             cuts = from_opendialog(
                 Path(args.manifest), Path(args.audio_root) if args.audio_root else None

@@ -127,6 +127,15 @@ def models_used(options: PipelineOptions) -> dict[str, dict[str, str]]:
     return models
 
 
+def input_metadata(options: PipelineOptions) -> dict[str, str]:
+    """The ``--input_metadata`` listing's path and sha256 (``{}`` without one)."""
+    from pipeline.option_fields import dataclass_from_options
+    from pipeline.provenance import ProvenanceOptions, listing_sha256
+
+    path = dataclass_from_options(ProvenanceOptions, options).input_metadata
+    return {"path": path, "sha256": listing_sha256(path)} if path else {}
+
+
 def metrics_dict(result) -> dict[str, dict[str, int]]:
     """The run's Beam counters as ``{namespace: {name: committed value}}``."""
     out: dict[str, dict[str, int]] = {}
@@ -218,6 +227,9 @@ def finish_run(
         "git_revision": _git_revision(),
         "elapsed_s": round(elapsed_s, 2),
     }
+    listing = input_metadata(options)
+    if listing:
+        manifest["input_metadata"] = listing
     with open(os.path.join(output_dir, "run_manifest.json"), "w") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True, default=str)
     summary = summarize(output_dir)
@@ -228,6 +240,11 @@ def finish_run(
         report = None
     if report is not None:
         summary["report"] = report.write_report(output_dir)
+    write_summary(output_dir, summary)
+    return summary
+
+
+def write_summary(output_dir: str, summary: dict[str, Any]) -> None:
+    """Write ``summary.json``."""
     with open(os.path.join(output_dir, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=1, sort_keys=True)
-    return summary

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output.state import StateStore
 from pipeline.records import (
+    PROVENANCE_FIELDS,
     TABLES,
     RecordingWork,
     Reject,
@@ -168,11 +169,14 @@ class LoadFinishedFn(beam.DoFn):
         yield from _emit(StateStore.read(path))
 
 
-def _arrow_ready(row: dict[str, Any]) -> dict[str, Any]:
+def _arrow_ready(row: dict[str, Any], table: str) -> dict[str, Any]:
     """A row read back from a state file as pyarrow wants it: a dialogue's ``quality`` as the
-    struct (state files of older runs hold it as a list of pairs)."""
+    struct (state files of older runs hold it as a list of pairs), and the provenance columns
+    that older state files lack as ``""``."""
     if isinstance(row.get("quality"), list):
         row = dict(row, quality=quality_struct(row["quality"]))
+    if table in ("recordings", "dialogues") and any(name not in row for name in PROVENANCE_FIELDS):
+        row = {**{name: "" for name in PROVENANCE_FIELDS}, **row}
     return row
 
 
@@ -188,7 +192,7 @@ class WriteTables(beam.PTransform):
         for table in TABLES:
             (
                 rows_by_table[table]
-                | f"ArrowReady_{table}" >> beam.Map(_arrow_ready)
+                | f"ArrowReady_{table}" >> beam.Map(_arrow_ready, table)
                 | f"Write_{table}"
                 >> beam.io.WriteToParquet(
                     FileSystems.join(self.output_dir, table, "part"),

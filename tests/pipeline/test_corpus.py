@@ -36,6 +36,12 @@ def _segmented(work: RecordingWork, opts: DialogueOptions | None = None) -> Reco
     return replace(work, dialogues=tuple(dialogues), dialogue_turns=tuple(dturns))
 
 
+def _licensed(work: RecordingWork, licence: str, source: str = "", metadata: str = ""):
+    """The work with its recording's provenance set (as pipeline.provenance sets it)."""
+    rec = dataclasses.replace(work.recording, licence=licence, source=source, metadata=metadata)
+    return replace(work, recording=rec)
+
+
 def _stereo_work(path: str) -> RecordingWork:
     """The sample re-recorded as a 2-channel call: each speaker's diarized speech on its channel."""
     import soundfile as sf
@@ -113,18 +119,18 @@ def test_zipvoice_tsv_line_format():
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """WriteCorpusEntries over: the sample (mono), a byte-identical copy under another id (duplicate),
-    a pseudo-stereo rendering of the sample, and a real-speech 2-channel call."""
+    a pseudo-stereo rendering of the sample (no licence), and a real-speech 2-channel call."""
     tmp = tmp_path_factory.mktemp("corpus")
     out = str(tmp / "out")
-    mono = _segmented(sample_work())
-    dup = _segmented(sample_work(recording_id="zz-copy"))
+    mono = _segmented(_licensed(sample_work(), "CC-BY-4.0", "a podcast", '{"episode": 7}'))
+    dup = _segmented(_licensed(sample_work(recording_id="zz-copy"), "CC-BY-4.0"))
     pseudo = _segmented(
         sample_work(recording_id="pseudo-call"), DialogueOptions(pseudo_stereo=True)
     )
     pseudo = replace(
         pseudo, recording=dataclasses.replace(pseudo.recording, content_sha1="pseudo-sha1")
     )
-    stereo = _segmented(_stereo_work(str(tmp / "stereo.wav")))
+    stereo = _segmented(_licensed(_stereo_work(str(tmp / "stereo.wav")), "CC0-1.0", "a call"))
     works = [mono, dup, pseudo, stereo]
     # this salt puts the three recordings in three different splits
     opts = CorpusOptions(
@@ -191,6 +197,9 @@ def test_cuts_load_and_feed_the_bucketing_sampler(corpus):
             (t.role, t.text, "en") for t in turns
         ]
         assert cut.custom["channel_layout"] == d.channel_layout
+        assert (cut.custom["licence"], cut.custom["source"]) == (d.licence, d.source)
+        assert d.licence == works[rid].recording.licence
+    assert by_rec["sample-00000000"].custom["metadata"] == {"episode": 7}
     cuts = lhotse.load_manifest(
         os.path.join(out, "lhotse", f"cuts_{split_of['stereo-call']}.jsonl.gz")
     )
@@ -277,3 +286,86 @@ def test_recording_record_is_enough_for_a_remote_uri():
     lrec = lhotse_recording(rec)
     assert lrec.sources[0].type == "url" and lrec.num_samples == 441000
     assert lrec.channel_ids == [0, 1]
+
+
+# --- the Hugging Face export (pipeline.output.hf_export, hf_card) ------------------------------
+
+
+def _write_tables(out: str, works) -> None:
+    """The Parquet tables of these works, as WriteTables writes them (the export joins them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.output.tables import recording_rows
+    from pipeline.records import TABLES, table_schema
+
+    rows = {table: [] for table in TABLES}
+    for work in works:
+        for table, table_rows in recording_rows(work).items():
+            if table in rows:
+                rows[table] += table_rows
+    for table in TABLES:
+        os.makedirs(os.path.join(out, table), exist_ok=True)
+        pq.write_table(
+            pa.Table.from_pylist(rows[table], schema=table_schema(table)),
+            os.path.join(out, table, "part-00000-of-00001.parquet"),
+        )
+
+
+def test_hugging_face_export_loads_and_its_clips_are_the_cuts_audio(corpus, tmp_path):
+    """Three clips (mono, pseudo-stereo, stereo) decode through ``datasets`` (torchcodec) and equal
+    the Lhotse cuts' audio at the corpus rate, quantised to 16 bits, sample for sample."""
+    import datasets
+    import yaml
+
+    from pipeline.output.hf_export import clip_pcm16
+    from pipeline.output.interop import main
+
+    out, works, split_of = corpus
+    _write_tables(out, works.values())
+    export = tmp_path / "hf"
+    assert main(["to-hf", "--output-dir", out, "--out", str(export), "--shard-rows", "1"]) == 0
+    datasets.disable_progress_bars()
+    loaded = datasets.load_dataset(str(export), cache_dir=str(tmp_path / "cache"))
+    assert sorted(loaded) == ["dev", "test", "train"]
+    assert loaded["train"].features["audio"] == datasets.Audio(sampling_rate=24000)
+    cuts = _load_cuts(out)
+    assert len(cuts) == 3
+    for rid, cut in cuts.items():
+        ds = loaded[split_of[rid]]
+        assert len(ds) == 1
+        row = ds[0]
+        samples = row["audio"].get_all_samples()
+        decoded = samples.data.numpy()
+        expected = clip_pcm16(cut).astype(np.float32) / 32768
+        assert samples.sample_rate == 24000 and decoded.shape == expected.shape
+        assert decoded.shape[0] == (1 if cut.custom["channel_layout"] == "mono" else 2)
+        np.testing.assert_array_equal(decoded, expected)  # sample for sample
+        assert np.abs(decoded - cut.load_audio()).max() <= 1 / 32768  # the 16-bit step
+        d = works[rid].dialogues[0]
+        assert (row["id"], row["text"], row["channel_layout"]) == (
+            d.dialogue_id,
+            d.text,
+            d.channel_layout,
+        )
+        assert [(t["role"], t["text"]) for t in row["turns"]] == [
+            (t.role, t.text) for t in works[rid].dialogue_turns
+        ]
+        assert row["turns"][0]["start"] == pytest.approx(
+            works[rid].dialogue_turns[0].start - d.start
+        )
+        assert row["speakers"] == {"s1": d.s1_speaker, "s2": d.s2_speaker}
+        assert row["quality"]["other_speaker_s"] == d.quality["other_speaker_s"]
+        assert (row["licence"], row["source"]) == (d.licence, d.source)
+        assert row["recording_id"] == rid and row["source_uri"] == works[rid].recording.uri
+    card = (export / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["license"] == ["cc-by-4.0", "cc0-1.0", "unknown"]
+    assert header["language"] == ["en"] and header["size_categories"] == ["n<1K"]
+    assert {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]} == {
+        "train": 1,
+        "dev": 1,
+        "test": 1,
+    }
+    assert "**Warning: 1 of 4 input files have no licence**" in card
+    assert "| CC-BY-4.0 | 1 |" in card and "| CC0-1.0 | 1 |" in card

@@ -57,3 +57,36 @@ def test_bad_opendialog_manifest_is_a_clear_error(tmp_path, capsys):
         == 2
     )
     assert "must start with [S1]" in capsys.readouterr().err
+
+
+def test_hugging_face_export_of_the_sample_run(sample_run, corpus_cuts, tmp_path):
+    """``to-hf`` over the default run: ``load_dataset(<export dir>)`` loads it, its clip decodes
+    to the cut's audio (16-bit), and the card's YAML parses and names the sample's licence."""
+    import datasets
+    import numpy as np
+    import yaml
+
+    from pipeline.output.hf_export import clip_pcm16
+
+    export = tmp_path / "hf"
+    assert main(["to-hf", "--output-dir", str(sample_run.output), "--out", str(export)]) == 0
+    datasets.disable_progress_bars()
+    loaded = datasets.load_dataset(str(export), cache_dir=str(tmp_path / "cache"))
+    rows = {row["id"]: row for split in loaded.values() for row in split}
+    assert set(rows) == {c.id for c in corpus_cuts}
+    for cut in corpus_cuts:
+        row = rows[cut.id]
+        decoded = row["audio"].get_all_samples()
+        assert decoded.sample_rate == cut.sampling_rate == 24000
+        np.testing.assert_array_equal(
+            decoded.data.numpy(), clip_pcm16(cut).astype(np.float32) / 32768
+        )
+        assert row["text"] == dialogue_text(cut) and row["licence"] == "MIT"
+        assert [t["role"] for t in row["turns"]] == [s.speaker for s in cut.supervisions]
+        assert 2.0 < row["quality"]["dnsmos_ovrl"] < 5.0
+    card = (export / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["license"] == "mit" and header["language"] == ["en"]
+    assert header["configs"][0]["data_files"][0]["path"].startswith("data/")
+    assert "Every one of the 1 input files has a licence." in card
+    assert "| dnsmos_p835 |" in card and "`--min_dnsmos_ovrl` | 2.8" in card

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -121,7 +122,18 @@ def messy_inputs(tmp_path_factory) -> Path:
     sf.write(folder / "nan.wav", nan, 16000, subtype="FLOAT")
     sf.write(folder / "many_channels.wav", np.full((16000, 12), 0.1, np.float32), 16000)
     (folder / "notes.txt").write_text("not audio, skipped by the directory walk")
+    (folder / "stereo_tone.flac.json").write_text(json.dumps({"licence": "CC0-1.0", "take": 2}))
     return folder
+
+
+@pytest.fixture(scope="module")
+def messy_listing(messy_inputs, tmp_path_factory) -> Path:
+    """An --input_metadata listing naming one of the messy files (another has a sidecar)."""
+    listing = tmp_path_factory.mktemp("listing") / "listing.csv"
+    listing.write_text(
+        f"uri,licence,source,speakers\n{messy_inputs / 'tone.mp3'},CC-BY-4.0,a test tone,0\n"
+    )
+    return listing
 
 
 # a credential a user passes (unused by the default ONNX diarization): it must be written nowhere
@@ -129,7 +141,7 @@ SECRET_TOKEN = "hf_" + "TestOnlyNotARealToken0123456789"
 
 
 @pytest.fixture(scope="module")
-def messy_run(messy_inputs, tmp_path_factory):
+def messy_run(messy_inputs, messy_listing, tmp_path_factory):
     output = tmp_path_factory.mktemp("messy_out")
     logs = io.StringIO()
     handler = logging.StreamHandler(logs)
@@ -141,6 +153,8 @@ def messy_run(messy_inputs, tmp_path_factory):
                 f"--input={messy_inputs}",
                 f"--output={output}",
                 f"--hf_token={SECRET_TOKEN}",
+                f"--input_metadata={messy_listing}",
+                "--write_hf",
             ]
         )
     finally:
@@ -161,7 +175,7 @@ def test_no_credential_is_written(messy_run):
 
 def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
     output, summary, _ = messy_run
-    audio_files = sorted(p for p in messy_inputs.iterdir() if p.suffix != ".txt")
+    audio_files = sorted(p for p in messy_inputs.iterdir() if p.suffix not in (".txt", ".json"))
     recordings = read_table(output, "recordings").to_pylist()
     file_rejects = [r for r in read_table(output, "rejects").to_pylist() if not r["item_id"]]
     seen = [r["uri"] for r in recordings] + [r["uri"] for r in file_rejects]
@@ -181,6 +195,45 @@ def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
     item_rejects = [r for r in read_table(output, "rejects").to_pylist() if r["item_id"]]
     assert {(r["stage"], r["reason"]) for r in item_rejects} == {("vad", errors.NO_SPEECH)}
     assert summary["files_rejected"] == 7 and summary["recordings"] == 2
+
+
+def test_input_metadata_flows_into_the_recordings_and_the_manifest(messy_listing, messy_run):
+    output, _, _ = messy_run
+    provenance = {
+        Path(r["uri"]).name: (r["licence"], r["source"], r["metadata"])
+        for r in read_table(output, "recordings").to_pylist()
+    }
+    assert provenance == {
+        "tone.mp3": ("CC-BY-4.0", "a test tone", '{"speakers": "0"}'),  # from the listing
+        "stereo_tone.flac": ("CC0-1.0", "", '{"take": 2}'),  # from its sidecar
+    }
+    manifest = json.loads((output / "run_manifest.json").read_text())
+    assert manifest["input_metadata"] == {
+        "path": str(messy_listing),
+        "sha256": hashlib.sha256(messy_listing.read_bytes()).hexdigest(),
+    }
+    metrics = json.loads((output / "metrics.json").read_text())["provenance"]
+    assert (metrics["from_listing"], metrics["from_sidecar"], metrics["with_licence"]) == (1, 1, 2)
+
+
+def test_write_hf_on_a_run_without_dialogues_says_so(messy_run):
+    output, summary, logs = messy_run
+    assert "no corpus cuts" in summary["hf_export"]["error"]
+    assert "no Hugging Face export" in logs and not (output / "hf" / "README.md").exists()
+
+
+def test_every_row_of_the_sample_run_carries_its_licence(sample_run):
+    """The bundled sample's sidecar (pipeline/assets/sample.wav.json) reaches every row and cut."""
+    for table in ("recordings", "dialogues"):
+        rows = read_table(sample_run.output, table).to_pylist()
+        assert rows and {r["licence"] for r in rows} == {"MIT"}, table
+        assert {json.loads(r["metadata"])["package"] for r in rows} == {"pyannote-audio==4.0.7"}
+    cuts = [
+        c
+        for p in (sample_run.output / "lhotse").glob("cuts_*.jsonl.gz")
+        for c in lhotse.load_manifest(p)
+    ]
+    assert cuts and {c.custom["licence"] for c in cuts} == {"MIT"}
 
 
 def test_rerun_skips_finished_work_and_keeps_outputs(messy_inputs, messy_run):
