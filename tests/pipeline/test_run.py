@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import lhotse
 import numpy as np
@@ -124,6 +127,13 @@ def messy_inputs(tmp_path_factory) -> Path:
     return folder
 
 
+class MessyRun(NamedTuple):
+    output: Path
+    summary: dict
+    logs: str  # the log records and stderr
+    stderr: str
+
+
 # a credential a user passes (unused by the default ONNX diarization): it must be written nowhere
 SECRET_TOKEN = "hf_" + "TestOnlyNotARealToken0123456789"
 
@@ -132,24 +142,36 @@ SECRET_TOKEN = "hf_" + "TestOnlyNotARealToken0123456789"
 def messy_run(messy_inputs, tmp_path_factory):
     output = tmp_path_factory.mktemp("messy_out")
     logs = io.StringIO()
+    stderr = io.StringIO()  # not a terminal: plain progress lines, every second here
     handler = logging.StreamHandler(logs)
     logging.getLogger().addHandler(handler)
     try:
-        summary = run(
-            [
-                "--runner=DirectRunner",
-                f"--input={messy_inputs}",
-                f"--output={output}",
-                f"--hf_token={SECRET_TOKEN}",
-            ]
-        )
+        with contextlib.redirect_stderr(stderr):
+            summary = run(
+                [
+                    "--runner=DirectRunner",
+                    f"--input={messy_inputs}",
+                    f"--output={output}",
+                    f"--hf_token={SECRET_TOKEN}",
+                    "--progress_interval_s=1",
+                ]
+            )
     finally:
         logging.getLogger().removeHandler(handler)
-    return output, summary, logs.getvalue()
+    return MessyRun(output, summary, logs.getvalue() + stderr.getvalue(), stderr.getvalue())
+
+
+def test_a_run_shows_its_progress_on_stderr(messy_run):
+    lines = [line for line in messy_run.stderr.splitlines() if line.startswith("files ")]
+    assert len(lines) >= 2, messy_run.stderr
+    assert re.match(r"files \d/9 · .* elapsed", lines[0]), lines[0]
+    assert re.match(r"files 9/9 · .* audio · .*x real time · done in \d+ s$", lines[-1])
+    leftovers = {p.name for p in messy_run.output.iterdir()} & {".lock", "_progress"}
+    assert not leftovers, "the lock and the step marks are removed at the end"
 
 
 def test_no_credential_is_written(messy_run):
-    output, summary, logs = messy_run
+    output, summary, logs, _ = messy_run
     files = [p for p in output.rglob("*") if p.is_file()]
     assert any(p.name == "run_manifest.json" for p in files) and len(files) > 10
     for path in files:
@@ -160,7 +182,7 @@ def test_no_credential_is_written(messy_run):
 
 
 def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
-    output, summary, _ = messy_run
+    output, summary = messy_run.output, messy_run.summary
     audio_files = sorted(p for p in messy_inputs.iterdir() if p.suffix != ".txt")
     recordings = read_table(output, "recordings").to_pylist()
     file_rejects = [r for r in read_table(output, "rejects").to_pylist() if not r["item_id"]]
@@ -184,12 +206,17 @@ def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
 
 
 def test_rerun_skips_finished_work_and_keeps_outputs(messy_inputs, messy_run):
-    output, _, _ = messy_run
+    output = messy_run.output
     before = {
         t: sorted(map(str, read_table(output, t).to_pylist()))
         for t in ("recordings", "rejects", "speech")
     }
-    summary = run(["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}"])
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        summary = run(
+            ["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}", "--quiet"]
+        )
+    assert "files " not in stderr.getvalue(), "--quiet: no progress line"
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["ingest"]["skipped_finished"] == 9
     assert "decode" not in metrics, "nothing is decoded again"
