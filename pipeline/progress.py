@@ -6,8 +6,9 @@ output directory and writes the lines. A line reads::
     files 3/10 · 1.2 h of 4.0 h audio · 45x real time · ETA 3 min · Transcribe
 
 Audio done counts finished recordings whole and, for recordings still in the chain, the share of a
-recording's time the steps they have passed usually take (:data:`STEP_SHARES`), so a single long
-file moves too. ``~`` marks a total estimated from the files measured so far.
+recording's time the steps they have passed usually take (:data:`STEP_SHARES`), plus a guess of
+how far into the running step they are at the pace of their earlier steps (never past 90 % of
+it), so a single long file moves too. ``~`` marks a total estimated from the files measured so far.
 """
 
 from __future__ import annotations
@@ -26,6 +27,28 @@ STEP_SHARES: dict[str, float] = {
     "FilterDialogues": 14.2,
 }
 _UNLISTED_SHARE = 0.1
+
+
+def step_share(steps: list[str], step: str) -> float:
+    """The share (0..1) of a recording's time that ``step`` of ``steps`` usually takes."""
+    weights = [STEP_SHARES.get(s, _UNLISTED_SHARE) for s in steps]
+    return STEP_SHARES.get(step, _UNLISTED_SHARE) / sum(weights) if step in steps else 0.0
+
+
+def share_inside_step(
+    share_before: float, share_now: float, seconds_between: float, step: float, seconds_in: float
+) -> float:
+    """How much of the running step (of share ``step``) a recording has likely done after
+    ``seconds_in`` seconds in it, at the pace it went from ``share_before`` to ``share_now`` in
+    ``seconds_between`` seconds; at most 90 % of the step (the pace is a guess), 0 when unknown.
+
+    >>> share_inside_step(0.0, 0.2, 10.0, step=0.4, seconds_in=10.0)
+    0.2
+    """
+    if share_now <= share_before or seconds_between <= 0 or step <= 0:
+        return 0.0
+    expected_s = step * seconds_between / (share_now - share_before)
+    return step * min(max(seconds_in, 0.0) / expected_s, 0.9)
 
 
 def share_done_after(steps: list[str], done_step: str) -> float:

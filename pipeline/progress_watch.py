@@ -24,7 +24,13 @@ from core.audio_io import probe_duration_s
 from pipeline.decode import recording_id_for
 from pipeline.output.progress_marks import StepMarks
 from pipeline.output.state import STATE_DIR, StateStore
-from pipeline.progress import ProgressSnapshot, format_progress, share_done_after
+from pipeline.progress import (
+    ProgressSnapshot,
+    format_progress,
+    share_done_after,
+    share_inside_step,
+    step_share,
+)
 
 
 def _state_mtimes(state_root: str) -> dict[str, int]:
@@ -61,6 +67,7 @@ class RunWatch:
         resume: whether recordings finished by an earlier run are skipped.
         steps: the labels of the per-recording chain's steps, in order (as the marks name them).
         clock: seconds, monotonic (tests pass their own).
+        wall: seconds since the epoch, as the workers stamp their step marks.
     """
 
     def __init__(
@@ -70,12 +77,15 @@ class RunWatch:
         resume: bool,
         steps: list[str],
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ):
         self.state_root = os.path.join(output_dir, STATE_DIR)
         self.marks = StepMarks(output_dir)
         self.steps = steps
         self.clock = clock
+        self.wall = wall
         self.started = clock()
+        self.first_mark: dict[str, tuple[float, float]] = {}  # id -> (time, share) first seen
         self.uri_of = {recording_id_for(u): u for u in uris}
         self.before = _state_mtimes(self.state_root)
         skipped = set(self.uri_of) & set(self.before) if resume else set()
@@ -112,9 +122,20 @@ class RunWatch:
                 continue
             step = str(mark.get("step", ""))
             length = self.lengths.get(rid, float(mark.get("audio_s", 0.0)))
-            audio_done += length * share_done_after(self.steps, step)
             at = self.steps.index(step) + 1 if step in self.steps else len(self.steps)
-            running.add(self.steps[at] if at < len(self.steps) else "writing")
+            running_step = self.steps[at] if at < len(self.steps) else "writing"
+            running.add(running_step)
+            share = share_done_after(self.steps, step)
+            marked_at = float(mark.get("at", 0.0))
+            first_at, first_share = self.first_mark.setdefault(rid, (marked_at, share))
+            share += share_inside_step(
+                first_share,
+                share,
+                marked_at - first_at,
+                step_share(self.steps, running_step),
+                self.wall() - marked_at,
+            )
+            audio_done += length * share
         known = [self.lengths.get(r, self.done.get(r)) for r in self.todo]
         measured = [s for s in known if s is not None]
         unknown = len(known) - len(measured)

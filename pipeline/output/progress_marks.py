@@ -2,7 +2,7 @@
 
 On a local run with a progress line, a pass-through :class:`MarkStepFn` after each step of the
 per-recording chain (fused into it: no shuffle, one tiny file write) records
-``<output>/_progress/<recording_id>.json`` = ``{"step": label, "audio_s": duration}``. The
+``<output>/_progress/<recording_id>.json`` = ``{"step": label, "audio_s": duration, "at": time}``. The
 launcher (:mod:`pipeline.progress_watch`) reads them to move the line while a long recording is
 still in the chain; a recording's state file (:mod:`pipeline.output.state`) marks it finished.
 The folder is cleared when the run starts and ends.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable
 
 import apache_beam as beam
@@ -33,7 +34,7 @@ class StepMarks:
         path = os.path.join(self.root, f"{recording_id}.json")
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as handle:
-            json.dump({"step": step, "audio_s": audio_s}, handle)
+            json.dump({"step": step, "audio_s": audio_s, "at": time.time()}, handle)
         os.replace(tmp, path)
 
     def read_all(self) -> dict[str, dict]:

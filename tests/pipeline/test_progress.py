@@ -7,6 +7,7 @@ A real run's progress line on stderr (and none with ``--quiet``) is checked by t
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 
@@ -21,6 +22,7 @@ from pipeline.progress import (
     format_duration,
     format_progress,
     share_done_after,
+    step_share,
 )
 from pipeline.progress_watch import ProgressReporter, RunWatch
 
@@ -178,3 +180,34 @@ def test_a_failed_run_ends_without_done(tmp_path):
         with ProgressReporter(RunWatch(str(tmp_path), ["/x/a.wav"], True, STEPS), out, 30):
             raise RuntimeError("boom")
     assert "done" not in out.getvalue() and out.getvalue().startswith("files 0/1")
+
+
+def test_a_long_step_moves_at_the_pace_of_the_earlier_ones(tmp_path):
+    """One long recording in the ASR step: its audio done grows with the time spent in it, at the
+    pace its decode-to-diarize steps went, and stops at 90 % of the step."""
+    output, uri = tmp_path / "out", "/x/long.wav"
+    rid = recording_id_for(uri)
+    wall = _Clock()
+    watch = RunWatch(str(output), [uri], resume=True, steps=STEPS, wall=wall)
+    marks = StepMarks(str(output))
+
+    def mark(step: str, at: float) -> None:
+        marks.write(rid, step, 960.0)
+        path = os.path.join(marks.root, f"{rid}.json")
+        with open(path, "w") as handle:
+            json.dump({"step": step, "audio_s": 960.0, "at": at}, handle)
+
+    mark("DecodeAudio", wall.now)
+    decoded = watch.snapshot().audio_done_s
+    assert decoded == pytest.approx(960 * share_done_after(STEPS, "DecodeAudio"))
+    wall.now += 30
+    mark("Diarize", wall.now)
+    diarized = watch.snapshot().audio_done_s
+    assert diarized == pytest.approx(960 * share_done_after(STEPS, "Diarize"))
+    # 30 s per (diarized - decoded) share: Transcribe's share is expected to take
+    pace = 30 / (share_done_after(STEPS, "Diarize") - share_done_after(STEPS, "DecodeAudio"))
+    asr_share = step_share(STEPS, "Transcribe")
+    wall.now += pace * asr_share / 2
+    assert watch.snapshot().audio_done_s == pytest.approx(diarized + 960 * asr_share / 2)
+    wall.now += pace * asr_share * 10
+    assert watch.snapshot().audio_done_s == pytest.approx(diarized + 960 * asr_share * 0.9)
