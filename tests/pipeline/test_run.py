@@ -241,6 +241,8 @@ def test_cli_reports_a_bad_input_clearly(tmp_path):
     )
     assert proc.returncode == 2
     assert "matches no file" in proc.stderr
+    assert "apitools not found" not in proc.stderr, "a known-harmless start-up message"
+    assert not (tmp_path / "o" / ".lock").exists()
 
 
 def test_cli_help_lists_stage_options():
