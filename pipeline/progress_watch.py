@@ -117,8 +117,12 @@ class RunWatch:
         self._collect_finished()
         audio_done = sum(self.done.values())
         running: set[str] = set()
-        for rid, mark in self.marks.read_all().items():
-            if rid not in self.todo or rid in self.done:
+        for rid in self.marks.recording_ids():
+            if rid in self.done:
+                self.marks.remove(rid)  # finished after its last mark: keep the folder small
+                continue
+            mark = self.marks.read(rid) if rid in self.todo else None
+            if mark is None:
                 continue
             step = str(mark.get("step", ""))
             length = self.lengths.get(rid, float(mark.get("audio_s", 0.0)))

@@ -5,7 +5,8 @@ per-recording chain (fused into it: no shuffle, one tiny file write) records
 ``<output>/_progress/<recording_id>.json`` = ``{"step": label, "audio_s": duration, "at": time}``. The
 launcher (:mod:`pipeline.progress_watch`) reads them to move the line while a long recording is
 still in the chain; a recording's state file (:mod:`pipeline.output.state`) marks it finished.
-The folder is cleared when the run starts and ends.
+The launcher removes a recording's mark once it is finished, and the folder when the run starts
+and ends.
 """
 
 from __future__ import annotations
@@ -37,22 +38,28 @@ class StepMarks:
             json.dump({"step": step, "audio_s": audio_s, "at": time.time()}, handle)
         os.replace(tmp, path)
 
-    def read_all(self) -> dict[str, dict]:
-        """``{recording_id: {"step", "audio_s"}}`` of every mark (unreadable ones skipped)."""
-        marks = {}
+    def recording_ids(self) -> list[str]:
+        """The recordings that have a mark."""
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
-            return marks
-        for name in names:
-            if not name.endswith(".json"):
-                continue
-            try:
-                with open(os.path.join(self.root, name)) as handle:
-                    marks[name[: -len(".json")]] = json.load(handle)
-            except (OSError, ValueError):
-                continue
-        return marks
+            return []
+        return [name[: -len(".json")] for name in names if name.endswith(".json")]
+
+    def read(self, recording_id: str) -> dict | None:
+        """``{"step", "audio_s", "at"}`` of a recording's mark; None when gone or unreadable."""
+        try:
+            with open(os.path.join(self.root, f"{recording_id}.json")) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def remove(self, recording_id: str) -> None:
+        """Drop a finished recording's mark (its state file says the rest)."""
+        try:
+            os.unlink(os.path.join(self.root, f"{recording_id}.json"))
+        except FileNotFoundError:
+            pass
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
