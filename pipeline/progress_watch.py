@@ -156,7 +156,13 @@ class RunWatch:
             audio_total_s=total,
             audio_total_exact=unknown == 0,
             files_skipped=self.files_skipped,
-            current_step=running.pop() if len(running) == 1 else "",
+            current_step=(
+                "writing the tables"
+                if self.todo and len(self.done) == len(self.todo)
+                else running.pop()
+                if len(running) == 1
+                else ""
+            ),
         )
 
 

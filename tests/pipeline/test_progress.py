@@ -131,6 +131,7 @@ def test_the_watch_counts_finished_and_running_recordings(tmp_path, sample_wav):
     done = watch.snapshot()
     assert (done.files_done, done.audio_done_s, done.audio_total_s) == (3, 90.0, 90.0)
     assert done.audio_total_exact and done.eta_s == 0.0
+    assert done.current_step == "writing the tables"
     assert StepMarks(str(output)).recording_ids() == [], "a finished recording's mark is removed"
 
 
