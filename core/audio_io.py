@@ -74,6 +74,23 @@ def _open(uri: str):
     return av.open(uri.removeprefix("file://"))
 
 
+def probe_duration_s(path: str) -> float | None:
+    """A local file's length in seconds from its header (no decoding; an estimate for some
+    formats, e.g. MP3 without a length tag); None when it cannot be read."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if container.duration:
+                return container.duration / av.time_base
+            for stream in container.streams.audio:
+                if stream.duration and stream.time_base:
+                    return float(stream.duration * stream.time_base)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
+    return None
+
+
 def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> DecodedAudio:
     """Decode ``uri`` to float32 ``(channels, samples)`` at ``target_rate``.
 

@@ -80,6 +80,27 @@ def _is_audio_candidate(path: str, from_directory: bool) -> bool:
     return not from_directory or lower.endswith(AUDIO_EXTENSIONS)
 
 
+def list_input_uris(input_spec: str | None) -> list[str]:
+    """The URIs ``--input`` names, as :class:`MatchInputs` finds them, listed here in the
+    launcher (for the progress line's totals).
+
+    Raises:
+        FileNotFoundError: nothing matches ``input_spec``.
+    """
+    patterns, list_files = input_patterns(input_spec)
+    from_directory = bool(patterns) and patterns[0].endswith("**") and bool(input_spec)
+    uris: set[str] = set()
+    for result in FileSystems.match(patterns) if patterns else ():
+        uris.update(
+            m.path for m in result.metadata_list if _is_audio_candidate(m.path, from_directory)
+        )
+    for list_file in list_files:
+        with FileSystems.open(list_file) as handle:
+            lines = handle.read().decode().splitlines()
+        uris.update(s for s in map(str.strip, lines) if s and not s.startswith("#"))
+    return sorted(uris)
+
+
 class MatchInputs(beam.PTransform):
     """``--input`` → PCollection of URIs (sorted, de-duplicated, spread with a Reshuffle)."""
 

@@ -43,7 +43,16 @@ class CurateOptions(PipelineOptions):
             "--progress_interval_s",
             type=float,
             default=30.0,
-            help="seconds between progress log lines (default: 30)",
+            help="seconds between progress lines when stderr is not a terminal, and between "
+            "the workers' progress log lines on other runners (default: 30)",
+        )
+        io.add_argument(
+            "--quiet",
+            type=parse_bool,
+            nargs="?",
+            const=True,
+            default=False,
+            help="no progress line, and warnings and errors only in the log (default: false)",
         )
         for stage_cls in option_classes():
             add_dataclass_args(parser, stage_cls)

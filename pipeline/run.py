@@ -12,18 +12,22 @@ Data flow (one fused chain per recording; only URIs and table rows are ever shuf
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn
+from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn, list_input_uris
 from pipeline.option_fields import dataclass_from_options
 from pipeline.options import CurateOptions
 from pipeline.output import corpus
+from pipeline.output.progress_marks import MarkStepFn, StepMarks
+from pipeline.output.run_lock import output_lock
 from pipeline.output.tables import (
     OUTPUTS,
     LoadFinishedFn,
@@ -31,6 +35,7 @@ from pipeline.output.tables import (
     PersistRejectFn,
     WriteTables,
 )
+from pipeline.progress_watch import ProgressReporter, RunWatch
 from pipeline.provenance import AttachProvenance, ProvenanceOptions
 from pipeline.records import table_row
 from pipeline.stages import DECODE, STAGES
@@ -63,10 +68,23 @@ def corpus_entries(rows_by_table: dict[str, beam.PCollection]) -> beam.PCollecti
     )
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
-    """Add the whole curation graph to ``pipeline``."""
+def chain_steps() -> list[str]:
+    """The labels of the per-recording chain's steps, in order (what step marks name)."""
+    return [DECODE.label, *(spec.label for spec in STAGES)]
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline, options: PipelineOptions, *, step_marks: bool = False
+) -> None:
+    """Add the whole curation graph to ``pipeline``; ``step_marks``: mark each recording's
+    progress through the chain for the launcher's progress line (a local output only)."""
     curate = options.view_as(CurateOptions)
     output = curate.output
+
+    def marked(works: beam.PCollection, step: str) -> beam.PCollection:
+        if not step_marks:
+            return works
+        return works | f"Mark_{step}" >> beam.ParDo(MarkStepFn(output, step))
 
     uris = pipeline | "MatchInputs" >> MatchInputs(curate.input)
     split = uris | "SplitFinished" >> beam.ParDo(
@@ -79,11 +97,14 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     works = decoded.main | "AttachProvenance" >> AttachProvenance(
         dataclass_from_options(ProvenanceOptions, options)
     )
+    works = marked(works, DECODE.label)
     for label, transform in build_stages(options):
-        works = (works | label >> transform).main
+        works = marked((works | label >> transform).main, label)
 
+    # with the launcher's progress line, the workers do not log progress as well
+    worker_log_s = None if step_marks else curate.progress_interval_s
     persisted = works | "PersistRecording" >> beam.ParDo(
-        PersistRecordingFn(output, curate.progress_interval_s)
+        PersistRecordingFn(output, worker_log_s)
     ).with_outputs(*OUTPUTS)
     file_rejects = decoded.rejects | "PersistReject" >> beam.ParDo(
         PersistRejectFn(output)
@@ -109,24 +130,63 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     rows_by_table | "WriteTables" >> WriteTables(output)
 
 
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse ``argv``, run the pipeline to completion, write the run files; returns the summary."""
+def runs_locally(options: PipelineOptions) -> bool:
+    """Whether the runner is one of the DirectRunner's (workers share this machine)."""
+    runner = options.view_as(StandardOptions).runner
+    if runner is None:
+        return True
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return "direct" in name.lower()
+
+
+def shows_progress(options: PipelineOptions) -> bool:
+    """A progress line on stderr: a local run into a local output, without ``--quiet``."""
+    curate = options.view_as(CurateOptions)
+    return not curate.quiet and "://" not in curate.output and runs_locally(options)
+
+
+def run(argv: list[str] | None = None, stderr: TextIO | None = None) -> dict[str, Any]:
+    """Parse ``argv``, run the pipeline to completion, write the run files; returns the summary.
+
+    The output directory is locked for the run (:mod:`pipeline.output.run_lock`): a second run
+    into it raises :class:`pipeline.output.run_lock.OutputLockedError` before writing anything.
+    On a local run the progress line goes to ``stderr`` (default ``sys.stderr``) unless
+    ``--quiet``.
+    """
     from pipeline.output import run_files
 
     options = PipelineOptions(argv)
     curate = options.view_as(CurateOptions)
-    os.makedirs(curate.output, exist_ok=True) if "://" not in curate.output else None
-    started = time.time()
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, options)
-    result = pipeline.run()
-    result.wait_until_finish()
-    elapsed = time.time() - started
-    summary = run_files.finish_run(curate.output, options, result, elapsed)
-    if dataclass_from_options(corpus.CorpusOptions, options).write_hf:
-        summary["hf_export"] = write_hf(curate.output)
-        run_files.write_summary(curate.output, summary)
-    return summary
+    if "://" not in curate.output:
+        os.makedirs(curate.output, exist_ok=True)
+    with output_lock(curate.output):
+        started = time.time()
+        progress = shows_progress(options)
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, options, step_marks=progress)
+        reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if progress:
+            marks = StepMarks(curate.output)
+            marks.clear()  # left by a run that crashed (the lock says none is running)
+            watch = RunWatch(
+                curate.output, list_input_uris(curate.input), curate.resume, chain_steps()
+            )
+            reporter = ProgressReporter(
+                watch, stderr or sys.stderr, interval_s=curate.progress_interval_s
+            )
+        try:
+            with reporter:
+                result = pipeline.run()
+                result.wait_until_finish()
+        finally:
+            if progress:
+                marks.clear()
+        elapsed = time.time() - started
+        summary = run_files.finish_run(curate.output, options, result, elapsed)
+        if dataclass_from_options(corpus.CorpusOptions, options).write_hf:
+            summary["hf_export"] = write_hf(curate.output)
+            run_files.write_summary(curate.output, summary)
+        return summary
 
 
 def write_hf(output_dir: str) -> dict[str, Any]:

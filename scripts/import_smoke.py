@@ -1,7 +1,13 @@
 """Import every native dependency once: pip check does not catch a library that fails to load."""
 
 import importlib
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from core.startup_noise import import_funasr, silence_harmless_logs  # noqa: E402
+
+silence_harmless_logs()
 
 MODULES = [
     "torch",
@@ -31,7 +37,7 @@ MODULES = [
 failed = []
 for name in MODULES:
     try:
-        importlib.import_module(name)
+        import_funasr() if name == "funasr" else importlib.import_module(name)
     except Exception as exc:  # report every failure, not just the first
         failed.append(f"{name}: {type(exc).__name__}: {exc}")
 if failed:

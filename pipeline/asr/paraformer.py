@@ -83,7 +83,10 @@ class ParaformerTranscriber:
         hub: str = "ms",
     ):
         import torch
-        from funasr import AutoModel
+
+        from core.startup_noise import import_funasr
+
+        AutoModel = import_funasr().AutoModel  # noqa: N806 - funasr's class
 
         # AutoModel calls logging.basicConfig(level=...) and torch.set_num_threads(ncpu):
         # hand it the current values so loading it changes neither

@@ -18,6 +18,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from pipeline.output.state import StateStore
 from pipeline.records import (
@@ -95,20 +96,26 @@ def _emit(rows: dict[str, list[dict[str, Any]]]) -> Iterable:
 
 
 class ProgressLog:
-    """Logs files and audio hours finished by this worker, at most every ``interval_s``."""
+    """Logs files and audio hours finished by this worker, at most every ``interval_s`` (never
+    when it is None: the launcher shows a progress line instead), and counts them in the Beam
+    counters ``progress/files_done`` and ``progress/audio_ms_done``, which every runner shows."""
 
-    def __init__(self, interval_s: float):
+    def __init__(self, interval_s: float | None):
         self.interval_s = interval_s
         self.files = 0
         self.audio_s = 0.0
         self.started = time.monotonic()
         self.last = self.started
+        self.files_done = Metrics.counter("progress", "files_done")
+        self.audio_ms_done = Metrics.counter("progress", "audio_ms_done")
 
     def add(self, audio_s: float) -> None:
         self.files += 1
         self.audio_s += audio_s
+        self.files_done.inc()
+        self.audio_ms_done.inc(int(audio_s * 1000))
         now = time.monotonic()
-        if now - self.last >= self.interval_s:
+        if self.interval_s is not None and now - self.last >= self.interval_s:
             self.last = now
             elapsed = now - self.started
             logger.info(
@@ -124,7 +131,7 @@ class ProgressLog:
 class PersistRecordingFn(beam.DoFn):
     """RecordingWork → its state file, its RTTM, and its rows on one output per table."""
 
-    def __init__(self, output_dir: str, progress_interval_s: float = 30.0):
+    def __init__(self, output_dir: str, progress_interval_s: float | None = 30.0):
         super().__init__()
         self.output_dir = output_dir
         self.progress_interval_s = progress_interval_s
@@ -156,9 +163,13 @@ class PersistRejectFn(beam.DoFn):
         super().__init__()
         self.output_dir = output_dir
 
+    def setup(self):
+        self.files_done = Metrics.counter("progress", "files_done")
+
     def process(self, reject: Reject) -> Iterable:
         rows = {"rejects": [table_row("rejects", reject)]}
         StateStore(self.output_dir).write(reject.recording_id, rows)
+        self.files_done.inc()
         yield from _emit(rows)
 
 

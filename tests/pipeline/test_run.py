@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import lhotse
 import numpy as np
@@ -136,6 +139,13 @@ def messy_listing(messy_inputs, tmp_path_factory) -> Path:
     return listing
 
 
+class MessyRun(NamedTuple):
+    output: Path
+    summary: dict
+    logs: str  # the log records and stderr
+    stderr: str
+
+
 # a credential a user passes (unused by the default ONNX diarization): it must be written nowhere
 SECRET_TOKEN = "hf_" + "TestOnlyNotARealToken0123456789"
 
@@ -144,26 +154,38 @@ SECRET_TOKEN = "hf_" + "TestOnlyNotARealToken0123456789"
 def messy_run(messy_inputs, messy_listing, tmp_path_factory):
     output = tmp_path_factory.mktemp("messy_out")
     logs = io.StringIO()
+    stderr = io.StringIO()  # not a terminal: plain progress lines, every second here
     handler = logging.StreamHandler(logs)
     logging.getLogger().addHandler(handler)
     try:
-        summary = run(
-            [
-                "--runner=DirectRunner",
-                f"--input={messy_inputs}",
-                f"--output={output}",
-                f"--hf_token={SECRET_TOKEN}",
-                f"--input_metadata={messy_listing}",
-                "--write_hf",
-            ]
-        )
+        with contextlib.redirect_stderr(stderr):
+            summary = run(
+                [
+                    "--runner=DirectRunner",
+                    f"--input={messy_inputs}",
+                    f"--output={output}",
+                    f"--hf_token={SECRET_TOKEN}",
+                    f"--input_metadata={messy_listing}",
+                    "--write_hf",
+                    "--progress_interval_s=1",
+                ]
+            )
     finally:
         logging.getLogger().removeHandler(handler)
-    return output, summary, logs.getvalue()
+    return MessyRun(output, summary, logs.getvalue() + stderr.getvalue(), stderr.getvalue())
+
+
+def test_a_run_shows_its_progress_on_stderr(messy_run):
+    lines = [line for line in messy_run.stderr.splitlines() if line.startswith("files ")]
+    assert len(lines) >= 2, messy_run.stderr
+    assert re.match(r"files \d/9 · .* elapsed", lines[0]), lines[0]
+    assert re.match(r"files 9/9 · .* audio · .*x real time · done in \d+ s$", lines[-1])
+    leftovers = {p.name for p in messy_run.output.iterdir()} & {".lock", "_progress"}
+    assert not leftovers, "the lock and the step marks are removed at the end"
 
 
 def test_no_credential_is_written(messy_run):
-    output, summary, logs = messy_run
+    output, summary, logs, _ = messy_run
     files = [p for p in output.rglob("*") if p.is_file()]
     assert any(p.name == "run_manifest.json" for p in files) and len(files) > 10
     for path in files:
@@ -174,7 +196,7 @@ def test_no_credential_is_written(messy_run):
 
 
 def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
-    output, summary, _ = messy_run
+    output, summary = messy_run.output, messy_run.summary
     audio_files = sorted(p for p in messy_inputs.iterdir() if p.suffix not in (".txt", ".json"))
     recordings = read_table(output, "recordings").to_pylist()
     file_rejects = [r for r in read_table(output, "rejects").to_pylist() if not r["item_id"]]
@@ -198,7 +220,7 @@ def test_bad_files_are_rejected_and_nothing_is_lost(messy_inputs, messy_run):
 
 
 def test_input_metadata_flows_into_the_recordings_and_the_manifest(messy_listing, messy_run):
-    output, _, _ = messy_run
+    output = messy_run.output
     provenance = {
         Path(r["uri"]).name: (r["licence"], r["source"], r["metadata"])
         for r in read_table(output, "recordings").to_pylist()
@@ -217,7 +239,7 @@ def test_input_metadata_flows_into_the_recordings_and_the_manifest(messy_listing
 
 
 def test_write_hf_on_a_run_without_dialogues_says_so(messy_run):
-    output, summary, logs = messy_run
+    output, summary, logs = messy_run.output, messy_run.summary, messy_run.logs
     assert "no corpus cuts" in summary["hf_export"]["error"]
     assert "no Hugging Face export" in logs and not (output / "hf" / "README.md").exists()
 
@@ -237,12 +259,17 @@ def test_every_row_of_the_sample_run_carries_its_licence(sample_run):
 
 
 def test_rerun_skips_finished_work_and_keeps_outputs(messy_inputs, messy_run):
-    output, _, _ = messy_run
+    output = messy_run.output
     before = {
         t: sorted(map(str, read_table(output, t).to_pylist()))
         for t in ("recordings", "rejects", "speech")
     }
-    summary = run(["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}"])
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        summary = run(
+            ["--runner=DirectRunner", f"--input={messy_inputs}", f"--output={output}", "--quiet"]
+        )
+    assert "files " not in stderr.getvalue(), "--quiet: no progress line"
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["ingest"]["skipped_finished"] == 9
     assert "decode" not in metrics, "nothing is decoded again"
@@ -267,6 +294,8 @@ def test_cli_reports_a_bad_input_clearly(tmp_path):
     )
     assert proc.returncode == 2
     assert "matches no file" in proc.stderr
+    assert "apitools not found" not in proc.stderr, "a known-harmless start-up message"
+    assert not (tmp_path / "o" / ".lock").exists()
 
 
 def test_cli_help_lists_stage_options():
