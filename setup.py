@@ -48,6 +48,8 @@ EXTRAS = {
         "ruff==0.17.6",
         "import-linter==2.17",
         "datasets==5.2.0",
+        # drives the system's Chromium in the report's browser test (no browser download)
+        "playwright==1.65.2",
     ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
