@@ -5,5 +5,6 @@
 * :mod:`pipeline.output.corpus`: Lhotse manifests, audio shards and the ZipVoice TSV;
 * :mod:`pipeline.output.interop`: exports for other tools;
 * :mod:`pipeline.output.run_files`: ``summary.json``, ``metrics.json``, the run manifest;
-* :mod:`pipeline.output.report`: the human-readable ``report.html``.
+* :mod:`pipeline.output.report`: ``report.html``, the report a curator reads and listens to
+  (clips in ``report_media/``).
 """

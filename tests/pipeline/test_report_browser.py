@@ -42,6 +42,11 @@ def _assert_all_clips_play(page: PageVisit) -> None:
 def test_sample_report_plays_kept_and_rejected_clips(sample_run, browser):
     page = visit(sample_run.output / "report.html", browser)
     assert page.title == f"Curation report: {sample_run.output.name}"
+    text = (sample_run.output / "report.html").read_text(encoding="utf-8")
+    repo = Path(__file__).resolve().parents[2]
+    for path in (sample_run.output.resolve(), Path.home(), repo):
+        if len(path.parts) > 1:  # a home of "/" says nothing
+            assert str(path) not in text, f"{path} is written in the report"
     _assert_all_clips_play(page)
 
 

@@ -207,11 +207,11 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, unit: str) 
 
 
 def _clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60.0)
+    """``m:ss`` (``h:mm:ss``), with tenths when the time has them."""
+    minutes, secs = divmod(round(seconds, 1), 60.0)
     hours_, minutes = divmod(int(minutes), 60)
-    if hours_:
-        return f"{hours_}:{minutes:02d}:{secs:04.1f}"
-    return f"{minutes}:{secs:04.1f}"
+    sec = f"{int(secs):02d}" if float(secs).is_integer() else f"{secs:04.1f}"
+    return f"{hours_}:{minutes:02d}:{sec}" if hours_ else f"{minutes}:{sec}"
 
 
 def timeline(
@@ -229,7 +229,7 @@ def timeline(
     left, plot_w, row_h, head = 120, 560, 16, 6
     rows = max(1, len(tracks))
     plot_h = rows * row_h
-    total_w, total_h = left + plot_w + 12, head + plot_h + 26
+    total_w, total_h = left + plot_w + 28, head + plot_h + 26
 
     def x_of(t: float) -> float:
         return left + (min(max(t, t0), t1) - t0) / (t1 - t0) * plot_w
