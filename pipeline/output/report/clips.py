@@ -96,9 +96,11 @@ def render_clip(
         return replace(base, missing="clips are not rendered in this view")
     if not uri:
         return replace(base, missing="the recording's location is unknown")
+    import av
+
     try:
         audio = decode_span(uri, start, end, CLIP_RATE)
-    except (DecodeError, OSError, ValueError) as exc:
+    except (DecodeError, OSError, ValueError, av.error.FFmpegError) as exc:
         logger.warning("report: no clip for %s: %s", choice.item_id, exc)
         reason = f"the recording cannot be read any more ({scrub_paths(str(exc))})"
         return replace(base, missing=reason)
@@ -106,7 +108,13 @@ def render_clip(
         return replace(base, missing="no audio in this span")
     name = choice.clip_id + CLIP_EXTENSION
     path = os.path.join(media_dir, name)
-    encode_opus(audio.mean(axis=0), path, opts.bitrate)
+    try:  # a clip that cannot be written costs its player, never the run's report
+        encode_opus(audio.mean(axis=0), path, opts.bitrate)
+    except (OSError, ValueError, av.error.FFmpegError) as exc:
+        logger.warning("report: cannot encode the clip of %s: %s", choice.item_id, exc)
+        if os.path.exists(path):
+            os.remove(path)
+        return replace(base, missing=f"the clip could not be encoded ({scrub_paths(str(exc))})")
     return replace(base, src=f"{media_prefix}/{name}", size_bytes=os.path.getsize(path))
 
 

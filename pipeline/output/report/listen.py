@@ -221,7 +221,8 @@ def kept_section(
 ) -> str:
     kept = [c for c in choices if c.kind == KEPT]
     intro = (
-        f"<p>{len(kept)} of {total} kept dialogues: the best, median and worst by DNSMOS OVRL. "
+        f"<p>{len(kept)} of {total} kept dialogues, spread from the best to the worst by DNSMOS "
+        "OVRL (by duration when none was scored); each heading gives its rank. "
         "Transcript roles and timeline rows share colours: "
         '<span class="s1">S1</span>, <span class="s2">S2</span>, '
         '<span class="other">other speakers</span>; the shaded band is the dialogue, the dashed '
