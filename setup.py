@@ -50,6 +50,8 @@ EXTRAS = {
         "datasets==5.2.0",
         # datasets' audio decoder; needs FFmpeg's shared libraries (scripts/setup.sh)
         "torchcodec==0.17.0",
+        # drives the system's Chromium in the report's browser test (no browser download)
+        "playwright==1.65.2",
     ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

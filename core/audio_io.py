@@ -175,6 +175,78 @@ def _frame_to_array(frame, channels: int) -> np.ndarray:
     return data.astype(np.float32, copy=False)
 
 
+def decode_span(uri: str, start_s: float, end_s: float, target_rate: int = 16000) -> np.ndarray:
+    """The audio of ``uri`` from ``start_s`` to ``end_s`` as float32 ``(channels, samples)`` at
+    ``target_rate``, without decoding the whole file (the decoder seeks to just before
+    ``start_s``; a file whose frames carry no timestamps is read from its start).
+
+    Raises:
+        DecodeError: the file cannot be opened or holds no decodable audio.
+    """
+    import av
+    import soxr
+
+    if end_s <= start_s:
+        raise ValueError(f"empty span {start_s}..{end_s}")
+    try:
+        container = _open(uri)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(UNREADABLE, f"cannot open: {exc}") from exc
+    with container:
+        streams = [s for s in container.streams if s.type == "audio"]
+        if not streams or streams[0].codec_context is None:
+            raise DecodeError(UNREADABLE, "no decodable audio stream")
+        stream = streams[0]
+        channels = stream.codec_context.channels or 1
+        rate = stream.codec_context.sample_rate or 0
+        if rate <= 0:
+            raise DecodeError(UNREADABLE, f"invalid sample rate {rate}")
+        seeked = False
+        if start_s > 1.0 and stream.time_base:
+            try:  # lands on a frame at or before the requested time
+                container.seek(int((start_s - 1.0) / stream.time_base), stream=stream)
+                seeked = True
+            except (av.error.FFmpegError, ValueError):
+                seeked = False
+        chunks: list[np.ndarray] = []
+        first_s: float | None = None
+        position_s = 0.0
+        try:
+            for frame in container.decode(stream):
+                block = _frame_to_array(frame, channels)
+                if first_s is None:
+                    if seeked and frame.time is None:  # cannot place the frames: start over
+                        return decode_span_from_start(uri, start_s, end_s, target_rate)
+                    first_s = float(frame.time) if seeked else 0.0
+                    position_s = first_s
+                frame_end = position_s + block.shape[0] / rate
+                if frame_end > start_s:
+                    chunks.append(block)
+                else:
+                    first_s = frame_end
+                position_s = frame_end
+                if position_s >= end_s:
+                    break
+        except (av.error.FFmpegError, ValueError) as exc:
+            if not chunks:
+                raise DecodeError(UNREADABLE, f"decode failed: {exc}") from exc
+    if not chunks:
+        return np.zeros((channels, 0), dtype=np.float32)
+    audio = np.concatenate(chunks, axis=0)
+    skip = max(0, int(round((start_s - (first_s or 0.0)) * rate)))
+    audio = audio[skip : skip + int(round((end_s - start_s) * rate))]
+    if rate != target_rate and audio.shape[0]:
+        audio = soxr.resample(audio, rate, target_rate, quality="HQ")
+    return np.ascontiguousarray(audio.T.astype(np.float32, copy=False))
+
+
+def decode_span_from_start(uri: str, start_s: float, end_s: float, target_rate: int) -> np.ndarray:
+    """:func:`decode_span` for files whose frames carry no timestamps: samples are counted."""
+    decoded = decode_audio(uri, target_rate)
+    lo = int(round(start_s * target_rate))
+    return np.ascontiguousarray(decoded.samples[:, lo : int(round(end_s * target_rate))])
+
+
 def content_sha1(samples: np.ndarray) -> str:
     """sha1 of the audio quantised to int16 (the same audio under two URIs gets the same value)."""
     quantised = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")

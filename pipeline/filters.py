@@ -486,7 +486,13 @@ def _purity_limits(opts: FilterOptions, embedder) -> PurityThresholds | None:
     """The role-purity limits: the options where set, else the embedding model's fitted ones."""
     if embedder is None:
         return None
-    fitted = PURITY_THRESHOLDS.get(getattr(embedder, "name", ""), PURITY_THRESHOLDS["campplus"])
+    return purity_limits(opts, getattr(embedder, "name", ""))
+
+
+def purity_limits(opts: FilterOptions, model_name: str) -> PurityThresholds:
+    """The role-purity limits for the embedding model ``model_name``: the options where set,
+    else the model's fitted ones (CAM++'s for a model without fitted values)."""
+    fitted = PURITY_THRESHOLDS.get(model_name, PURITY_THRESHOLDS["campplus"])
 
     def pick(value, default):
         return default if value is None else value

@@ -6,6 +6,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
+# a browser for the report's test (tests/pipeline/test_report_browser.py): Debian's chromium,
+# installed with apt-get where this user may (root, or sudo without a password); else a note
+have_browser() {
+  [ -n "${REPORT_BROWSER:-}" ] && return 0
+  for b in chromium chromium-browser google-chrome google-chrome-stable; do
+    command -v "$b" >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
+if ! have_browser; then
+  as_root=()
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; }; then
+    echo "installing Debian's chromium for the report's browser test" >&2
+    { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { "${as_root[@]}" apt-get update -q >/dev/null 2>&1 \
+        && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } \
+      || echo "note: apt-get could not install chromium" >&2
+  fi
+  have_browser || echo "note: no Chromium here: the report's browser test will be skipped" \
+    "(install Debian's chromium, or set REPORT_BROWSER=/path/to/chrome)" >&2
+fi
 stamp="$VENV/.setup-$(cat setup.py scripts/setup.sh requirements-*.txt | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

@@ -7,5 +7,6 @@
   :mod:`pipeline.output.hf_export` for its Parquet shards and :mod:`pipeline.output.hf_card` for its
   dataset card);
 * :mod:`pipeline.output.run_files`: ``summary.json``, ``metrics.json``, the run manifest;
-* :mod:`pipeline.output.report`: the human-readable ``report.html``.
+* :mod:`pipeline.output.report`: ``report.html``, the report a curator reads and listens to
+  (clips in ``report_media/``).
 """

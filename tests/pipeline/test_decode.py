@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio_io import decode_audio, decode_isolated
+from core.audio_io import decode_audio, decode_isolated, decode_span
 from pipeline import errors
 from pipeline.decode import DecodeOptions, check_audio, decode_recording, recording_id_for
 from pipeline.errors import DecodeError
@@ -25,6 +25,34 @@ def test_decodes_every_supported_format_to_16k(tmp_path, fmt):
     assert decoded.samples.dtype == np.float32
     assert abs(decoded.duration_s - 2.0) < 0.1
     assert 0.2 < np.abs(decoded.samples).max() <= 1.0
+
+
+@pytest.mark.parametrize("fmt, lag_ms", [("wav", 0), ("flac", 0), ("mp3", 80), ("opus", 10)])
+def test_a_span_decodes_as_the_same_slice_of_the_whole_file(tmp_path, fmt, lag_ms):
+    """decode_span (the report's clips) seeks instead of decoding the file: same samples as
+    the slice of decode_audio for PCM and FLAC; compressed formats land within their codec's
+    priming delay (an MP3 frame, Opus's pre-skip)."""
+    rate = 48000 if fmt == "opus" else 44100
+    rng = np.random.default_rng(0)
+    wave = (0.3 * rng.standard_normal((rate * 12, 1))).astype(np.float32)
+    path = encode_with_pyav(tmp_path / f"noise.{fmt}", wave, rate)
+    whole = decode_audio(str(path)).samples
+    spans = [(0.0, 1.5), (7.25, 9.0)] + ([(11.5, 12.5)] if lag_ms == 0 else [])  # past the end
+    for start, end in spans:
+        span = decode_span(str(path), start, end)
+        lo = round(start * 16000)
+        expected = whole[:, lo : round(end * 16000)]
+        assert span.shape[0] == 1 and abs(span.shape[1] - expected.shape[1]) <= 2
+        n = min(span.shape[1], expected.shape[1], 8000) - 2 * 1600
+        lags = range(-lag_ms * 16, lag_ms * 16 + 1)
+        best = min(
+            lags,
+            key=lambda k: np.abs(
+                span[0, 1600 : 1600 + n] - whole[0, lo + 1600 + k : lo + 1600 + k + n]
+            ).mean(),
+        )
+        error = np.abs(span[0, 1600 : 1600 + n] - whole[0, lo + 1600 + best : lo + 1600 + best + n])
+        assert error.mean() < (1e-6 if lag_ms == 0 else 0.05), (start, best, error.mean())
 
 
 def test_resampling_keeps_the_signal(tmp_path):

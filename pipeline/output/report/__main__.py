@@ -1,0 +1,5 @@
+"""``python -m pipeline.output.report OUTPUT_DIR``."""
+
+from .cli import main
+
+main()
