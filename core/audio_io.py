@@ -74,6 +74,25 @@ def _open(uri: str):
     return av.open(uri.removeprefix("file://"))
 
 
+def _open_audio(uri: str):
+    """The opened container of ``uri`` and its first audio stream.
+
+    Raises:
+        DecodeError: the file cannot be opened or has no audio stream.
+    """
+    import av
+
+    try:
+        container = _open(uri)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(UNREADABLE, f"cannot open: {exc}") from exc
+    streams = [s for s in container.streams if s.type == "audio"]
+    if not streams:
+        container.close()
+        raise DecodeError(UNREADABLE, "no audio stream")
+    return container, streams[0]
+
+
 def probe_duration_s(path: str) -> float | None:
     """A local file's length in seconds from its header (no decoding; an estimate for some
     formats, e.g. MP3 without a length tag); None when it cannot be read."""
@@ -102,15 +121,8 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
 
     from core.bandwidth import BandwidthProbe
 
-    try:
-        container = _open(uri)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(UNREADABLE, f"cannot open: {exc}") from exc
+    container, stream = _open_audio(uri)
     with container:
-        streams = [s for s in container.streams if s.type == "audio"]
-        if not streams:
-            raise DecodeError(UNREADABLE, "no audio stream")
-        stream = streams[0]
         codec_context = stream.codec_context
         if codec_context is None:  # FFmpeg found a stream but no decoder for it (broken header)
             raise DecodeError(UNREADABLE, "audio stream without a usable codec")
@@ -188,15 +200,10 @@ def decode_span(uri: str, start_s: float, end_s: float, target_rate: int = 16000
 
     if end_s <= start_s:
         raise ValueError(f"empty span {start_s}..{end_s}")
-    try:
-        container = _open(uri)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(UNREADABLE, f"cannot open: {exc}") from exc
+    container, stream = _open_audio(uri)
     with container:
-        streams = [s for s in container.streams if s.type == "audio"]
-        if not streams or streams[0].codec_context is None:
+        if stream.codec_context is None:
             raise DecodeError(UNREADABLE, "no decodable audio stream")
-        stream = streams[0]
         channels = stream.codec_context.channels or 1
         rate = stream.codec_context.sample_rate or 0
         if rate <= 0:

@@ -400,6 +400,25 @@ class FlowMatchingLoss(nn.Module):
         }
 
 
+def noisy_input(
+    features: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, target_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flow's point at ``t`` and its prompt condition.
+
+    Args:
+        features: shape ``(B, T, F)``, x1.
+        noise: shape ``(B, T, F)``, x0.
+        t: shape ``(B, 1, 1)``, in ``features``' dtype.
+        target_mask: shape ``(B, T)``, True on the frames to generate.
+
+    Returns:
+        ``x_t = t·x1 + (1 − t)·x0`` and the features with the target frames zeroed (the
+        speech prompt the network sees), both ``(B, T, F)``.
+    """
+    xt = t * features + (1.0 - t) * noise
+    return xt, features.masked_fill(target_mask.unsqueeze(-1), 0.0)
+
+
 def flow_matching_terms(
     estimator: VelocityEstimator,
     *,
@@ -428,8 +447,7 @@ def flow_matching_terms(
         ``{"fm_loss": scalar, "x1_estimate": (B, T, F), "loss_mask": (B, T)}``.
     """
     t = t.to(features.dtype)
-    speech_condition = features.masked_fill(target_mask.unsqueeze(-1), 0.0)
-    xt = t * features + (1.0 - t) * noise
+    xt, speech_condition = noisy_input(features, noise, t, target_mask)
     ut = features - noise
     vt = estimator.forward_fm_decoder(
         t=t,

@@ -64,6 +64,7 @@ from model.training.loop import (
     process_run,
     wrap_for_ranks,
 )
+from model.training.options import run_options_fields
 
 logger = logging.getLogger(__name__)
 
@@ -191,10 +192,7 @@ class DistillOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DistillOptions:
         """Inverse of :meth:`to_dict`."""
-        data = dict(data)
-        data["data"] = DataOptions(**data.get("data", {}))
-        data["cuts"] = tuple(data["cuts"])
-        return cls(**data)
+        return cls(**run_options_fields(data, ("cuts",)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -321,21 +319,9 @@ class Distiller(TrainingLoop):
         from model.inference.defaults import InferenceDefaults
         from model.network.student import load_model, student_from_teacher, takes_guidance_input
         from model.tokenizer import Tokenizer, TokenTable
-        from model.training.data import BatchStream, DialogTTSDataset, load_cuts, make_sampler
+        from model.training.data import DialogTTSDataset, load_cuts
 
-        super().__init__(
-            LoopSettings(
-                num_steps=options.num_steps,
-                log_every=options.log_every,
-                save_every=options.save_every,
-                seed=options.seed,
-                grad_clip=options.grad_clip,
-                log_progress=options.log_progress,
-                log_name="distill",
-            ),
-            ctx,
-            Path(options.exp_dir),
-        )
+        super().__init__(LoopSettings.of(options, "distill"), ctx, Path(options.exp_dir))
         self.options = options
         self.device = ctx.device
         torch.manual_seed(options.seed)
@@ -389,16 +375,7 @@ class Distiller(TrainingLoop):
             feat_scale=self.feature_config.feat_scale,
             on_the_fly_feats=on_the_fly,
         )
-        cuts = load_cuts(options.cuts, options.data)
-        self.make_stream = lambda state=None: BatchStream(
-            self.dataset,
-            make_sampler(cuts, options.data),
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-            num_workers=options.data.num_workers,
-            state=state,
-        )
-        self.stream = self.make_stream(None)
+        self.use_data(self.dataset, load_cuts(options.cuts, options.data), options.data)
         self.optimizer = torch.optim.AdamW(
             self.student.parameters(),
             lr=options.learning_rate,
@@ -497,8 +474,7 @@ def run(options: DistillOptions) -> Path:
             )
         distiller = Distiller(options, ctx)
         if options.resume:
-            distiller.load_state_dict(torch.load(last, map_location=ctx.device, weights_only=False))
-            logger.info("resumed from %s at step %d", last, distiller.step)
+            distiller.resume(last)
         logger.info(
             "rank %d/%d: stage %d distillation of %s (%s, %d parameters) on %s",
             ctx.rank,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from model.network.flow import FlowOptions, draw_noise_and_mask, masked_mse
+from model.network.flow import FlowOptions, draw_noise_and_mask, masked_mse, noisy_input
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,8 @@ def teacher_target_velocity(
         shape ``(B, T, F)``: ``(d1·v1 + d2·v2) / (d1 + d2)`` (``v1`` where the span is 0).
     """
     text_condition, padding_mask = teacher.forward_text_train(tokens, features_lens)
-    speech_condition = features.masked_fill(draw.target_mask.unsqueeze(-1), 0.0)
     t = draw.t.to(features.dtype)
-    xt = t * features + (1.0 - t) * draw.noise
+    xt, speech_condition = noisy_input(features, draw.noise, t, draw.target_mask)
     common = {
         "text_condition": text_condition,
         "speech_condition": speech_condition,
@@ -202,16 +201,17 @@ def distillation_loss(
         guidance_input=teacher_guidance_input,
     )
     text_condition, padding_mask = student.forward_text_train(tokens, features_lens)
-    speech_condition = features.masked_fill(draw.target_mask.unsqueeze(-1), 0.0)
     t = draw.t.to(features.dtype)
-    xt = t * features + (1.0 - t) * draw.noise
-    v_student = student.forward_fm_decoder(
+    xt, speech_condition = noisy_input(features, draw.noise, t, draw.target_mask)
+    v_student = guided_velocity(  # the student takes w as an input: one pass
+        student,
         t=t,
         xt=xt,
         text_condition=text_condition,
         speech_condition=speech_condition,
         padding_mask=padding_mask,
         guidance_scale=draw.guidance_scale,
+        guidance_input=True,
     ).float()
     loss_mask = draw.target_mask & ~padding_mask
     loss = masked_mse(v_student, target_v, loss_mask)

@@ -218,6 +218,12 @@ class LoopSettings:
     log_progress: bool
     log_name: str
 
+    @classmethod
+    def of(cls, options: Any, log_name: str) -> LoopSettings:
+        """The settings from a command's options (fields of the same names)."""
+        names = ("num_steps", "log_every", "save_every", "seed", "grad_clip", "log_progress")
+        return cls(**{name: getattr(options, name) for name in names}, log_name=log_name)
+
 
 class TrainingLoop(ABC):
     """The optimizer loop of one process, independent of the objective.
@@ -275,7 +281,37 @@ class TrainingLoop(ABC):
         """The log line of a record."""
         return f"step {record['step']} loss {record['loss']:.5f} lr {record['lr']:.2e}"
 
+    def use_data(self, dataset: Any, cuts: Any, data_options: Any) -> None:
+        """Batches of ``cuts`` through ``dataset``, this rank's shard, resumable."""
+        from model.training.data import BatchStream, make_sampler
+
+        def make_stream(state: dict[str, Any] | None) -> BatchStream:
+            return BatchStream(
+                dataset,
+                make_sampler(cuts, data_options),
+                rank=self.ctx.rank,
+                world_size=self.ctx.world_size,
+                num_workers=data_options.num_workers,
+                state=state,
+            )
+
+        self.make_stream = make_stream
+        self.stream = make_stream(None)
+
     # -------------------------------------------------------------- state
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (:meth:`loop_state` and the subclass's own)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+
+    def resume(self, path: Path) -> None:
+        """Continue from the resume state saved at ``path``."""
+        self.load_state_dict(torch.load(path, map_location=self.ctx.device, weights_only=False))
+        logger.info("resumed from %s at step %d", path, self.step)
 
     def loop_state(self) -> dict[str, Any]:
         """The loop's part of the resume state."""

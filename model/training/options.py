@@ -161,11 +161,17 @@ class TrainOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainOptions:
         """Inverse of :meth:`to_dict`."""
-        data = dict(data)
-        data["data"] = DataOptions(**data.get("data", {}))
-        for key in ("cuts", "valid_cuts"):
-            data[key] = tuple(data.get(key, ()))
-        return cls(**data)
+        return cls(**run_options_fields(data, ("cuts", "valid_cuts")))
+
+
+def run_options_fields(data: dict[str, Any], path_lists: tuple[str, ...]) -> dict[str, Any]:
+    """A run's saved options (``train.json``, ``distill.json``) as constructor arguments: the
+    nested :class:`DataOptions` rebuilt, the lists of paths ``path_lists`` as tuples."""
+    data = dict(data)
+    data["data"] = DataOptions(**data.get("data", {}))
+    for key in path_lists:
+        data[key] = tuple(data.get(key, ()))
+    return data
 
 
 # ------------------------------------------------------------------------------------------

@@ -34,8 +34,6 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from model.training.command import check_run_paths, command_parser, run_command
 from model.training.loop import barrier, process_run
 from model.training.options import TrainOptions, lr_factor, step_seed
@@ -81,8 +79,7 @@ def run(options: TrainOptions) -> Path:
                 setup = dataclasses.replace(setup, init_state=full.init_state)
         trainer = Trainer(options, setup, ctx)
         if options.resume:
-            trainer.load_state_dict(torch.load(last, map_location=ctx.device, weights_only=False))
-            logger.info("resumed from %s at step %d", last, trainer.step)
+            trainer.resume(last)
         logger.info(
             "rank %d/%d on %s: %d parameters, amp=%s",
             ctx.rank,

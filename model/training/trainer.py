@@ -60,22 +60,10 @@ class Trainer(TrainingLoop):
         from model.audio.features import MelExtractor
         from model.network.zipvoice import DialogTTSNetwork
         from model.tokenizer import Tokenizer
-        from model.training.data import BatchStream, DialogTTSDataset, load_cuts, make_sampler
+        from model.training.data import DialogTTSDataset, load_cuts
         from model.training.ema import ModelEma
 
-        super().__init__(
-            LoopSettings(
-                num_steps=options.num_steps,
-                log_every=options.log_every,
-                save_every=options.save_every,
-                seed=options.seed,
-                grad_clip=options.grad_clip,
-                log_progress=options.log_progress,
-                log_name="train",
-            ),
-            ctx,
-            Path(options.exp_dir),
-        )
+        super().__init__(LoopSettings.of(options, "train"), ctx, Path(options.exp_dir))
         self.options, self.setup = options, setup
         torch.manual_seed(options.seed)
         self.network = DialogTTSNetwork(setup.network_config)
@@ -118,16 +106,7 @@ class Trainer(TrainingLoop):
             feat_scale=setup.feature_config.feat_scale,
             on_the_fly_feats=on_the_fly,
         )
-        cuts = load_cuts(options.cuts, options.data)
-        self.make_stream = lambda state=None: BatchStream(
-            self.dataset,
-            make_sampler(cuts, options.data),
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-            num_workers=options.data.num_workers,
-            state=state,
-        )
-        self.stream = self.make_stream(None)
+        self.use_data(self.dataset, load_cuts(options.cuts, options.data), options.data)
 
     # -------------------------------------------------------------- checkpoint I/O
 

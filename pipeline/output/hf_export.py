@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.output.run_files import read_table
-from pipeline.records import QUALITY_FIELDS, quality_struct
+from pipeline.records import QUALITY_FIELDS, quality_struct, table_schema
 
 logger = logging.getLogger(__name__)
 
@@ -110,16 +110,9 @@ def arrow_schema(sample_rate: int):
     """The rows' pyarrow schema, with the Hugging Face features in its metadata."""
     import pyarrow as pa
 
-    turn = pa.struct(
-        [
-            ("role", pa.string()),
-            ("speaker", pa.string()),
-            ("start", pa.float64()),
-            ("end", pa.float64()),
-            ("text", pa.string()),
-            ("channel", pa.int64()),
-        ]
-    )
+    # a turn as the dialogue_turns table holds it, less the keys the row already gives
+    keys = ("dialogue_id", "index")
+    turn = pa.struct([f for f in table_schema("dialogue_turns") if f.name not in keys])
     schema = pa.schema(
         [
             ("id", pa.string()),

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from tests.model.model_cuts import PROMPT_END_S, quick_run_args
+from tests.model.torchrun import torchrun_two_cpu_processes
 
 logger = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[2]
 
 TEST_DATA_ARGS = ["--precomputed-feats", *quick_run_args(30)]
 
@@ -569,20 +565,8 @@ def test_distillation_ddp_two_gloo_processes(trained_tiny_checkpoint, dialog_cut
     """torchrun with two CPU processes: each distils its shard, the replicas stay identical
     and rank 0 alone writes the student."""
     exp_dir = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "model.distill",
-        *_loop_args(trained_tiny_checkpoint.exp_dir, dialog_cuts_path, exp_dir, 2),
-    ]
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+    proc = torchrun_two_cpu_processes(
+        "model.distill", _loop_args(trained_tiny_checkpoint.exp_dir, dialog_cuts_path, exp_dir, 2)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = _distill_records(exp_dir)

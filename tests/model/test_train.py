@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +14,10 @@ import torch
 from model.training.ema import ModelEma
 from model.training.train import TrainOptions, lr_factor, main, step_seed
 from tests.model.model_cuts import quick_run_args
+from tests.model.torchrun import torchrun_two_cpu_processes
 from tests.upstream import upstream_fixture_dir
 
 logger = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[2]
 FIXTURES = upstream_fixture_dir()
 
 
@@ -107,21 +104,12 @@ def test_resume_continues_exactly(tmp_path, dialog_cuts_path, tiny_config_path):
 
 def test_ddp_two_gloo_processes(tmp_path, dialog_cuts_path, tiny_config_path):
     exp_dir = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
+    proc = torchrun_two_cpu_processes(
         "model.train",
-        *_quick_args(dialog_cuts_path, exp_dir, tiny_config_path, 3, "--save-every", "3"),
-        *("--valid-cuts", str(dialog_cuts_path), "--max-valid-batches", "2"),
-    ]
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+        [
+            *_quick_args(dialog_cuts_path, exp_dir, tiny_config_path, 3, "--save-every", "3"),
+            *("--valid-cuts", str(dialog_cuts_path), "--max-valid-batches", "2"),
+        ],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = _records(exp_dir)
