@@ -288,20 +288,20 @@ def speaker_exclusive_loss(
     x1_estimate: torch.Tensor,
     x1: torch.Tensor,
     loss_mask: torch.Tensor,
-    padding_mask: torch.Tensor,
 ) -> torch.Tensor:
     """Penalty on frames where both channels of a stereo estimate are loud (ZipVoice §1.11).
 
     Frame energy is the mean over mel bins of each channel. The threshold τ of an utterance is
-    the median ground-truth frame energy over both channels and all its valid frames. Where both
-    estimated channels exceed τ, the penalty is ``(E_L - τ)(E_R - τ)``; it is averaged over the
-    masked frames.
+    upstream's: the median (``torch.quantile(·, 0.5)``, interpolating between the two middle
+    values) of the ground-truth frame energies of both channels over all ``T`` frames of the
+    batch, padding frames included (as ``ZipVoiceDialogStereo.adaptive_threshold_from_gt``).
+    Where both estimated channels exceed τ, the penalty is ``(E_L - τ)(E_R - τ)``; it is
+    averaged over the masked frames.
 
     Args:
         x1_estimate: shape ``(B, T, 2M)``, one-step x1 estimate (left | right mel).
         x1: shape ``(B, T, 2M)``, ground truth.
         loss_mask: shape ``(B, T)``, True on masked, non-padding frames.
-        padding_mask: shape ``(B, T)``, True on padding.
 
     Returns:
         A scalar.
@@ -309,11 +309,8 @@ def speaker_exclusive_loss(
     num_bins = x1.size(-1) // 2
     energy_est = x1_estimate.reshape(*x1_estimate.shape[:2], 2, num_bins).mean(-1)  # (B, T, 2)
     energy_gt = x1.reshape(*x1.shape[:2], 2, num_bins).mean(-1)
-    taus = []
-    for i in range(x1.size(0)):
-        valid = energy_gt[i][~padding_mask[i]]  # (T_i, 2)
-        taus.append(valid.reshape(-1).median() if valid.numel() else energy_gt.new_zeros(()))
-    tau = torch.stack(taus).view(-1, 1, 1).detach()
+    both_channels = torch.cat([energy_gt[..., 0], energy_gt[..., 1]], dim=1).float()  # (B, 2T)
+    tau = torch.quantile(both_channels, 0.5, dim=1).view(-1, 1, 1).to(energy_est.dtype).detach()
     excess = energy_est - tau  # (B, T, 2)
     both = (excess > 0).all(-1) & loss_mask
     penalty = excess[..., 0] * excess[..., 1] * both.to(excess.dtype)
@@ -386,9 +383,7 @@ class FlowMatchingLoss(nn.Module):
         )
         stereo = features.size(-1) == 2 * text_condition.size(-1)
         if stereo and self.options.se_loss_weight > 0:
-            se = speaker_exclusive_loss(
-                out["x1_estimate"], features, out["loss_mask"], padding_mask
-            )
+            se = speaker_exclusive_loss(out["x1_estimate"], features, out["loss_mask"])
         else:
             se = out["fm_loss"].new_zeros(())
         loss = out["fm_loss"] + self.options.se_loss_weight * se

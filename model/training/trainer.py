@@ -46,6 +46,23 @@ def _rotate(exp_dir: Path, keep_last: int) -> None:
         old.unlink()
 
 
+OPTIMIZER_BETAS = (0.9, 0.98)
+
+
+def build_optimizer(
+    network: torch.nn.Module, options: TrainOptions
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The trainer's optimizer (AdamW over every parameter) and its learning-rate schedule."""
+    optimizer = torch.optim.AdamW(
+        network.parameters(),
+        lr=options.lr,
+        betas=OPTIMIZER_BETAS,
+        weight_decay=options.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, options))
+    return optimizer, scheduler
+
+
 # ------------------------------------------------------------------------------------------
 # the run
 
@@ -79,15 +96,7 @@ class Trainer(TrainingLoop):
         )
         self.loss_fn = FlowMatchingLoss(self.network, self.flow_options)
         self.model = wrap_for_ranks(self.loss_fn, ctx)
-        self.optimizer = torch.optim.AdamW(
-            self.network.parameters(),
-            lr=options.lr,
-            betas=(0.9, 0.98),
-            weight_decay=options.weight_decay,
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, options)
-        )
+        self.optimizer, self.scheduler = build_optimizer(self.network, options)
         self.amp = amp_dtype(options.amp, ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
         # the averaged model lives on rank 0, the only one that saves

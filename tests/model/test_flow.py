@@ -200,19 +200,26 @@ def test_speaker_exclusive_loss_by_hand():
     x1 = torch.zeros(1, 4, 2 * m)
     x1[0, :, :m] = torch.tensor([0.0, 1.0, 2.0, 3.0]).unsqueeze(-1)  # left energies
     x1[0, :, m:] = torch.tensor([3.0, 2.0, 1.0, 0.0]).unsqueeze(-1)  # right energies
-    # tau = median of [0,1,2,3,3,2,1,0] -> torch.median takes the lower middle = 1
+    # tau = upstream's quantile(0.5) of [0,1,2,3,3,2,1,0]: between the middle values 1 and 2
     est = torch.zeros(1, 4, 2 * m)
     est[0, :, :m] = torch.tensor([2.0, 3.0, 0.0, 5.0]).unsqueeze(-1)
     est[0, :, m:] = torch.tensor([4.0, 0.5, 3.0, 2.0]).unsqueeze(-1)
     mask = torch.tensor([[True, True, True, False]])
-    pad = torch.zeros(1, 4, dtype=torch.bool)
-    loss = speaker_exclusive_loss(est, x1, mask, pad)
-    # frame 0: (2-1)(4-1)=3; frame 1: right 0.5 < tau; frame 2: left 0 < tau; frame 3 unmasked
-    assert loss.item() == pytest.approx(3.0 / 3.0)
+    loss = speaker_exclusive_loss(est, x1, mask)
+    # tau 1.5; frame 0: (2-1.5)(4-1.5); frame 1: right 0.5 < tau; frame 2: left 0 < tau;
+    # frame 3 unmasked
+    assert loss.item() == pytest.approx(0.5 * 2.5 / 3.0)
     # no overlap -> no penalty
     est2 = est.clone()
     est2[0, 0, m:] = 0.0
-    assert speaker_exclusive_loss(est2, x1, mask, pad).item() == 0.0
+    assert speaker_exclusive_loss(est2, x1, mask).item() == 0.0
+    # as upstream, the batch's padding frames (zero features) enter the threshold: two more
+    # frames of zeros move tau to 0.5 (12 energies, six of them 0)
+    x1_pad = torch.cat([x1, torch.zeros(1, 2, 2 * m)], dim=1)
+    est_pad = torch.cat([est, torch.zeros(1, 2, 2 * m)], dim=1)
+    mask_pad = torch.cat([mask, torch.zeros(1, 2, dtype=torch.bool)], dim=1)
+    expected = (2.0 - 0.5) * (4.0 - 0.5) / 3.0
+    assert speaker_exclusive_loss(est_pad, x1_pad, mask_pad).item() == pytest.approx(expected)
 
 
 def test_stereo_batch_adds_se_loss():
