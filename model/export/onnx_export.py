@@ -46,7 +46,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.options import add_dataclass_args, dataclass_from_args, opt
+from core.options import opt
+from model.export.command import export_parser, run_export
 
 logger = logging.getLogger(__name__)
 
@@ -457,37 +458,22 @@ class ExportArgs:
 
 def get_parser() -> argparse.ArgumentParser:
     """The command-line parser: one flag per :class:`ExportArgs` field."""
-    parser = argparse.ArgumentParser(
-        prog="python -m model.onnx_export", description=__doc__.split("\n\n")[0]
-    )
-    add_dataclass_args(parser, ExportArgs, kebab=True)
-    return parser
+    return export_parser("model.onnx_export", __doc__.split("\n\n")[0], ExportArgs)
+
+
+def _export(args: ExportArgs) -> dict[str, Any]:
+    result = export_onnx(args.model_dir, args.onnx_dir, int8=args.int8, check=args.check)
+    return {
+        "onnx_dir": str(result.directory),
+        "files": result.files,
+        "max_abs_diff": result.max_abs_diff,
+        "seconds": round(result.seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status."""
-    args = dataclass_from_args(ExportArgs, get_parser().parse_args(argv))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from model.network.checkpoint import CheckpointError
-
-    try:
-        result = export_onnx(args.model_dir, args.onnx_dir, int8=args.int8, check=args.check)
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"model.onnx_export: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        json.dumps(
-            {
-                "onnx_dir": str(result.directory),
-                "files": result.files,
-                "max_abs_diff": result.max_abs_diff,
-                "seconds": round(result.seconds, 1),
-            }
-        )
-    )
-    return 0
+    """CLI entry point; returns the exit status (bad input: 2, no traceback)."""
+    return run_export("model.onnx_export", get_parser(), ExportArgs, _export, argv)
 
 
 if __name__ == "__main__":

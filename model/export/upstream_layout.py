@@ -31,13 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from core.options import add_dataclass_args, dataclass_from_args, opt
+from core.options import opt
+from model.export.command import export_parser, run_export
 
 logger = logging.getLogger(__name__)
 
@@ -162,35 +163,20 @@ def export_upstream(
 
 def get_parser() -> argparse.ArgumentParser:
     """The command-line parser: one flag per :class:`UpstreamExportArgs` field."""
-    parser = argparse.ArgumentParser(
-        prog="python -m model.export_upstream", description=__doc__.split("\n\n")[0]
+    return export_parser("model.export_upstream", __doc__.split("\n\n")[0], UpstreamExportArgs)
+
+
+def _export(args: UpstreamExportArgs) -> dict[str, Any]:
+    result = export_upstream(
+        args.model_dir, args.out, allow_turn_rule_difference=args.allow_turn_rule_difference
     )
-    add_dataclass_args(parser, UpstreamExportArgs, kebab=True)
-    return parser
+    return {
+        "out": str(result.directory),
+        "upstream_class": result.upstream_class,
+        "files": list(result.files),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status."""
-    args = dataclass_from_args(UpstreamExportArgs, get_parser().parse_args(argv))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from model.network.checkpoint import CheckpointError
-
-    try:
-        result = export_upstream(
-            args.model_dir, args.out, allow_turn_rule_difference=args.allow_turn_rule_difference
-        )
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"model.export_upstream: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        json.dumps(
-            {
-                "out": str(result.directory),
-                "upstream_class": result.upstream_class,
-                "files": list(result.files),
-            }
-        )
-    )
-    return 0
+    """CLI entry point; returns the exit status (bad input: 2, no traceback)."""
+    return run_export("model.export_upstream", get_parser(), UpstreamExportArgs, _export, argv)
