@@ -125,7 +125,11 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
         if use_pos_scores:
             pos = self.linear_pos(pos_emb)
             pos = pos.reshape(-1, 2 * seq_len - 1, h, dp).permute(2, 0, 3, 1)
-            attn_scores = attn_scores + relative_to_absolute(torch.matmul(p, pos))
+            pos_scores = relative_to_absolute(torch.matmul(p, pos))
+            if torch.is_grad_enabled():
+                attn_scores = attn_scores + pos_scores
+            else:
+                attn_scores.add_(pos_scores)
 
         if attn_mask is not None:
             if attn_mask.dtype != torch.bool:

@@ -14,6 +14,7 @@ from model.network.zipformer.scaling import (
     FloatLike,
     ScheduledFloat,
     SwooshR,
+    is_exporting,
     scaled_linear,
     to_tuple,
 )
@@ -336,6 +337,8 @@ class TTSZipformer(nn.Module):
         Returns:
             ``(B, T, out_dim)``.
         """
+        if padding_mask is not None and not is_exporting() and not bool(padding_mask.any()):
+            padding_mask = None  # nothing to mask: skips every masked_fill (same values)
         index = self._stream_index(x.size(2))
         in_proj = self.in_proj[index] if self.two_stream else self.in_proj
         out_proj = self.out_proj[index] if self.two_stream else self.out_proj

@@ -138,7 +138,10 @@ class BypassModule(nn.Module):
 
     def forward(self, src_orig: Tensor, src: Tensor) -> Tensor:
         """Args: both ``(T, B, C)``."""
-        return src_orig + (src - src_orig) * self._scale(src.shape[1])
+        scale = self._scale(src.shape[1])
+        if torch.is_grad_enabled():
+            return src_orig + (src - src_orig) * scale
+        return torch.addcmul(src_orig, src - src_orig, scale)
 
 
 def _default_layer_schedules() -> dict[str, ScheduledFloat]:

@@ -29,20 +29,39 @@ _SWOOSH_R_CONST = 0.313261687
 _SWOOSH_SLOPE = 0.08
 
 
-def swoosh_l(x: Tensor) -> Tensor:
-    """SwooshL(x) = log(1 + exp(x - 4)) - 0.08 x - 0.035 (computed in float32)."""
+def _swoosh(x: Tensor, offset: float, const: float) -> Tensor:
+    """``softplus(x - offset) - 0.08 x - const`` in float32.
+
+    Without autograd (inference, ``no_grad``) the tail runs in place on the softplus
+    output: two passes over the tensor fewer, the same values up to rounding.
+    """
     dtype = x.dtype
     x = x.float()
-    y = nn.functional.softplus(x - _SWOOSH_L_OFFSET, beta=1.0, threshold=30.0)
-    return (y - _SWOOSH_SLOPE * x - _SWOOSH_L_CONST).to(dtype)
+    y = nn.functional.softplus(x - offset, beta=1.0, threshold=30.0)
+    if torch.is_grad_enabled() or is_exporting():
+        return (y - _SWOOSH_SLOPE * x - const).to(dtype)
+    return y.add_(x, alpha=-_SWOOSH_SLOPE).sub_(const).to(dtype)
+
+
+def is_exporting() -> bool:
+    """True while tracing, scripting, exporting or compiling: data-dependent shortcuts
+    (in-place tails, skipping an all-False mask) stay out of recorded graphs."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
+
+
+def swoosh_l(x: Tensor) -> Tensor:
+    """SwooshL(x) = log(1 + exp(x - 4)) - 0.08 x - 0.035 (computed in float32)."""
+    return _swoosh(x, _SWOOSH_L_OFFSET, _SWOOSH_L_CONST)
 
 
 def swoosh_r(x: Tensor) -> Tensor:
     """SwooshR(x) = log(1 + exp(x - 1)) - 0.08 x - 0.313261687 (computed in float32)."""
-    dtype = x.dtype
-    x = x.float()
-    y = nn.functional.softplus(x - _SWOOSH_R_OFFSET, beta=1.0, threshold=30.0)
-    return (y - _SWOOSH_SLOPE * x - _SWOOSH_R_CONST).to(dtype)
+    return _swoosh(x, _SWOOSH_R_OFFSET, _SWOOSH_R_CONST)
 
 
 class SwooshL(nn.Module):
