@@ -50,7 +50,9 @@ RELAXED_FILTERS = [
 
 def get_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["dev"], choices=["dev", "heldout", "sample"])
+    parser.add_argument(
+        "--sets", nargs="+", default=["dev"], choices=["dev", "dev2", "heldout", "sample"]
+    )
     parser.add_argument(
         "--embeddings",
         nargs="*",

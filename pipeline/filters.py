@@ -27,9 +27,10 @@ from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
 from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS
 from pipeline.quality.role_purity import (
     PurityThresholds,
-    measure_roles,
+    measure_pieces,
     purity_failure,
     role_measures,
+    turn_pieces,
 )
 from pipeline.records import (
     ANALYSIS_SAMPLE_RATE,
@@ -140,6 +141,12 @@ class FilterOptions:
         None, "largest cos of the two roles' voices (unset: the model's fitted value)"
     )
     purity_min_turn_s: float = opt(1.0, "shortest turn embedded for the role-purity check, s")
+    purity_piece_s: float = opt(
+        1.5,
+        "the role-purity check embeds turns in equal pieces of at most this long (s; none "
+        "shorter than purity_min_turn_s), so a second of another voice inside a long turn "
+        "shows; 0 embeds whole turns",
+    )
     role_trim_min_s: float = opt(
         3.0,
         "a dialogue whose only fault is one turn that sounds like the other role loses that "
@@ -512,7 +519,8 @@ def _role_measures(
     embedder,
 ) -> tuple[dict[str, float], list[float]]:
     """Role-purity measures of one dialogue from its turns of at least ``purity_min_turn_s``,
-    and each of its turns' margin (NaN for a turn not embedded)."""
+    embedded in pieces of at most ``purity_piece_s``, and each of its turns' margin (its worst
+    piece's; NaN for a turn not embedded)."""
     embedded = [i for i, t in enumerate(dturns) if t.end - t.start >= opts.purity_min_turn_s]
     margins = [math.nan] * len(dturns)
     if len({dturns[i].role for i in embedded}) < 2:
@@ -522,12 +530,18 @@ def _role_measures(
         if dialogue.channel_layout == "stereo"
         else (lambda t: work.mono)
     )
-    embeddings = embedder.embed(
-        [clip(source(dturns[i]), dturns[i].start, dturns[i].end) for i in embedded]
+    pieces = [
+        (i, a, b)
+        for i in embedded
+        for a, b in turn_pieces(
+            dturns[i].start, dturns[i].end, opts.purity_piece_s, opts.purity_min_turn_s
+        )
+    ]
+    embeddings = embedder.embed([clip(source(dturns[i]), a, b) for i, a, b in pieces])
+    measures, per_turn = measure_pieces(
+        embeddings, [dturns[i].role for i, _, _ in pieces], [i for i, _, _ in pieces]
     )
-    roles = [dturns[i].role for i in embedded]
-    measures, per_turn = measure_roles(embeddings, roles)
-    for i, margin in zip(embedded, per_turn):
+    for i, margin in per_turn.items():
         margins[i] = margin
     return measures, margins
 

@@ -357,7 +357,12 @@ def _cluster_chunks(
     )
     if not opts.num_speakers:
         found = clustering.absorb_small(
-            found, embeddings[long], weights[long], opts.diar_min_speaker_s, links
+            found,
+            embeddings[long],
+            weights[long],
+            opts.diar_min_speaker_s,
+            links,
+            min_similarity=threshold - clustering.ABSORB_MARGIN,
         )
     centres = clustering.centroids(embeddings[long], weights[long], found)
     labels[rows] = found

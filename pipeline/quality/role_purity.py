@@ -2,15 +2,18 @@
 
 A dialogue is only worth training on if each role holds one voice. Diarization errors poison a
 role in two ways: a turn of the other person is labelled with this role (a label swap), or the
-two roles are one person split in two. From one speaker embedding per turn (CAM++ by default,
-turns of at least ``min_turn_s``), three measures:
+two roles are one person split in two. Each turn of at least ``min_turn_s`` is cut into equal
+*pieces* of at most ``piece_s`` (:func:`turn_pieces`), each with a speaker embedding (CAM++ by
+default); a turn's voice is the mean of its pieces'. Three measures:
 
-* ``role_margin``: the smallest ``cos(turn, own role) - cos(turn, other role)`` over the turns,
-  where a role's voice is the mean of its *other* turns (leave-one-out) or, for a role with one
-  embedded turn, that turn; negative when a turn sounds more like the other role.
-* ``role_self_similarity``: the smallest ``cos(turn, own role without it)``: low when a role holds
+* ``role_margin``: the smallest ``cos(piece, own role) - cos(piece, other role)`` over the
+  pieces, where a role's voice is the mean of its *other* pieces (leave-one-out) or, for a role
+  with one piece, that piece; negative when a stretch of a turn sounds more like the other role.
+  Pieces, not whole turns: the commonest fault is the first second or two of the next speaker
+  (or a third person) inside a long turn, which barely moves the whole turn's embedding.
+* ``role_self_similarity`` (turns): the smallest ``cos(turn, own role without it)``: low when a role holds
   a second voice (a third person, or both people).
-* ``role_cross_similarity``: ``cos`` of the two roles' mean voices: high when the roles are one
+* ``role_cross_similarity`` (turns): ``cos`` of the two roles' mean voices: high when the roles are one
   person.
 
 :func:`purity_failure` compares them with thresholds that belong to the embedding model (set on
@@ -46,6 +49,51 @@ THRESHOLDS = {
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def turn_pieces(
+    start: float, end: float, piece_s: float, min_s: float
+) -> list[tuple[float, float]]:
+    """``(start, end)`` of the equal pieces of a turn: as few as make each at most ``piece_s``
+    long, but never shorter than ``min_s`` (a turn shorter than ``2 * min_s`` is one piece);
+    ``piece_s <= 0`` keeps the turn whole.
+
+    >>> turn_pieces(10.0, 13.5, 1.5, 1.0)
+    [(10.0, 11.1667), (11.1667, 12.3333), (12.3333, 13.5)]
+    >>> turn_pieces(0.0, 1.8, 1.5, 1.0)
+    [(0.0, 1.8)]
+    """
+    length = end - start
+    count = max(1, math.ceil(length / piece_s - 1e-9)) if piece_s > 0 else 1
+    count = max(1, min(count, int(length // min_s))) if min_s > 0 else count
+    step = length / count
+    return [(round(start + k * step, 4), round(start + (k + 1) * step, 4)) for k in range(count)]
+
+
+def measure_pieces(
+    embeddings: np.ndarray, roles: Sequence[str], turns: Sequence[int]
+) -> tuple[dict[str, float], dict[int, float]]:
+    """The three measures from piece embeddings (``roles`` and ``turns``: each piece's role and
+    turn index): ``role_margin`` over the pieces, the similarities over the turns (each the
+    mean of its pieces' unit embeddings); and each turn's margin, its worst piece's (NaN for
+    a piece that is its role's only one).
+    """
+    if not len(embeddings):
+        return role_measures(np.zeros((0, 1)), []), {}
+    emb = np.stack([_unit(np.asarray(e, dtype=np.float64)) for e in embeddings])
+    order = list(dict.fromkeys(turns))
+    turn_emb = np.stack(
+        [emb[[k for k, t in enumerate(turns) if t == turn]].mean(0) for turn in order]
+    )
+    turn_roles = [roles[list(turns).index(turn)] for turn in order]
+    out = role_measures(turn_emb, turn_roles)
+    piece_measures, per_piece = measure_roles(emb, roles)
+    out["role_margin"] = piece_measures["role_margin"]
+    per_turn: dict[int, float] = {}
+    for turn, margin in zip(turns, per_piece):
+        if not math.isnan(margin):
+            per_turn[turn] = min(margin, per_turn.get(turn, math.inf))
+    return out, per_turn
 
 
 def role_measures(embeddings: np.ndarray, roles: Sequence[str]) -> dict[str, float]:

@@ -173,6 +173,15 @@ def test_constrained_clustering_threshold_links_and_counts():
         np.array([0, 0, 1, 1, 2, 2]), rows, np.array([5, 5, 5, 5, 0.2, 0.2]), 1.0
     )
     assert labels.max() == 1
+    # ... unless it is unlike every heavy one: another voice, kept apart
+    light = np.array([5, 5, 5, 5, 0.2, 0.2])
+    centres = clustering.centroids(rows, light, np.array([0, 0, 1, 1, 2, 2]))
+    best = float(np.max(centres[:2] @ centres[2]))
+    for floor, speakers in ((best - 0.01, 2), (best + 0.01, 3)):
+        labels = clustering.absorb_small(
+            np.array([0, 0, 1, 1, 2, 2]), rows, light, 1.0, min_similarity=floor
+        )
+        assert labels.max() + 1 == speakers
 
 
 def test_refinement_gives_a_backchannel_between_pauses_to_its_speaker(models):

@@ -293,3 +293,36 @@ def test_option_names_are_unique_across_the_pipeline():
     CurateOptions._add_argparse_args(parser)  # argparse raises on a duplicate flag
     flags = {a.dest for a in parser._actions}
     assert {"min_dnsmos_ovrl", "pseudo_stereo", "max_dialogue_s", "corpus_sample_rate"} <= flags
+
+
+def test_pieces_find_the_next_voice_inside_a_long_turn(embedder):
+    """The commonest purity fault: the first second or two of the next speaker labelled with the
+    turn before. The whole turn still sounds like its role; its pieces do not. Real voices of
+    the dev split (two men on a telephone channel)."""
+    from pipeline.quality.role_purity import measure_pieces, turn_pieces
+    from tests.pipeline.voice_conversations import load_voice
+
+    sr = 16000
+    first = [c.audio for c in load_voice("carlo").clips if c.duration >= 1.6]
+    second = [c.audio for c in load_voice("michael").clips if c.duration >= 1.6]
+    gap = np.zeros(sr // 5, np.float32)
+    # S1 S2 S1 S2, the last S2 turn opening with 1.6 s of S1's voice
+    turns = [
+        ("S1", np.concatenate([first[0], gap, first[1]])),
+        ("S2", np.concatenate([second[0], gap, second[1]])),
+        ("S1", np.concatenate([first[2], gap, first[3]])),
+        ("S2", np.concatenate([first[4][: int(1.6 * sr)], second[2], gap, second[3]])),
+    ]
+    whole = embedder.embed([audio for _, audio in turns])
+    measures, per_turn = measure_pieces(whole, [r for r, _ in turns], range(len(turns)))
+    assert measures["role_margin"] > 0  # whole turns: the fault does not show
+    pieces, roles, owners = [], [], []
+    for k, (role, audio) in enumerate(turns):
+        for a, b in turn_pieces(0.0, len(audio) / sr, 1.5, 1.0):
+            pieces.append(audio[round(a * sr) : round(b * sr)])
+            roles.append(role)
+            owners.append(k)
+    measures, per_turn = measure_pieces(embedder.embed(pieces), roles, owners)
+    assert measures["role_margin"] < 0
+    assert min(per_turn, key=per_turn.get) == 3  # and it points at the right turn
+    assert all(per_turn[k] > 0 for k in (0, 1, 2))

@@ -375,9 +375,15 @@ def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversat
 
 
 def conversations(split: str = "dev") -> list[Conversation]:
-    """All conversations of a split ('dev' or 'heldout'), built from that split's voices only."""
-    table = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS}[split]
-    allowed = set(voice_ids(split))
+    """All conversations of a split ('dev' or 'heldout'), built from that split's voices only.
+
+    ``dev2`` is a second development set: the dev voices and pairs laid out anew (other seeds),
+    for designing on more examples without touching the held-out voices.
+    """
+    table = {"dev": DEV_CONVERSATIONS, "dev2": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS}[
+        split
+    ]
+    allowed = set(voice_ids("dev" if split == "dev2" else split))
     out = []
     for k, ids in enumerate(table, 1):
         stray = set(ids) - allowed
