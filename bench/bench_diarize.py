@@ -8,8 +8,9 @@ Usage::
     python bench/bench_diarize.py --sets heldout --purity          # + pipeline purity / yield
 
 Inputs: conversations built from the vendored real voices (``tests/assets/voices``, splits
-``dev`` and ``heldout`` with disjoint voices, exact references; see
-``tests/pipeline/voice_conversations.py``) and the bundled telephone sample. DER =
+``dev``, ``heldout`` and ``final`` with disjoint voices, exact references; see
+``tests/pipeline/voice_conversations.py``) and the bundled telephone sample. ``final`` is for one
+last measurement of a finished design: run it once, and tune nothing on it. DER =
 pyannote.metrics, no collar, overlap scored. RTF = wall seconds of :func:`pipeline.diarize.diarize`
 (models loaded before, one warm-up call; VAD regions from the pipeline's VAD, computed outside the
 timing) / audio seconds.
@@ -51,7 +52,10 @@ RELAXED_FILTERS = [
 def get_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sets", nargs="+", default=["dev"], choices=["dev", "dev2", "heldout", "sample"]
+        "--sets",
+        nargs="+",
+        default=["dev"],
+        choices=["dev", "dev2", "heldout", "final", "sample"],
     )
     parser.add_argument(
         "--embeddings",

@@ -16,7 +16,7 @@ Methods, each after one warm-up call:
 
 Inputs: the bundled telephone call (``pipeline/assets/sample.wav`` + ``sample.rttm``); with
 ``--dir``, every ``X.wav`` (any rate, downmixed, resampled to 16 kHz) that has an ``X.rttm``
-beside it; with ``--voices dev|heldout``, the many-voice conversations of
+beside it; with ``--voices dev|heldout|final``, the many-voice conversations of
 ``tests/pipeline/voice_conversations.py`` when that module exists.
 
 DER = pyannote.metrics ``DiarizationErrorRate``, no collar, overlap scored (as
@@ -52,7 +52,7 @@ def get_args() -> argparse.Namespace:
     parser.add_argument("--dir", type=Path, help="folder of X.wav + X.rttm pairs")
     parser.add_argument(
         "--voices",
-        choices=("dev", "heldout"),
+        choices=("dev", "heldout", "final"),
         help="many-voice conversations (tests/pipeline/voice_conversations.py)",
     )
     parser.add_argument("--no_sample", action="store_true", help="skip the bundled sample")

