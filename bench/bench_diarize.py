@@ -40,13 +40,7 @@ from tests.pipeline import diar_conversations as conv  # noqa: E402
 from tests.pipeline import diar_scoring  # noqa: E402
 
 SR = 16000
-RELAXED_FILTERS = [
-    "--min_dnsmos_ovrl=0",
-    "--min_dialogue_avg_logprob=-99",
-    "--max_dialogue_no_speech_prob=1",
-    "--cps_bounds=*=0:1000",
-    "--min_speaker_share=0",
-]
+RELAXED_FILTERS = diar_scoring.RELAXED_FILTERS
 
 
 def get_args() -> argparse.Namespace:
@@ -196,36 +190,17 @@ def purity_table(
                 ]
             )
             wall = time.perf_counter() - started
-            dialogues = pd.read_parquet(out / "dialogues")
-            turns = pd.read_parquet(out / "dialogue_turns")
             rejects = pd.read_parquet(out / "rejects")
-            kept = pure = 0.0
-            two_person_speech = kept_two = 0.0
-            three_person_mixed = 0
-            for name, reference in references.items():
-                people = len({s.speaker for s in reference})
-                rows = dialogues[dialogues.recording_id.str.startswith(f"{name}-")]
-                if people == 2:
-                    two_person_speech += diar_scoring.speech_seconds(reference)
-                for row in rows.itertuples():
-                    mine = turns[turns.dialogue_id == row.dialogue_id]
-                    verdict = diar_scoring.judge_dialogue(
-                        row.dialogue_id,
-                        row.duration,
-                        zip(mine.role, mine.start, mine.end),
-                        reference,
-                    )
-                    kept += row.duration
-                    pure += row.duration if verdict.pure else 0.0
-                    kept_two += row.duration if people == 2 else 0.0
-                    three_person_mixed += int(people == 3 and not verdict.pure)
+            scored = diar_scoring.corpus_purity(out, references)
+            for verdict in scored.impure:
+                print(f"  impure: {verdict}")
             impure = int((rejects.reason == "role_impure").sum())
             print(
-                f"role_purity={guard:5s}: kept {len(dialogues):3d} dialogues, {kept:6.1f} s; "
-                f"purity {100 * pure / max(kept, 1e-9):5.1f} % of kept time; yield "
-                f"{100 * kept_two / max(two_person_speech, 1e-9):5.1f} % of two-person "
-                f"speech; impure from 3-person: {three_person_mixed}; role_impure rejects "
-                f"{impure}; wall {wall:.0f} s",
+                f"role_purity={guard:5s}: kept {scored.dialogues:3d} dialogues, "
+                f"{scored.kept_s:6.1f} s; purity {100 * scored.purity:5.1f} % of kept time; "
+                f"yield {100 * scored.yield_:5.1f} % of two-person speech; impure from "
+                f"3-person: {scored.three_person_mixed}; role_impure rejects {impure}; "
+                f"wall {wall:.0f} s",
                 flush=True,
             )
 
