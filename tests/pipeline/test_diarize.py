@@ -292,13 +292,19 @@ def test_many_real_voices_dev_set(voice_results, figure):
 
 
 def test_many_real_voices_heldout_set(voice_results, figure):
-    """Voices never used in design (6 voices, 11 conversations; measured: mean 10.6 %, max
-    20.1 %, 9 of 11 speaker counts right). Margins +2.4 and +5.9 points."""
+    """Voices never used in design (6 voices, 11 conversations; measured: mean 9.9 %, max
+    16.5 %). Margins +3.1 and +9.5 points. Speaker counts: 8 of 11 exact, and no conversation
+    with fewer speakers than people. Two people merged into one speaker poison every dialogue
+    they are in, one person split in two is caught by the role-purity check's cross-similarity
+    or ends a dialogue early; so a small cluster unlike every big one is kept apart
+    (``clustering.ABSORB_MARGIN``): here that costs one exact count (9 before) and leaves
+    three conversations with one speaker too many, none with too few."""
     rows = voice_results["heldout"]
     errors = [e for _, e, _, _ in rows]
     figure("heldout_mean_der", np.mean(errors), at_most=0.13, detail=rows)
     figure("heldout_max_der", max(errors), at_most=0.26, detail=rows)
-    assert sum(found == truth for _, _, found, truth in rows) >= 9, rows
+    assert all(found >= truth for _, _, found, truth in rows), rows
+    assert sum(found == truth for _, _, found, truth in rows) >= 8, rows
 
 
 def test_two_voice_conversation_der(models):
