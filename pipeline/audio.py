@@ -10,10 +10,11 @@ An array in memory is the other backing (tests, library callers), behind the sam
 
 Where the scratch files live (:func:`scratch_dir_for`): ``--audio_scratch_dir``, else
 ``<output>/_scratch`` for a local output (the run clears it when it starts and ends), else the
-worker's temp dir. The per-recording chain is one fused Beam step on every runner (no shuffle
-inside it), so the worker that decoded a recording is the one that reads it. Should a runner
-still move a recording to a machine without its file, :meth:`RecordingAudio.read` decodes the
-URI again there (decoding is deterministic; the content sha1 is checked) rather than fail.
+worker's temp dir. The per-recording chain has no shuffle inside it, so runners fuse it into one
+step (the DirectRunner never decodes the record between its stages) and the worker that decoded
+a recording is the one that reads it. Should a runner still move a recording to a machine
+without its file, :meth:`RecordingAudio.read` decodes the URI again there (decoding is
+deterministic; the content sha1 is checked) rather than fail.
 The last step (:class:`pipeline.output.tables.PersistRecordingFn`) deletes the file.
 """
 
