@@ -1,21 +1,26 @@
 """Decode any audio file once with PyAV into float32 at the analysis rate (no Beam here).
 
 PyAV bundles FFmpeg, so wav, flac, mp3, ogg, opus and m4a decode with no system ffmpeg. Audio is
-resampled with soxr while it is decoded, so only the 16 kHz copy is ever held in memory. The channel
-layout is kept: shape ``(channels, samples)``.
+resampled with soxr while it is decoded, a block at a time (:func:`decode_stream`): into memory
+(:func:`decode_audio`) or straight into a raw float32 file (:func:`decode_to_file`, read back by
+window with :func:`read_frames`), so a long file need never be held whole. The channel layout is
+kept: shape ``(channels, samples)``.
 
-Run as ``python -m core.audio_io URI OUT.npy`` it decodes in a child process (see
-:func:`decode_isolated`): a native crash inside the decoder then kills the child, not the run.
+Run as ``python -m core.audio_io URI OUT [RATE] [MAX_CHANNELS]`` it decodes into the raw float32
+file ``OUT`` (:func:`decode_to_file`) in a child process (see :func:`decode_isolated_to_file`): a
+native crash inside the decoder then kills the child, not the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +115,35 @@ def probe_duration_s(path: str) -> float | None:
     return None
 
 
-def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> DecodedAudio:
-    """Decode ``uri`` to float32 ``(channels, samples)`` at ``target_rate``.
+@dataclass(frozen=True)
+class DecodeInfo:
+    """What decoding a file said about it, without its samples (see :func:`decode_stream`).
+
+    Attributes:
+        target_rate: sample rate of the decoded samples.
+        sample_rate: the file's original sample rate.
+        num_channels: the file's channel count.
+        codec: codec name as FFmpeg reports it.
+        bandwidth_hz: effective bandwidth estimated on the original-rate audio.
+        num_samples: decoded samples per channel at ``target_rate``.
+    """
+
+    target_rate: int
+    sample_rate: int
+    num_channels: int
+    codec: str
+    bandwidth_hz: float
+    num_samples: int
+
+
+def decode_stream(
+    uri: str,
+    sink: Callable[[np.ndarray], object],
+    target_rate: int = 16000,
+    max_channels: int = 8,
+) -> DecodeInfo:
+    """Decode ``uri``, handing its audio to ``sink`` block by block as float32
+    ``(samples, channels)`` at ``target_rate``: nothing but one block is held.
 
     Raises:
         DecodeError: the file cannot be opened, has no audio stream, or an absurd channel count.
@@ -140,36 +172,87 @@ def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> D
             )
         )
         probe = BandwidthProbe(sample_rate)
-        chunks: list[np.ndarray] = []
+        blocks = samples = 0
+
+        def emit(block: np.ndarray) -> None:
+            nonlocal blocks, samples
+            blocks += 1
+            samples += block.shape[0]
+            sink(block)
+
         try:
             for frame in container.decode(stream):
                 block = _frame_to_array(frame, channels)  # (samples, channels)
                 if block.size == 0:
                     continue
                 probe.update(block)
-                chunks.append(resampler.resample_chunk(block) if resampler else block)
+                emit(resampler.resample_chunk(block) if resampler else block)
             if resampler is not None:
-                chunks.append(
-                    resampler.resample_chunk(np.zeros((0, channels), dtype=np.float32), last=True)
-                )
+                emit(resampler.resample_chunk(np.zeros((0, channels), dtype=np.float32), last=True))
         except (av.error.FFmpegError, ValueError) as exc:
-            if not chunks:
+            if not blocks:
                 raise DecodeError(UNREADABLE, f"decode failed: {exc}") from exc
             # keep what decoded before a corrupt tail (a truncated download, say)
         codec = codec_context.name or ""
+    return DecodeInfo(target_rate, sample_rate, channels, codec, probe.bandwidth_hz(), samples)
+
+
+def decode_audio(uri: str, target_rate: int = 16000, max_channels: int = 8) -> DecodedAudio:
+    """Decode ``uri`` to float32 ``(channels, samples)`` at ``target_rate``, held in memory.
+
+    Raises:
+        DecodeError: the file cannot be opened, has no audio stream, or an absurd channel count.
+    """
+    chunks: list[np.ndarray] = []
+    info = decode_stream(uri, chunks.append, target_rate, max_channels)
     samples = (
         np.concatenate(chunks, axis=0).T.astype(np.float32, copy=False)
         if chunks
-        else np.zeros((channels, 0), dtype=np.float32)
+        else np.zeros((info.num_channels, 0), dtype=np.float32)
     )
     return DecodedAudio(
         np.ascontiguousarray(samples),
         target_rate,
-        sample_rate,
-        channels,
-        codec,
-        probe.bandwidth_hz(),
+        info.sample_rate,
+        info.num_channels,
+        info.codec,
+        info.bandwidth_hz,
     )
+
+
+def decode_to_file(
+    uri: str, path: str, target_rate: int = 16000, max_channels: int = 8
+) -> DecodeInfo:
+    """Decode ``uri`` into ``path`` as raw little-endian float32 frames (``(samples, channels)``
+    interleaved, no header) at ``target_rate``, a block at a time: memory stays flat in the
+    file's length. What decoded before an error stays in ``path``; the caller removes it.
+
+    Raises:
+        DecodeError: as :func:`decode_audio`.
+    """
+    with open(path, "wb") as out:
+        return decode_stream(
+            uri,
+            lambda block: out.write(np.ascontiguousarray(block, dtype="<f4").data),
+            target_rate,
+            max_channels,
+        )
+
+
+def read_frames(
+    path: str, num_channels: int, start: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """Samples ``start:stop`` of a file :func:`decode_to_file` wrote, as float32
+    ``(channels, samples)`` (a plain read at an offset: no memory map, so the pages read stay
+    the kernel's cache and never count in this process's resident memory)."""
+    frame = 4 * num_channels
+    count = -1 if stop is None else max(0, stop - start)
+    if count == 0:
+        return np.zeros((num_channels, 0), dtype=np.float32)
+    data = np.fromfile(
+        path, dtype="<f4", count=-1 if count < 0 else count * num_channels, offset=start * frame
+    )
+    return np.ascontiguousarray(data.reshape(-1, num_channels).T, dtype=np.float32)
 
 
 def _frame_to_array(frame, channels: int) -> np.ndarray:
@@ -255,9 +338,26 @@ def decode_span_from_start(uri: str, start_s: float, end_s: float, target_rate: 
 
 
 def content_sha1(samples: np.ndarray) -> str:
-    """sha1 of the audio quantised to int16 (the same audio under two URIs gets the same value)."""
-    quantised = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
-    return hashlib.sha1(quantised.tobytes()).hexdigest()
+    """sha1 of the audio quantised to int16 (the same audio under two URIs gets the same value):
+    ``samples`` ``(channels, samples)``, hashed channel after channel."""
+    content = ContentHash()
+    content.update(samples)
+    return content.hexdigest()
+
+
+class ContentHash:
+    """:func:`content_sha1` fed a piece at a time: the pieces of channel 0 in order, then those
+    of channel 1, ... (the bytes of the whole array in C order) give the same digest."""
+
+    def __init__(self):
+        self._sha1 = hashlib.sha1()
+
+    def update(self, samples: np.ndarray) -> None:
+        quantised = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
+        self._sha1.update(quantised.tobytes())
+
+    def hexdigest(self) -> str:
+        return self._sha1.hexdigest()
 
 
 def decode_isolated(
@@ -269,34 +369,46 @@ def decode_isolated(
         DecodeError: as :func:`decode_audio`, plus ``decoder_crash`` when the child dies or hangs.
     """
     with tempfile.TemporaryDirectory(prefix="decode-") as tmp:
-        out = os.path.join(tmp, "audio.npy")
-        cmd = [sys.executable, "-m", "core.audio_io", uri, out, str(target_rate), str(max_channels)]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        repo = os.path.dirname(os.path.dirname(__file__))
-        try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=repo
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise DecodeError(DECODER_CRASH, f"decoder hung for {timeout_s:.0f} s") from exc
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise DecodeError(
-                DECODER_CRASH,
-                f"decoder process exited with {proc.returncode}: {proc.stderr.strip()[-300:]}",
-            )
-        meta = json.loads(lines[-1])
-        if "reason" in meta:
-            raise DecodeError(meta["reason"], meta["message"])
-        samples = np.load(out)
+        out = os.path.join(tmp, "audio.f32")
+        info = decode_isolated_to_file(uri, out, target_rate, max_channels, timeout_s)
+        samples = read_frames(out, info.num_channels)
     return DecodedAudio(
-        samples,
-        target_rate,
-        meta["sample_rate"],
-        meta["num_channels"],
-        meta["codec"],
-        meta["bandwidth_hz"],
+        samples, target_rate, info.sample_rate, info.num_channels, info.codec, info.bandwidth_hz
     )
+
+
+def decode_isolated_to_file(
+    uri: str,
+    path: str,
+    target_rate: int = 16000,
+    max_channels: int = 8,
+    timeout_s: float = 600.0,
+) -> DecodeInfo:
+    """:func:`decode_to_file` in a child process (a native decoder crash loses one file only);
+    the child streams into ``path``, so neither process holds the whole recording.
+
+    Raises:
+        DecodeError: as :func:`decode_audio`, plus ``decoder_crash`` when the child dies or hangs.
+    """
+    cmd = [sys.executable, "-m", "core.audio_io", uri, path, str(target_rate), str(max_channels)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    repo = os.path.dirname(os.path.dirname(__file__))
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=repo
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeError(DECODER_CRASH, f"decoder hung for {timeout_s:.0f} s") from exc
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise DecodeError(
+            DECODER_CRASH,
+            f"decoder process exited with {proc.returncode}: {proc.stderr.strip()[-300:]}",
+        )
+    meta = json.loads(lines[-1])
+    if "reason" in meta:
+        raise DecodeError(meta["reason"], meta["message"])
+    return DecodeInfo(**meta)
 
 
 def _main(argv: list[str]) -> int:
@@ -304,21 +416,11 @@ def _main(argv: list[str]) -> int:
     target_rate = int(argv[2]) if len(argv) > 2 else 16000
     max_channels = int(argv[3]) if len(argv) > 3 else 8
     try:
-        decoded = decode_audio(uri, target_rate, max_channels)
+        info = decode_to_file(uri, out, target_rate, max_channels)
     except DecodeError as exc:
         print(json.dumps({"reason": exc.reason, "message": str(exc)}))
         return 0
-    np.save(out, decoded.samples)
-    print(
-        json.dumps(
-            {
-                "sample_rate": decoded.sample_rate,
-                "num_channels": decoded.num_channels,
-                "codec": decoded.codec,
-                "bandwidth_hz": decoded.bandwidth_hz,
-            }
-        )
-    )
+    print(json.dumps(dataclasses.asdict(info)))
     return 0
 
 

@@ -3,7 +3,9 @@
 Input: URIs. Output: ``RecordingWork`` with its :class:`Recording` row; rejects (file level):
 ``unreadable``, ``decoder_crash``, ``empty``, ``too_short``, ``too_long``, ``bad_channels``,
 ``non_finite``, ``silent``. Decoding runs in a child process by default, so a native crash in
-FFmpeg costs one file, not the run. No model is loaded.
+FFmpeg costs one file, not the run. The decoded audio is streamed into the recording's scratch
+file (:mod:`pipeline.audio`), checked and hashed in one pass over it, and never held whole.
+No model is loaded.
 """
 
 from __future__ import annotations
@@ -18,9 +20,18 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
-from core.audio_io import DecodedAudio, content_sha1, decode_audio, decode_isolated
+from core.audio_io import (
+    ContentHash,
+    DecodedAudio,
+    DecodeInfo,
+    decode_audio,
+    decode_isolated,
+    decode_isolated_to_file,
+    decode_to_file,
+)
 from core.options import opt
 from pipeline import errors
+from pipeline.audio import RecordingAudio, scratch_path
 from pipeline.errors import DecodeError
 from pipeline.records import ANALYSIS_SAMPLE_RATE, Recording, RecordingWork, Reject
 from pipeline.stage import REJECTS, StageCounters, StageFn, StageOutputs
@@ -44,6 +55,12 @@ class DecodeOptions:
         choices=("subprocess", "inline"),
     )
     decode_timeout_s: float = opt(1800.0, "give up on a file whose decoding takes longer")
+    audio_scratch_dir: str = opt(
+        "",
+        "a local folder where each recording's decoded 16 kHz audio waits for the stages "
+        "(default: <output>/_scratch for a local output, else the worker's temp dir); on disk, "
+        "not tmpfs, or the audio is held in memory after all",
+    )
 
     def __post_init__(self):
         if self.min_duration_s < 0 or self.max_duration_s <= self.min_duration_s:
@@ -62,15 +79,42 @@ def recording_id_for(uri: str) -> str:
     return f"{stem}-{hashlib.sha1(uri.encode()).hexdigest()[:8]}"
 
 
-def check_audio(decoded: DecodedAudio, opts: DecodeOptions) -> None:
+@dataclass(frozen=True)
+class AudioScan:
+    """What one pass over decoded audio finds (:func:`scan_audio`)."""
+
+    duration_s: float
+    num_samples: int
+    non_finite: int  # NaN or infinite samples
+    peak: float  # largest absolute finite sample
+    content_sha1: str  # core.audio_io.content_sha1 of the samples
+
+
+def scan_audio(audio: RecordingAudio) -> AudioScan:
+    """One pass over the audio a block at a time (per channel for the hash, whose bytes run
+    channel after channel): memory flat in the recording's length."""
+    content = ContentHash()
+    non_finite, peak = 0, 0.0
+    for channel in range(audio.num_channels):
+        for _, block in audio.blocks():
+            samples = block[channel]
+            finite = np.isfinite(samples)
+            if not finite.all():
+                non_finite += int(np.count_nonzero(~finite))
+                samples = np.where(finite, samples, np.float32(0.0))
+            if samples.size:
+                peak = max(peak, float(np.max(np.abs(samples))))
+            content.update(samples)
+    return AudioScan(audio.duration_s, audio.num_samples, non_finite, peak, content.hexdigest())
+
+
+def check_audio(scan: AudioScan, opts: DecodeOptions) -> None:
     """Raise :class:`DecodeError` when decoded audio is unusable (empty, NaN, silent, length)."""
-    samples = decoded.samples
-    if samples.size == 0:
+    if scan.num_samples == 0:
         raise DecodeError(errors.EMPTY, "no audio samples")
-    if not np.all(np.isfinite(samples)):
-        bad = int(np.count_nonzero(~np.isfinite(samples)))
-        raise DecodeError(errors.NON_FINITE, f"{bad} NaN/inf samples")
-    duration = decoded.duration_s
+    if scan.non_finite:
+        raise DecodeError(errors.NON_FINITE, f"{scan.non_finite} NaN/inf samples")
+    duration = scan.duration_s
     if duration < opts.min_duration_s:
         raise DecodeError(
             errors.TOO_SHORT, f"{duration:.2f} s < min_duration_s {opts.min_duration_s}"
@@ -79,34 +123,79 @@ def check_audio(decoded: DecodedAudio, opts: DecodeOptions) -> None:
         raise DecodeError(
             errors.TOO_LONG, f"{duration:.0f} s > max_duration_s {opts.max_duration_s}"
         )
-    peak = float(np.max(np.abs(samples)))
-    peak_dbfs = 20 * np.log10(peak) if peak > 0 else -np.inf
+    peak_dbfs = 20 * np.log10(scan.peak) if scan.peak > 0 else -np.inf
     if peak_dbfs < opts.silence_dbfs:
         raise DecodeError(
             errors.SILENT, f"peak {peak_dbfs:.1f} dBFS < silence_dbfs {opts.silence_dbfs}"
         )
 
 
-def decode_recording(uri: str, opts: DecodeOptions) -> RecordingWork:
-    """Decode and check one file (the pure function behind :class:`DecodeFn`)."""
+def decode_recording(
+    uri: str, opts: DecodeOptions, scratch_dir: str | None = None
+) -> RecordingWork:
+    """Decode and check one file (the pure function behind :class:`DecodeFn`).
+
+    Args:
+        uri: the file.
+        opts: the checks and how to decode.
+        scratch_dir: where the decoded audio is written (:mod:`pipeline.audio`); None holds
+            it in memory instead (library use, tests).
+    """
+    recording_id = recording_id_for(uri)
+    path = None
+    try:
+        if scratch_dir is not None:
+            os.makedirs(scratch_dir, exist_ok=True)
+            path = scratch_path(scratch_dir, recording_id)
+            info = _decode_to_file(uri, path, opts)
+            audio = RecordingAudio.from_file(path, info.num_channels, info.num_samples, uri)
+        else:
+            info, audio = _decode_in_memory(uri, opts)
+        scan = scan_audio(audio)
+        check_audio(scan, opts)
+    except BaseException:
+        if path is not None and os.path.exists(path):
+            os.unlink(path)
+        raise
+    audio.content_sha1 = scan.content_sha1
+    recording = Recording(
+        recording_id=recording_id,
+        uri=uri,
+        sample_rate=info.sample_rate,
+        num_channels=info.num_channels,
+        duration_s=round(scan.duration_s, 4),
+        codec=info.codec,
+        content_sha1=scan.content_sha1,
+        bandwidth_hz=round(info.bandwidth_hz, 1),
+    )
+    return RecordingWork(recording=recording, audio=audio)
+
+
+def _decode_to_file(uri: str, path: str, opts: DecodeOptions) -> DecodeInfo:
+    if opts.decode_isolation == "subprocess":
+        return decode_isolated_to_file(
+            uri, path, ANALYSIS_SAMPLE_RATE, opts.max_channels, opts.decode_timeout_s
+        )
+    return decode_to_file(uri, path, ANALYSIS_SAMPLE_RATE, opts.max_channels)
+
+
+def _decode_in_memory(uri: str, opts: DecodeOptions) -> tuple[DecodeInfo, RecordingAudio]:
+    decoded: DecodedAudio
     if opts.decode_isolation == "subprocess":
         decoded = decode_isolated(
             uri, ANALYSIS_SAMPLE_RATE, opts.max_channels, opts.decode_timeout_s
         )
     else:
         decoded = decode_audio(uri, ANALYSIS_SAMPLE_RATE, opts.max_channels)
-    check_audio(decoded, opts)
-    recording = Recording(
-        recording_id=recording_id_for(uri),
-        uri=uri,
-        sample_rate=decoded.sample_rate,
-        num_channels=decoded.num_channels,
-        duration_s=round(decoded.duration_s, 4),
-        codec=decoded.codec,
-        content_sha1=content_sha1(decoded.samples),
-        bandwidth_hz=round(decoded.bandwidth_hz, 1),
+    info = DecodeInfo(
+        ANALYSIS_SAMPLE_RATE,
+        decoded.sample_rate,
+        decoded.num_channels,
+        decoded.codec,
+        decoded.bandwidth_hz,
+        decoded.samples.shape[1],
     )
-    return RecordingWork(recording=recording, audio=decoded.samples)
+    return info, RecordingAudio.from_array(decoded.samples)
 
 
 class DecodeFn(StageFn):
@@ -115,16 +204,17 @@ class DecodeFn(StageFn):
 
     stage = STAGE
 
-    def __init__(self, opts: DecodeOptions):
+    def __init__(self, opts: DecodeOptions, scratch_dir: str | None = None):
         super().__init__()
         self.opts = opts
+        self.scratch_dir = scratch_dir
 
     def process(self, uri: str) -> Iterable:
         counters = self.counters or StageCounters(STAGE)
         counters.items_in.inc()
         started = time.perf_counter()
         try:
-            work = decode_recording(uri, self.opts)
+            work = decode_recording(uri, self.opts, self.scratch_dir)
         except Exception as exc:  # an unexpected failure loses this file only
             if isinstance(exc, DecodeError):
                 reason, message = exc.reason, str(exc)
@@ -149,14 +239,15 @@ class DecodeFn(StageFn):
 
 
 class DecodeAudio(beam.PTransform):
-    """URIs → decoded recordings (main) and file-level rejects."""
+    """URIs → decoded recordings (main) and file-level rejects; ``scratch_dir``: where the
+    decoded audio is written (:func:`pipeline.audio.scratch_dir_for`), None: held in memory."""
 
-    def __init__(self, opts: DecodeOptions):
+    def __init__(self, opts: DecodeOptions, scratch_dir: str | None = None):
         super().__init__()
         self.opts = opts
+        self.scratch_dir = scratch_dir
 
     def expand(self, uris):
-        results = uris | "DecodeFiles" >> beam.ParDo(DecodeFn(self.opts)).with_outputs(
-            REJECTS, main="main"
-        )
+        fn = DecodeFn(self.opts, self.scratch_dir)
+        results = uris | "DecodeFiles" >> beam.ParDo(fn).with_outputs(REJECTS, main="main")
         return StageOutputs(results.main, results[REJECTS])

@@ -1,6 +1,7 @@
 """Diarization stage: who spoke when, with file-wide speakers and overlap marked.
 
-Input: :class:`RecordingWork` with ``audio`` and VAD ``speech``. Output: the same work with
+Input: :class:`RecordingWork` with ``audio`` (read by window; a 2-channel file is read whole
+for the speaker-per-channel test) and VAD ``speech``. Output: the same work with
 ``diarization`` (``SpeakerSegment``s labelled ``SPK0, SPK1, …`` by first appearance, ``overlap``
 set on sub-segments where another speaker also talks) and ``speaker_embeddings`` (mean embedding
 per speaker). A 2-channel file with one speaker per channel is labelled per channel.
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.audio import MixSignal
 from pipeline.diarization.options import DiarizeOptions
 from pipeline.records import RecordingWork, Reject, SpeechRegion
 from pipeline.stage import RecordingStage, RecordingStageFn, replace
@@ -73,7 +75,7 @@ def load_models(opts: DiarizeOptions) -> DiarizationModels:
 
 
 def diarize(
-    samples: np.ndarray,
+    samples: np.ndarray | MixSignal,
     opts: DiarizeOptions,
     models: DiarizationModels,
     recording_id: str = "",
@@ -82,7 +84,8 @@ def diarize(
     """Diarize one mono 16 kHz array (no Beam).
 
     Args:
-        samples: float32 audio, shape ``(n,)``.
+        samples: float32 audio, shape ``(n,)``, or a recording's mix read by window
+            (:class:`pipeline.audio.MixSignal`; the pyannote backend reads it whole).
         opts: stage options.
         models: from :func:`load_models`.
         recording_id: written into the segments.
@@ -99,7 +102,7 @@ def diarize(
         from pipeline.diarization.pyannote_backend import diarize_pyannote
 
         return diarize_pyannote(
-            samples,
+            np.asarray(samples, dtype=np.float32),
             models.pyannote,
             recording_id=recording_id,
             num_speakers=opts.num_speakers,
@@ -118,13 +121,15 @@ def diarize_work(work: RecordingWork, opts: DiarizeOptions, models: DiarizationM
 
     if not work.speech:
         return Diarization([], {})
-    if opts.diar_detect_stereo and models.backend == "onnx" and work.audio.shape[0] == 2:
+    if opts.diar_detect_stereo and models.backend == "onnx" and work.audio.num_channels == 2:
         from pipeline.diarization.channels import diarize_channels, is_speaker_per_channel
 
-        if is_speaker_per_channel(work.audio):
+        audio = work.audio.load()  # the channel test compares whole channels
+        if is_speaker_per_channel(audio):
             logger.info("%s: one speaker per channel", work.recording_id)
-            return diarize_channels(work.audio, opts, models.onnx, work.recording_id)
-    return diarize(work.mono, opts, models, work.recording_id, work.speech)
+            return diarize_channels(audio, opts, models.onnx, work.recording_id)
+        del audio
+    return diarize(work.audio.mix_signal(), opts, models, work.recording_id, work.speech)
 
 
 class DiarizeFn(RecordingStageFn):

@@ -216,12 +216,6 @@ def dialogue_bandwidth_hz(
     return bw
 
 
-def clip(audio: np.ndarray, start: float, end: float) -> np.ndarray:
-    """Samples of ``audio`` (``(samples,)`` or ``(channels, samples)``) between two times."""
-    i, j = round(start * ANALYSIS_SAMPLE_RATE), round(end * ANALYSIS_SAMPLE_RATE)
-    return audio[..., max(0, i) : max(0, j)]
-
-
 def cheap_checks(
     dialogue: Dialogue,
     turns: Sequence[Turn],
@@ -360,12 +354,11 @@ def filter_dialogues(
     rec = work.recording
     rejects: list[Reject] = []
     survivors: list[tuple[Dialogue, dict[str, float]]] = []
-    mono = work.mono
-    for dialogue in work.dialogues:
+    for dialogue in work.dialogues:  # each dialogue's audio is read when it is measured
         quality, failure = cheap_checks(
             dialogue,
             work.turns,
-            clip(mono, dialogue.start, dialogue.end),
+            work.audio.span(dialogue.start, dialogue.end),
             opts,
             rec.bandwidth_hz,
             rec.sample_rate,
@@ -387,7 +380,7 @@ def filter_dialogues(
     if not survivors:
         return [], [], rejects
 
-    scores = dnsmos.score(clip(mono, d.start, d.end) for d, _ in survivors)  # one at a time
+    scores = dnsmos.score(work.audio.span(d.start, d.end) for d, _ in survivors)  # one at a time
     after_dnsmos = []
     for (dialogue, quality), score in zip(survivors, scores):
         quality.update(dnsmos_ovrl=score.ovrl, dnsmos_sig=score.sig, dnsmos_bak=score.bak)
@@ -525,11 +518,7 @@ def _role_measures(
     margins = [math.nan] * len(dturns)
     if len({dturns[i].role for i in embedded}) < 2:
         return role_measures(np.zeros((0, 1)), []), margins
-    source = (
-        (lambda t: work.audio[t.channel])
-        if dialogue.channel_layout == "stereo"
-        else (lambda t: work.mono)
-    )
+    stereo = dialogue.channel_layout == "stereo"  # each role's turns on their own channel
     pieces = [
         (i, a, b)
         for i in embedded
@@ -537,7 +526,9 @@ def _role_measures(
             dturns[i].start, dturns[i].end, opts.purity_piece_s, opts.purity_min_turn_s
         )
     ]
-    embeddings = embedder.embed([clip(source(dturns[i]), a, b) for i, a, b in pieces])
+    embeddings = embedder.embed(
+        [work.audio.span(a, b, dturns[i].channel if stereo else None) for i, a, b in pieces]
+    )
     measures, per_turn = measure_pieces(
         embeddings, [dturns[i].role for i, _, _ in pieces], [i for i, _, _ in pieces]
     )

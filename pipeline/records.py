@@ -5,7 +5,8 @@ table is built here too, so this module is the one source of truth for what the 
 Times are float seconds from the start of the recording; ``end`` is stored explicitly because
 every table row is read on its own.
 
-Audio arrays travel only in :class:`RecordingWork` (never in a table row, never through a shuffle).
+Audio travels only in :class:`RecordingWork`, as a :class:`pipeline.audio.RecordingAudio` (the
+path and shape of the recording's scratch file: never the samples, never in a table row).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-ANALYSIS_SAMPLE_RATE = 16000
+# re-exported: the records' time base, and the audio a RecordingWork carries
+from pipeline.audio import ANALYSIS_SAMPLE_RATE as ANALYSIS_SAMPLE_RATE
+from pipeline.audio import RecordingAudio
 
 
 class _Record:
@@ -219,11 +222,12 @@ class RecordingWork:
     """What one recording carries down the fused per-recording chain of stages.
 
     Stages return ``dataclasses.replace(work, <their field>=...)``. ``audio`` is the decoded
-    audio at :data:`ANALYSIS_SAMPLE_RATE`, shape ``(channels, samples)``, float32 in [-1, 1].
+    audio at :data:`ANALYSIS_SAMPLE_RATE`, ``(channels, samples)`` float32 in [-1, 1], read by
+    window through :class:`RecordingAudio` (an array given here is wrapped, held in memory).
     """
 
     recording: Recording
-    audio: np.ndarray = field(compare=False, repr=False)
+    audio: RecordingAudio = field(compare=False, repr=False)
     speech: tuple[SpeechRegion, ...] = ()
     diarization: tuple[SpeakerSegment, ...] = ()
     turns: tuple[Turn, ...] = ()
@@ -242,14 +246,13 @@ class RecordingWork:
         "dialogue_turns",
     )
 
+    def __post_init__(self):
+        if not isinstance(self.audio, RecordingAudio):
+            object.__setattr__(self, "audio", RecordingAudio.from_array(self.audio))
+
     @property
     def recording_id(self) -> str:
         return self.recording.recording_id
-
-    @property
-    def mono(self) -> np.ndarray:
-        """The channels averaged, shape ``(samples,)``."""
-        return self.audio.mean(axis=0) if self.audio.shape[0] > 1 else self.audio[0]
 
 
 # --- Parquet schemas --------------------------------------------------------------------------

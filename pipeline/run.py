@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline.audio import clear_scratch, scratch_dir_for
 from pipeline.ingest import FINISHED, MatchInputs, SplitFinishedFn, list_input_uris
 from pipeline.option_fields import dataclass_from_options
 from pipeline.options import CurateOptions
@@ -91,9 +92,9 @@ def build_pipeline(
         SplitFinishedFn(output, curate.resume)
     ).with_outputs(FINISHED, main="todo")
 
-    decoded = split.todo | DECODE.label >> DECODE.build(
-        dataclass_from_options(DECODE.options, options), None
-    )
+    decode_opts = dataclass_from_options(DECODE.options, options)
+    scratch_dir = scratch_dir_for(decode_opts.audio_scratch_dir, output)
+    decoded = split.todo | DECODE.label >> DECODE.build(decode_opts, scratch_dir)
     works = decoded.main | "AttachProvenance" >> AttachProvenance(
         dataclass_from_options(ProvenanceOptions, options)
     )
@@ -174,11 +175,13 @@ def run(argv: list[str] | None = None, stderr: TextIO | None = None) -> dict[str
             reporter = ProgressReporter(
                 watch, stderr or sys.stderr, interval_s=curate.progress_interval_s
             )
+        clear_scratch(curate.output)  # audio a crashed run left (the lock says none is running)
         try:
             with reporter:
                 result = pipeline.run()
                 result.wait_until_finish()
         finally:
+            clear_scratch(curate.output)
             if progress:
                 marks.clear()
         elapsed = time.time() - started

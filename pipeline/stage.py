@@ -9,7 +9,8 @@ so one bad file never stops the run. Rejects are yielded on the ``rejects`` outp
 per-stage counting) and also accumulated in ``work.rejects``, which the writers persist.
 
 Counters, namespace = the stage name: ``items_in``, ``items_out``, ``dropped_<reason>``,
-``audio_ms_in`` (milliseconds of audio entering the stage), ``wall_ms`` (wall time spent in it).
+``audio_ms_in`` (milliseconds of audio entering the stage), ``wall_ms`` (wall time spent in it),
+``load_ms`` (wall time its models took to load, once per worker process; not in ``wall_ms``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class StageCounters:
         self.items_out = Metrics.counter(stage, "items_out")
         self.audio_ms_in = Metrics.counter(stage, "audio_ms_in")
         self.millis = Metrics.counter(stage, "wall_ms")
+        self.load_ms = Metrics.counter(stage, "load_ms")
         self._dropped: dict[str, object] = {}
 
     def dropped(self, reason: str, n: int = 1) -> None:
@@ -99,6 +101,7 @@ class StageFn(beam.DoFn):
         self.counters: StageCounters | None = None
         self._shared = Shared()
         self._holders: dict[str, _ModelHolder] = {}
+        self._unreported_load_s = 0.0  # loading happens in setup, where no counter counts
 
     def shared_model(
         self, key: str, loader: Callable[[], Any], *, per_instance: bool = False
@@ -106,12 +109,23 @@ class StageFn(beam.DoFn):
         """The model ``loader()`` returns, loaded once per worker process for ``key`` (the one
         way a stage loads a model). ``per_instance=True`` loads it for this DoFn instance only,
         for a model that keeps state between calls and so cannot be shared across threads."""
-        if per_instance:
-            return loader()
-        # Shared keeps the holder only while someone references it: this instance does
-        holder = self._shared.acquire(lambda: _ModelHolder(loader()), tag=key)
-        self._holders[key] = holder
-        return holder.value
+        started = time.perf_counter()
+        try:
+            if per_instance:
+                return loader()
+            # Shared keeps the holder only while someone references it: this instance does
+            holder = self._shared.acquire(lambda: _ModelHolder(loader()), tag=key)
+            self._holders[key] = holder
+            return holder.value
+        finally:
+            self._unreported_load_s += time.perf_counter() - started
+
+    def count_loading(self, counters: StageCounters) -> None:
+        """Add the model loading time not yet counted to ``load_ms`` (called from ``process``:
+        Beam counts only what a step's processing increments)."""
+        if self._unreported_load_s:
+            counters.load_ms.inc(int(self._unreported_load_s * 1000))
+            self._unreported_load_s = 0.0
 
     def setup(self):
         self.counters = StageCounters(self.stage)
@@ -130,6 +144,7 @@ class RecordingStageFn(StageFn):
 
     def process(self, work: RecordingWork) -> Iterable:
         counters = self.counters or StageCounters(self.stage)
+        self.count_loading(counters)
         counters.items_in.inc()
         counters.audio_ms_in.inc(int(work.recording.duration_s * 1000))
         started = time.perf_counter()

@@ -39,8 +39,11 @@ def _segment_dialogues(opts: dialogue.DialogueOptions, options_of) -> beam.PTran
     )
 
 
-# decoding comes first and its rejects are whole files; the others each fill one field of the work
-DECODE = StageSpec("DecodeAudio", decode.DecodeOptions, lambda o, _: decode.DecodeAudio(o))
+# decoding comes first and its rejects are whole files; the others each fill one field of the work.
+# Decoding's second argument is where it writes the audio (pipeline.audio.scratch_dir_for)
+DECODE = StageSpec(
+    "DecodeAudio", decode.DecodeOptions, lambda o, scratch_dir: decode.DecodeAudio(o, scratch_dir)
+)
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("DetectSpeech", vad.VadOptions, lambda o, _: vad.DetectSpeech(o)),
     StageSpec("Diarize", diarize.DiarizeOptions, lambda o, _: diarize.Diarize(o)),

@@ -3,7 +3,7 @@
 Input/output: :class:`RecordingWork`; fills ``speech`` (tuple of :class:`SpeechRegion`) and the
 recording's ``speech_s``/``speech_ratio``. Reject (item level, the whole recording):
 ``no_speech``. Model: silero-vad's bundled ONNX (or JIT) weights, loaded once per worker.
-Long files are processed in windows of ``vad_window_s`` so memory stays flat.
+Long files are read and processed in windows of ``vad_window_s`` so memory stays flat.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from core.options import opt
 from pipeline import errors
+from pipeline.audio import MixSignal
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, SpeechRegion
 from pipeline.stage import RecordingStage, RecordingStageFn, replace
 
@@ -49,9 +50,14 @@ def load_vad_model(backend: str = "onnx") -> Any:
 
 
 def detect_speech(
-    samples: np.ndarray, model: Any, opts: VadOptions, sample_rate: int = ANALYSIS_SAMPLE_RATE
+    samples: np.ndarray | MixSignal,
+    model: Any,
+    opts: VadOptions,
+    sample_rate: int = ANALYSIS_SAMPLE_RATE,
 ) -> list[tuple[float, float]]:
-    """Speech regions ``(start_s, end_s)`` of a mono signal, in windows of ``vad_window_s``.
+    """Speech regions ``(start_s, end_s)`` of a mono signal (an array, or a recording's mix read
+    window by window: :meth:`pipeline.audio.RecordingAudio.mix_signal`), in windows of
+    ``vad_window_s``.
 
     Regions that touch across a window boundary are joined.
     """
@@ -103,7 +109,7 @@ class DetectSpeechFn(RecordingStageFn):
         )
 
     def apply(self, work: RecordingWork) -> tuple[RecordingWork, list[Reject]]:
-        regions = detect_speech(work.mono, self.model, self.opts)
+        regions = detect_speech(work.audio.mix_signal(), self.model, self.opts)
         if hasattr(self.model, "reset_states"):
             self.model.reset_states()
         speech = tuple(SpeechRegion(work.recording_id, s, e) for s, e in regions)

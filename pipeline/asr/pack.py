@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,18 +164,31 @@ def group_extents(extents: Sequence[tuple[int, float, float]], max_s: float) -> 
     return sorted(groups, key=lambda g: g.members[0])
 
 
+def group_length(
+    group: TurnGroup,
+    lengths: Sequence[int] | Mapping[int, int],
+    offsets_s: Sequence[float],
+    sample_rate: int,
+) -> int:
+    """Samples of the group's continuous audio (:func:`stitch_group`), from its members'
+    lengths alone."""
+    return max(
+        round((offsets_s[i] - group.start) * sample_rate) + lengths[i] for i in group.members
+    )
+
+
 def stitch_group(
     group: TurnGroup, chunks: Sequence[np.ndarray], offsets_s: Sequence[float], sample_rate: int
 ) -> np.ndarray:
     """The group's continuous audio rebuilt from its members' chunks (same source: where they
-    overlap they hold the same samples, so later chunks simply overwrite)."""
-    length = max(
-        round((offsets_s[i] - group.start) * sample_rate) + len(chunks[i]) for i in group.members
-    )
-    audio = np.zeros(length, dtype=np.float32)
-    for i in group.members:
+    overlap they hold the same samples, so later chunks simply overwrite). ``chunks`` may read
+    each chunk when indexed (:class:`pipeline.audio.Clips`): each member is read once."""
+    members = {i: chunks[i] for i in group.members}
+    lengths = {i: len(c) for i, c in members.items()}
+    audio = np.zeros(group_length(group, lengths, offsets_s, sample_rate), dtype=np.float32)
+    for i, chunk in members.items():
         at = round((offsets_s[i] - group.start) * sample_rate)
-        audio[at : at + len(chunks[i])] = chunks[i]
+        audio[at : at + len(chunk)] = chunk
     return audio
 
 

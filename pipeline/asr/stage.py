@@ -26,6 +26,7 @@ from core.options import opt
 from pipeline.asr import pack
 from pipeline.asr.plan import TurnSpan, plan_turns
 from pipeline.asr.whisper import WINDOW_S, ChunkTranscript, clamp_words, compression_ratio
+from pipeline.audio import OnDemand, clip_lengths
 from pipeline.records import ANALYSIS_SAMPLE_RATE, RecordingWork, Reject, Turn
 from pipeline.stage import (
     RecordingStage,
@@ -141,7 +142,26 @@ class AsrOptions:
 def per_channel(work: RecordingWork) -> bool:
     """Whether turns are read from their own channel (multi-channel audio whose diarization
     places speakers on more than one channel) rather than from the mix."""
-    return work.audio.shape[0] > 1 and len({s.channel for s in work.diarization}) > 1
+    return work.audio.num_channels > 1 and len({s.channel for s in work.diarization}) > 1
+
+
+def turn_extent(
+    work: RecordingWork,
+    span: TurnSpan,
+    pad_s: float,
+    limits: tuple[float, float] | None = None,
+) -> tuple[int, int]:
+    """The samples ``(start, stop)`` the recogniser hears for ``span``.
+
+    The span is widened by ``pad_s`` on both sides (clipped to the recording and to ``limits``
+    when given), less when that would pass Whisper's 30 s window, so the span itself is never cut.
+    """
+    total = work.audio.num_samples
+    pad_s = min(pad_s, max(0.0, WINDOW_S - span.duration) / 2)
+    lo, hi = limits if limits is not None else (-np.inf, np.inf)
+    start = max(0, round(max(span.start - pad_s, min(lo, span.start)) * ANALYSIS_SAMPLE_RATE))
+    end = min(total, round(min(span.end + pad_s, max(hi, span.end)) * ANALYSIS_SAMPLE_RATE))
+    return start, min(end, start + round(WINDOW_S * ANALYSIS_SAMPLE_RATE))
 
 
 def turn_audio(
@@ -151,19 +171,11 @@ def turn_audio(
     own_channel: bool,
     limits: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """The samples the recogniser hears for ``span`` and the time they start at.
-
-    The span is widened by ``pad_s`` on both sides (clipped to the recording and to ``limits``
-    when given), less when that would pass Whisper's 30 s window, so the span itself is never cut.
-    """
-    total = work.audio.shape[1]
-    pad_s = min(pad_s, max(0.0, WINDOW_S - span.duration) / 2)
-    lo, hi = limits if limits is not None else (-np.inf, np.inf)
-    start = max(0, round(max(span.start - pad_s, min(lo, span.start)) * ANALYSIS_SAMPLE_RATE))
-    end = min(total, round(min(span.end + pad_s, max(hi, span.end)) * ANALYSIS_SAMPLE_RATE))
-    end = min(end, start + round(WINDOW_S * ANALYSIS_SAMPLE_RATE))
-    source = work.audio[span.channel] if own_channel else work.mono
-    return np.ascontiguousarray(source[start:end], dtype=np.float32), start / ANALYSIS_SAMPLE_RATE
+    """The samples the recogniser hears for ``span`` (:func:`turn_extent`; its own channel
+    or the mix) and the time they start at."""
+    start, stop = turn_extent(work, span, pad_s, limits)
+    clip = work.audio.clips([(start, stop, span.channel if own_channel else None)])[0]
+    return clip, start / ANALYSIS_SAMPLE_RATE
 
 
 def make_turn(recording_id: str, index: int, span: TurnSpan, result: ChunkTranscript) -> Turn:
@@ -268,7 +280,9 @@ class AsrEngine:
         a time, for those identified as Chinese.
 
         Args:
-            chunks: each turn's audio (16 kHz float32, at most 30 s).
+            chunks: each turn's audio (16 kHz float32, at most 30 s): a list, or clips read
+                when indexed (:class:`pipeline.audio.Clips`), which are then read a window's
+                worth at a time.
             offsets_s: recording time of each chunk's first sample.
             sources: where each chunk was read (channel, or 0 for the mix; default all 0):
                 only chunks of one source can share audio.
@@ -306,20 +320,24 @@ class AsrEngine:
         """Whisper over packed windows; the turns of a deferred window come back undecoded
         (with the window's language), each to be recognised on its own."""
         rate = ANALYSIS_SAMPLE_RATE
-        extents = [(o, o + len(c) / rate) for c, o in zip(chunks, offsets_s)]
+        lengths = clip_lengths(chunks)
+        extents = [(o, o + n / rate) for n, o in zip(lengths, offsets_s)]
         window_s = self.opts.asr_pack_window_s
         groups = pack.group_extents([(s, a, b) for s, (a, b) in zip(sources, extents)], window_s)
-        pieces = [pack.stitch_group(g, chunks, offsets_s, rate) for g in groups]
         # a turn longer than the window still gets a window of its own (up to 30 s)
         windows = pack.pack_pieces(
-            [len(p) for p in pieces],
+            [pack.group_length(g, lengths, offsets_s, rate) for g in groups],
             round(self.opts.asr_pack_gap_s * rate),
             round(window_s * rate),
             round(WINDOW_S * rate),
         )
-        raw = self.whisper.transcribe_windows(
-            [pack.assemble_window(w, pieces) for w in windows], defer_languages=deferred
+        # each window's audio is put together when its batch is decoded (every piece is in
+        # exactly one window): the recording's speech is never held at once
+        pieces = OnDemand(
+            len(groups), lambda g: pack.stitch_group(groups[g], chunks, offsets_s, rate)
         )
+        audio = OnDemand(len(windows), lambda w: pack.assemble_window(windows[w], pieces))
+        raw = self.whisper.transcribe_windows(audio, defer_languages=deferred)
         results: dict[int, ChunkTranscript] = {}
         for window, transcript in zip(windows, raw):
             if transcript.decoded:
@@ -364,14 +382,16 @@ def transcribe_work(
             [(s.channel if own_channel else 0, s.start, s.end) for s in spans], opts.asr_pad_s
         )
         limits = [extents[index] for index, _ in todo]
-    audio = [
-        turn_audio(work, span, opts.asr_pad_s, own_channel, limit)
-        for (_, span), limit in zip(todo, limits)
+    # the turns' audio is read when the recogniser gets to it, not all at once
+    bounds = [
+        turn_extent(work, span, opts.asr_pad_s, limit) for (_, span), limit in zip(todo, limits)
     ]
-    sources = [span.channel if own_channel else 0 for _, span in todo]
-    results = (
-        engine.transcribe([a for a, _ in audio], [o for _, o in audio], sources) if todo else []
+    clips = work.audio.clips(
+        [(a, b, span.channel if own_channel else None) for (a, b), (_, span) in zip(bounds, todo)]
     )
+    sources = [span.channel if own_channel else 0 for _, span in todo]
+    offsets = [a / ANALYSIS_SAMPLE_RATE for a, _ in bounds]
+    results = engine.transcribe(clips, offsets, sources) if todo else []
     turns: list[Turn] = []
     for (index, span), result in zip(todo, results):
         if not result.text:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.audio import MixSignal, as_signal, embed_in_slices
 from pipeline.diarization import clustering, pieces, segmentation, timeline
 from pipeline.diarization.embedding import Embedder
 from pipeline.records import SpeakerSegment, SpeechRegion
@@ -98,7 +99,7 @@ def track_audio(samples: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray
 
 
 def diarize_array(
-    samples: np.ndarray,
+    samples: np.ndarray | MixSignal,
     opts: DiarizeOptions,
     models: OnnxModels,
     recording_id: str = "",
@@ -107,7 +108,7 @@ def diarize_array(
     """Diarize one mono 16 kHz array with the ONNX recipe.
 
     Args:
-        samples: float32 audio, shape ``(n,)``, 16 kHz.
+        samples: float32 audio, shape ``(n,)``, 16 kHz (or a recording's mix read by window).
         opts: the stage options (window step, thresholds, speaker counts).
         models: segmentation model and embedder.
         recording_id: written into the segments.
@@ -117,7 +118,7 @@ def diarize_array(
     Returns:
         segments and per-speaker embeddings.
     """
-    samples = np.asarray(samples, dtype=np.float32)
+    samples = as_signal(samples)  # an array, or a recording's mix read by window
     if samples.ndim != 1:
         raise ValueError(f"diarize_array wants mono samples of shape (n,), got {samples.shape}")
     step_frames = segmentation.window_step_frames(opts.diar_window_step_s)
@@ -227,7 +228,9 @@ def refine_chunks(
             ]
     if not parts:
         return chunks, labels, speaks
-    embeddings = embedder.embed([track_audio(samples, [(a, b)]) for _, a, b in parts])
+    embeddings = embed_in_slices(
+        embedder.embed, (track_audio(samples, [(a, b)]) for _, a, b in parts)
+    )
     sims = embeddings.astype(np.float64) @ centres.T.astype(np.float64)
     moved: dict[int, list[tuple[int, int, int]]] = {}
     for (c, a, b), row in zip(parts, sims):
@@ -336,8 +339,8 @@ def _cluster_chunks(
     long = lengths[embedded] >= _frames(opts.diar_min_embedding_s)
     if not long.any():
         return labels, np.zeros((0, 1), dtype=np.float32)
-    waves = [track_audio(samples, [tuple(chunks[c])]) for c in embedded]
-    embeddings = embedder.embed(waves).astype(np.float64)
+    waves = (track_audio(samples, [tuple(chunks[c])]) for c in embedded)
+    embeddings = embed_in_slices(embedder.embed, waves).astype(np.float64)
     weights = lengths[embedded] / _FPS
     rows = embedded[long]
     links = (

@@ -129,7 +129,8 @@ class ProgressLog:
 
 
 class PersistRecordingFn(beam.DoFn):
-    """RecordingWork → its state file, its RTTM, and its rows on one output per table."""
+    """RecordingWork → its state file, its RTTM, and its rows on one output per table; then its
+    scratch audio is deleted (the end of the recording's chain)."""
 
     def __init__(self, output_dir: str, progress_interval_s: float | None = 30.0):
         super().__init__()
@@ -151,6 +152,7 @@ class PersistRecordingFn(beam.DoFn):
             f.write(rttm_text(work).encode())
         # the state file is written last: it is what marks the recording finished
         StateStore(self.output_dir).write(work.recording_id, rows)
+        work.audio.release()  # its scratch audio (pipeline.audio): no stage reads it again
         if self.progress is not None:
             self.progress.add(work.recording.duration_s)
         yield from _emit(rows)

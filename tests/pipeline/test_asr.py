@@ -493,7 +493,7 @@ def test_batches_give_the_same_text_and_split_by_language(sample_work, tiny_engi
 
     model = tiny_engine.whisper.model
     spans = sample_work.diarization[4:7]
-    chunks = [sample_work.audio[0, int(s.start * SR) : int(s.end * SR)] for s in spans]
+    chunks = [sample_work.audio.channel(0, int(s.start * SR), int(s.end * SR)) for s in spans]
     offsets = [s.start for s in spans]
     single = WhisperBatchTranscriber(model, beam_size=1, batch_size=1).transcribe(chunks, offsets)
     batched = WhisperBatchTranscriber(model, beam_size=1, batch_size=4)

@@ -47,7 +47,7 @@ def _stereo_work(path: str) -> RecordingWork:
     import soundfile as sf
 
     base = sample_work()
-    mono = base.mono
+    mono = base.audio.mix()
     audio = np.zeros((2, mono.shape[0]), dtype=np.float32)
     channel_of = {"speaker90": 0, "speaker91": 1}
     for seg in base.diarization:

@@ -8,7 +8,13 @@ import soundfile as sf
 
 from core.audio_io import decode_audio, decode_isolated, decode_span
 from pipeline import errors
-from pipeline.decode import DecodeOptions, check_audio, decode_recording, recording_id_for
+from pipeline.decode import (
+    DecodeOptions,
+    check_audio,
+    decode_recording,
+    recording_id_for,
+    scan_audio,
+)
 from pipeline.errors import DecodeError
 from tests.pipeline.audio_factory import encode_with_pyav, tone
 
@@ -110,11 +116,10 @@ def test_missing_file_is_unreadable(tmp_path):
     ],
 )
 def test_checks_reject_unusable_audio(make, reason):
-    from core.audio_io import DecodedAudio
+    from pipeline.audio import RecordingAudio
 
-    decoded = DecodedAudio(make(), 16000, 16000, 1, "pcm", 8000.0)
     with pytest.raises(DecodeError) as info:
-        check_audio(decoded, DecodeOptions())
+        check_audio(scan_audio(RecordingAudio.from_array(make())), DecodeOptions())
     assert info.value.reason == reason
 
 

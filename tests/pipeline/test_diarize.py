@@ -16,7 +16,13 @@ import pytest
 
 from pipeline.diarization import clustering, pieces, segmentation, timeline
 from pipeline.diarize import DiarizeOptions, diarize, diarize_work, load_models
-from pipeline.records import Recording, RecordingWork, SpeakerSegment, SpeechRegion
+from pipeline.records import (
+    Recording,
+    RecordingAudio,
+    RecordingWork,
+    SpeakerSegment,
+    SpeechRegion,
+)
 from tests.pipeline import diar_conversations as conv
 
 
@@ -440,9 +446,9 @@ def test_beam_transform_main_and_rejects(sample):
         _work(wave, recording_id="call"),
         _work(wave[: 16000 * 5], speech=False, recording_id="quiet"),
     ]
-    broken = dataclasses.replace(
-        _work(wave[:16000], recording_id="broken"), audio=np.zeros((1, 1, 10), np.float32)
-    )
+    # its scratch audio is gone and it cannot be decoded again (no URI): a stage_error
+    gone = RecordingAudio.from_file("/nonexistent/broken.f32", 1, 16000)
+    broken = dataclasses.replace(_work(wave[:16000], recording_id="broken"), audio=gone)
     with TestPipeline() as p:
         outputs = p | beam.Create(works + [broken]) | Diarize(DiarizeOptions())
         summary = outputs.main | beam.Map(

@@ -26,7 +26,6 @@ from pipeline.filters import (
     FilterDialogues,
     FilterOptions,
     cheap_checks,
-    clip,
     filter_dialogues,
 )
 from pipeline.quality.cps import CpsBounds, chars_per_second, count_chars
@@ -63,7 +62,7 @@ def test_batched_dnsmos_matches_speechmos_on_the_sample(work, figure):
     from speechmos import dnsmos as reference
 
     d = work.dialogues[0]
-    clips = [clip(work.mono, d.start, d.end), clip(work.mono, 10.0, 15.0)]  # long and tiled
+    clips = [work.audio.span(d.start, d.end), work.audio.span(10.0, 15.0)]  # long and tiled
     scores = DnsmosScorer(p808=True).score(clips)
     for c, score in zip(clips, scores):
         ref = reference.run(c, sr=16000)
@@ -84,7 +83,7 @@ def test_spread_windows_keep_the_clip_score(work, dnsmos, figure):
     rows = np.arange(7)[:, None]
     assert spread(rows, 3)[:, 0].tolist() == [0, 3, 6] and spread(rows, 0).shape[0] == 7
     assert spread(rows, 9).shape[0] == 7
-    clips = [clip(work.mono, a, b) for a, b in [(0.0, 48.0), (5.0, 35.0), (6.0, 26.0)]]
+    clips = [work.audio.span(a, b) for a, b in [(0.0, 48.0), (5.0, 35.0), (6.0, 26.0)]]
     full = dnsmos.score(clips)
     capped = DnsmosScorer(max_windows=3).score(clips)
     for f, c in zip(full, capped):
@@ -171,7 +170,9 @@ def test_cps_counts_letters_and_digits_per_language():
 def test_bandwidth_of_telephone_and_wideband_audio(work):
     import soxr
 
-    assert 3300 <= estimate_bandwidth_hz(work.mono, 16000) <= 4100  # the sample: a phone call
+    assert (
+        3300 <= estimate_bandwidth_hz(work.audio.mix(), 16000) <= 4100
+    )  # the sample: a phone call
     noise = _noise(5.0).astype(np.float64)
     assert estimate_bandwidth_hz(noise, 16000) >= 7800
     for low in (8000, 12000):
@@ -183,7 +184,7 @@ def test_bandwidth_of_telephone_and_wideband_audio(work):
 def test_embedding_batches_do_not_change_the_embeddings(work, embedder):
     """Clips are batched by equal length only: a clip's embedding never depends on the others."""
     turns = [t for t in work.turns if t.end - t.start >= 1.0][:4]
-    clips = [clip(work.mono, t.start, t.end) for t in turns]
+    clips = [work.audio.span(t.start, t.end) for t in turns]
     together = embedder.embed(clips + [clips[0][:16000], clips[1][:16000]])[:4]
     alone = np.stack([embedder.embed([c])[0] for c in clips])
     np.testing.assert_allclose(together, alone, atol=1e-5)

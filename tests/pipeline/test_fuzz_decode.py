@@ -42,14 +42,21 @@ _SEEDS: dict[str, bytes] = {}
 
 
 def _decode_bytes(tmp_path, data: bytes, suffix: str, isolation: str = "inline") -> None:
+    """Decode as the pipeline does (into a scratch file): a reason, or finite float32 audio;
+    a rejected file leaves no scratch file behind."""
     path = tmp_path / f"fuzz.{suffix}"
     path.write_bytes(data)
+    scratch = tmp_path / "scratch"
     try:
-        work = decode_recording(str(path), DecodeOptions(decode_isolation=isolation))
+        work = decode_recording(str(path), DecodeOptions(decode_isolation=isolation), str(scratch))
     except DecodeError as exc:
         assert exc.reason in DECODE_REASONS and str(exc)
+        assert not any(scratch.iterdir())
         return
-    assert work.audio.dtype == np.float32 and np.all(np.isfinite(work.audio))
+    audio = work.audio.load()
+    assert audio.dtype == np.float32 and np.all(np.isfinite(audio))
+    work.audio.release()
+    assert not any(scratch.iterdir())
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

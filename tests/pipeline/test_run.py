@@ -100,6 +100,10 @@ def test_run_files_describe_the_run(sample_run):
     for stage in ("decode", "vad", "diarize", "asr", "dialogue", "filters"):
         assert metrics[stage]["items_in"] == 1, stage
         assert metrics[stage]["audio_ms_in"] == 30000, stage
+    # model loading is counted apart from the stages' processing (bench/stage_times.py)
+    for stage in ("vad", "diarize", "asr", "filters"):
+        assert metrics[stage]["load_ms"] > 0, stage
+    assert "load_ms" not in metrics["decode"] and "load_ms" not in metrics["dialogue"]
     manifest = json.loads((sample_run.output / "run_manifest.json").read_text())
     for model in ("silero_vad", "segmentation", "speaker_embedding", "dnsmos_p835"):
         assert len(manifest["models"][model]["sha256"]) == 64, model
