@@ -93,6 +93,13 @@ class AsrOptions:
         "(diarization boundaries clip word edges)",
     )
     asr_word_timestamps: bool = opt(True, "align words to the audio")
+    asr_guards: bool = opt(
+        False,
+        "Whisper's hallucination guards (openai-whisper's defaults): a window whose text "
+        "compresses too well (a loop) or is too unlikely is decoded again by sampling at rising "
+        "temperatures, and one judged silence comes back empty "
+        "(pipeline.asr.whisper.DecodeGuards; costs: bench/bench_asr_options.py)",
+    )
     asr_threads: int = opt(0, "CPU threads per model (0 = the usable cores, at most 4)")
     asr_packing: str = opt(
         "turns",
@@ -231,7 +238,7 @@ class AsrEngine:
 
     def __init__(self, opts: AsrOptions):
         from pipeline.asr.models import load_whisper, resolve_asr_model
-        from pipeline.asr.whisper import WhisperBatchTranscriber
+        from pipeline.asr.whisper import DecodeGuards, WhisperBatchTranscriber
 
         self.opts = opts
         self.model_dir, self.model_sha256 = resolve_asr_model(opts.asr_model)
@@ -247,6 +254,7 @@ class AsrEngine:
             batch_size=self.batch_size,
             word_timestamps=opts.asr_word_timestamps,
             language=opts.asr_language or None,
+            guards=DecodeGuards() if opts.asr_guards else None,
         )
         self.paraformer: Any | None = None
         if opts.zh_asr == "paraformer":

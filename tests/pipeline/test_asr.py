@@ -7,6 +7,7 @@ the random-weight Paraformer ~15 s (mostly ``import funasr``).
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -238,6 +239,21 @@ def test_options_validate():
         AsrOptions(asr_pack_window_s=31)
     assert AsrOptions().packed and not AsrOptions(asr_packing="none").packed
     assert not AsrOptions(asr_word_timestamps=False).packed  # words are needed to split windows
+
+
+def test_guards_flag_reaches_whisper(tiny_engine):
+    """``--asr_guards`` (off by default) gives the transcriber openai-whisper's guards."""
+    from core.options import add_dataclass_args, dataclass_from_args
+    from pipeline.asr.whisper import DecodeGuards
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, AsrOptions)
+    assert dataclass_from_args(AsrOptions, parser.parse_args([])).asr_guards is False
+    opts = dataclass_from_args(AsrOptions, parser.parse_args(["--asr_guards"]))
+    assert opts.asr_guards is True
+    assert tiny_engine.whisper.guards is None
+    engine = AsrEngine(replace(tiny_engine.opts, asr_guards=True))
+    assert engine.whisper.guards == DecodeGuards()
 
 
 # --- turn packing (pure) --------------------------------------------------------------------
