@@ -53,7 +53,7 @@ def load_models(opts: DiarizeOptions) -> DiarizationModels:
             pyannote=load_pipeline(
                 opts.pyannote_pipeline,
                 opts.hf_token,
-                opts.diar_num_threads,
+                opts.threads,
                 embedding=opts.pyannote_embedding,
             ),
         )
@@ -64,10 +64,10 @@ def load_models(opts: DiarizeOptions) -> DiarizationModels:
     return DiarizationModels(
         "onnx",
         onnx=OnnxModels(
-            SegmentationModel(num_threads=opts.diar_num_threads),
+            SegmentationModel(num_threads=opts.threads),
             load_embedder(
                 opts.embedding_model,
-                num_threads=opts.diar_num_threads,
+                num_threads=opts.threads,
                 runtime=opts.diar_embedding_runtime,
             ),
         ),

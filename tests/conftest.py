@@ -69,7 +69,10 @@ def sample_run(tmp_path_factory) -> SampleRun:
     from pipeline.run import run
 
     output = tmp_path_factory.mktemp("sample_run") / "output"
-    threads = [f"--{name}={TEST_THREADS}" for name in ("asr_threads", "quality_num_threads")]
+    threads = [
+        f"--{name}={TEST_THREADS}"
+        for name in ("asr_threads", "quality_num_threads", "diar_num_threads")
+    ]
     summary = run(["--runner=DirectRunner", f"--output={output}", *threads])
     return SampleRun(output=output, summary=summary)
 

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.cpu import auto_threads
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -195,7 +197,11 @@ def _download(name: str) -> Path:
 
 
 def load_whisper(
-    model_dir: str, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0
+    model_dir: str,
+    device: str = "cpu",
+    compute_type: str = "int8",
+    cpu_threads: int = 0,
+    replicas: int = 1,
 ) -> Any:
     """A ``faster_whisper.WhisperModel`` from a local directory (never touches the hub).
 
@@ -203,22 +209,18 @@ def load_whisper(
         model_dir: a CTranslate2 Whisper directory (from :func:`resolve_asr_model`).
         device: ``cpu``, ``cuda`` or ``auto``.
         compute_type: CTranslate2 compute type (``int8``, ``int8_float16``, ``float16``, ...).
-        cpu_threads: intra-op threads on CPU; 0 = the usable cores, at most 4.
+        cpu_threads: intra-op threads of each replica on CPU; 0 = the usable cores, at most 4.
+        replicas: model replicas (CTranslate2's ``inter_threads``): calls made from that many
+            Python threads at once run side by side, each on its own replica.
     """
     from faster_whisper import WhisperModel
 
-    if cpu_threads == 0:  # CTranslate2's own default is 4, too many on a 2-core worker
-        cpu_threads = min(
-            4,
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1,
-        )
+    cpu_threads = auto_threads(cpu_threads)  # CTranslate2's own default, 4, is too many on 2 cores
     return WhisperModel(
         model_dir,
         device=device,
         compute_type=compute_type,
         cpu_threads=cpu_threads,
-        num_workers=1,
+        num_workers=max(1, replicas),
         local_files_only=True,
     )

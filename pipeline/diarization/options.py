@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from core.cpu import auto_threads
 from core.options import opt
 
 BACKENDS = ("onnx", "pyannote")
@@ -123,13 +124,18 @@ class DiarizeOptions:
         "when the channels hold disjoint voices",
     )
     diar_num_threads: int = opt(
-        1,
+        0,
         "threads per worker for the diarization models (onnxruntime, "
-        "and torch's process-wide setting for GE2E)",
+        "and torch's process-wide setting for GE2E); 0 = the usable cores, at most 4",
     )
     diar_embedding_runtime: str = opt(
         "onnx", "how CAM++ runs: onnx (exported once, cached, 1.7x faster) or torch"
     )
+
+    @property
+    def threads(self) -> int:
+        """``diar_num_threads``, 0 resolved to the usable cores (at most 4)."""
+        return auto_threads(self.diar_num_threads)
 
     def __post_init__(self):
         if self.diarization_backend not in BACKENDS:
@@ -170,5 +176,5 @@ class DiarizeOptions:
             raise ValueError(
                 f"diar_embedding_runtime must be onnx or torch, got {self.diar_embedding_runtime!r}"
             )
-        if self.diar_batch_windows < 1 or self.diar_num_threads < 1:
-            raise ValueError("diar_batch_windows and diar_num_threads must be >= 1")
+        if self.diar_batch_windows < 1 or self.diar_num_threads < 0:
+            raise ValueError("diar_batch_windows must be >= 1 and diar_num_threads >= 0")

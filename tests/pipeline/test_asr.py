@@ -525,6 +525,47 @@ def test_batches_give_the_same_text_and_split_by_language(sample_work, tiny_engi
     assert all(mixed[i].words for i in (0, 2))
 
 
+def test_windows_side_by_side_give_the_same_text_in_order(sample_work, tiny_engine):
+    """Two one-thread replicas decoding windows at once (the CPU default) return what one
+    replica decoding them in turn returns, in the windows' order; lazy windows are read only
+    as the decoders take them."""
+    from pipeline.asr.models import load_whisper
+    from pipeline.asr.whisper import WhisperBatchTranscriber
+    from pipeline.audio import OnDemand
+
+    spans = sample_work.diarization[:7]
+    chunks = [sample_work.audio.channel(0, int(s.start * SR), int(s.end * SR)) for s in spans]
+    read = []
+    lazy = OnDemand(len(chunks), lambda i: read.append(i) or chunks[i])
+    model = load_whisper(tiny_engine.model_dir, cpu_threads=1, replicas=2)
+    one = WhisperBatchTranscriber(model, beam_size=1, batch_size=1)
+    two = WhisperBatchTranscriber(model, beam_size=1, batch_size=1, parallel=2)
+    side_by_side = two.transcribe_windows(lazy)
+    in_turn = one.transcribe_windows(chunks)
+    assert [r.text for r in side_by_side] == [r.text for r in in_turn]
+    assert sum(bool(r.text) for r in in_turn) >= 5
+    assert [[w.start for w in r.words] for r in side_by_side] == [
+        [w.start for w in r.words] for r in in_turn
+    ]
+    assert read == list(range(len(chunks)))  # each window read once, in order
+    # guarded decoding seeds a process-wide sampler: it stays one batch at a time
+    from pipeline.asr.whisper import DecodeGuards
+
+    assert WhisperBatchTranscriber(model, guards=DecodeGuards(), parallel=2).parallel == 1
+    with pytest.raises(ValueError, match="parallel"):
+        WhisperBatchTranscriber(model, parallel=0)
+
+
+@pytest.mark.parametrize(
+    "threads, parallel, layout", [(2, 0, (2, 1)), (4, 2, (2, 2)), (1, 0, (1, 1)), (2, 4, (2, 1))]
+)
+def test_cpu_layout_splits_the_threads_over_windows(threads, parallel, layout):
+    opts = AsrOptions(asr_threads=threads, asr_parallel_windows=parallel)
+    assert opts.cpu_layout() == layout
+    with pytest.raises(ValueError, match="asr_parallel_windows"):
+        AsrOptions(asr_parallel_windows=-1)
+
+
 def test_decode_guards_fall_back_on_loops_and_drop_silence(tiny_engine, monkeypatch):
     """Whisper's guards (off in the pipeline, on in the evaluation), on scripted decodes: a loop
     is decoded again at the next temperature, silence gives no text, and when every temperature

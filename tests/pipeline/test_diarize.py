@@ -23,12 +23,13 @@ from pipeline.records import (
     SpeakerSegment,
     SpeechRegion,
 )
+from tests.conftest import TEST_THREADS
 from tests.pipeline import diar_conversations as conv
 
 
 @pytest.fixture(scope="module")
 def models():
-    return load_models(DiarizeOptions())
+    return load_models(DiarizeOptions(diar_num_threads=TEST_THREADS))
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,10 @@ def purity_run(tmp_path_factory):
     (root / "in").mkdir()
     for name in NAMES:
         write_wav(built[name], root / "in" / f"{name}.wav")
-    threads = [f"--{name}={TEST_THREADS}" for name in ("asr_threads", "quality_num_threads")]
+    threads = [
+        f"--{name}={TEST_THREADS}"
+        for name in ("asr_threads", "quality_num_threads", "diar_num_threads")
+    ]
     run(
         [
             "--runner=DirectRunner",
