@@ -146,6 +146,26 @@ def shows_progress(options: PipelineOptions) -> bool:
     return not curate.quiet and "://" not in curate.output and runs_locally(options)
 
 
+# the thread options whose 0 means "the usable cores": split among local worker processes
+AUTO_THREAD_OPTIONS = ("asr_threads", "diar_num_threads", "quality_num_threads")
+
+
+def split_local_threads(options: PipelineOptions) -> list[str]:
+    """Flags that share the machine's cores among the DirectRunner's workers: with
+    ``--direct_num_workers=N`` (N > 1), each thread option left at 0 (auto) becomes
+    ``max(1, cores // N)``, so N workers do not each take every core. Elsewhere: none."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from core.cpu import usable_cores
+
+    workers = options.view_as(DirectOptions).direct_num_workers or 1
+    if not runs_locally(options) or workers <= 1:
+        return []
+    values = options.get_all_options(drop_default=False, retain_unknown_options=False)
+    share = max(1, usable_cores() // workers)
+    return [f"--{name}={share}" for name in AUTO_THREAD_OPTIONS if not values.get(name)]
+
+
 def run(argv: list[str] | None = None, stderr: TextIO | None = None) -> dict[str, Any]:
     """Parse ``argv``, run the pipeline to completion, write the run files; returns the summary.
 
@@ -156,7 +176,11 @@ def run(argv: list[str] | None = None, stderr: TextIO | None = None) -> dict[str
     """
     from pipeline.output import run_files
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     options = PipelineOptions(argv)
+    shared = split_local_threads(options)
+    if shared:
+        options = PipelineOptions(argv + shared)
     curate = options.view_as(CurateOptions)
     if "://" not in curate.output:
         os.makedirs(curate.output, exist_ok=True)

@@ -118,3 +118,30 @@ def test_killed_run_resumes_to_the_uninterrupted_outputs(two_recordings, tmp_pat
     whole = tmp_path / "whole"
     run(["--runner=DirectRunner", f"--input={two_recordings}", f"--output={whole}"])
     assert_same_tables(whole, killed)
+
+
+def test_local_workers_share_the_cores_of_auto_thread_options(monkeypatch):
+    """``--direct_num_workers=N`` splits the usable cores among the N workers for every thread
+    option left at 0 (auto); options the user set, single-worker runs and remote runners are
+    left alone."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import run as run_module
+
+    monkeypatch.setattr("core.cpu.usable_cores", lambda: 8)
+    split = run_module.split_local_threads
+    two = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    assert split(PipelineOptions(two)) == [
+        "--asr_threads=4",
+        "--diar_num_threads=4",
+        "--quality_num_threads=4",
+    ]
+    assert split(PipelineOptions([*two, "--asr_threads=3"])) == [
+        "--diar_num_threads=4",
+        "--quality_num_threads=4",
+    ]
+    assert split(PipelineOptions(["--direct_num_workers=16"])) == [
+        f"--{name}=1" for name in run_module.AUTO_THREAD_OPTIONS
+    ]
+    assert split(PipelineOptions([])) == []
+    assert split(PipelineOptions(["--runner=DataflowRunner", "--direct_num_workers=2"])) == []
