@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from core.bandwidth import estimate_bandwidth_hz
+from core.cpu import auto_threads
 from core.options import opt
 from pipeline.dialogue import dialogue_parts
 from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
@@ -157,11 +158,15 @@ class FilterOptions:
         0.0, "drop dialogues whose effective bandwidth is below this; 0 keeps telephone audio"
     )
     quality_num_threads: int = opt(
-        0, "threads of the DNSMOS/speaker-embedding models (0: library default)"
+        0, "threads of the DNSMOS/speaker-embedding models (0: the usable cores, at most 4)"
     )
 
     def __post_init__(self):
         CpsBounds.parse(self.cps_bounds)  # raises ValueError naming the bad entry
+        if self.quality_num_threads < 0:
+            raise ValueError(
+                f"quality_num_threads must be >= 0 (0 = auto), got {self.quality_num_threads}"
+            )
         if not 0 <= self.max_dialogue_overlap_ratio <= 1:
             raise ValueError(
                 f"max_dialogue_overlap_ratio={self.max_dialogue_overlap_ratio} must be in [0, 1]"
@@ -305,14 +310,14 @@ class FilterDialoguesFn(RecordingStageFn):
         from pipeline.quality.dnsmos import DnsmosScorer
 
         o = self.opts
+        threads = auto_threads(o.quality_num_threads)
         # one copy per worker process, shared by its threads (onnxruntime and torch inference
         # are thread-safe)
         self._dnsmos = self.shared_model(
-            f"dnsmos:{o.dnsmos_p808}:{o.quality_num_threads}:{o.dnsmos_max_batch_windows}"
-            f":{o.dnsmos_max_windows}",
+            f"dnsmos:{o.dnsmos_p808}:{threads}:{o.dnsmos_max_batch_windows}:{o.dnsmos_max_windows}",
             lambda: DnsmosScorer(
                 p808=o.dnsmos_p808,
-                num_threads=o.quality_num_threads,
+                num_threads=threads,
                 max_batch_windows=o.dnsmos_max_batch_windows,
                 max_windows=o.dnsmos_max_windows,
             ),
@@ -320,7 +325,6 @@ class FilterDialoguesFn(RecordingStageFn):
         if o.role_purity:
             from pipeline.diarization.embedding import load_embedder
 
-            threads = max(1, o.quality_num_threads)
             self._embedder = self.shared_model(
                 f"embedder:{o.purity_embedding_model}:{threads}",
                 lambda: load_embedder(o.purity_embedding_model, num_threads=threads),
