@@ -11,6 +11,9 @@ pipeline pays per hour of input). Runs, all after one warm-up call:
 
 * ``batched``: :class:`pipeline.asr.whisper.WhisperBatchTranscriber`, ``--batch_size`` turns/call;
 * ``unbatched``: the same code with batch size 1;
+* ``side_by_side``: batch size 1, ``--threads`` one-thread model replicas decoding that many
+  chunks at once (the pipeline's CPU default, ``--asr_parallel_windows``); its text is checked
+  against ``unbatched``;
 * ``fw_per_turn``: ``WhisperModel.transcribe`` once per turn (faster-whisper's sequential path,
   its own language detection per call; the usual way to transcribe turns one by one);
 * ``fw_whole_file``: ``BatchedInferencePipeline`` over the whole recording (VAD chunks, no
@@ -79,6 +82,16 @@ def main() -> None:
     batched = WhisperBatchTranscriber(model, args.beam_size, args.batch_size, words)
     single = WhisperBatchTranscriber(model, args.beam_size, 1, words)
     batched.transcribe(chunks[:2], offsets[:2])  # warm-up
+    replicas = load_whisper(path, "cpu", args.compute_type, 1, replicas=args.threads)
+    side = WhisperBatchTranscriber(replicas, args.beam_size, 1, words, parallel=args.threads)
+    side.transcribe(chunks[:2], offsets[:2])  # warm-up
+    texts: dict[str, list[str]] = {}
+
+    def keep(name, run):
+        def call():
+            texts[name] = [r.text for r in run()]
+
+        return call
 
     def per_turn():
         for chunk in chunks:
@@ -106,7 +119,8 @@ def main() -> None:
 
     seconds = {
         "batched": timed(lambda: batched.transcribe(chunks, offsets)),
-        "unbatched": timed(lambda: single.transcribe(chunks, offsets)),
+        "unbatched": timed(keep("unbatched", lambda: single.transcribe(chunks, offsets))),
+        "side_by_side": timed(keep("side_by_side", lambda: side.transcribe(chunks, offsets))),
         "fw_per_turn": timed(per_turn),
         "fw_whole_file": timed(whole_file),
     }
@@ -128,6 +142,8 @@ def main() -> None:
         )
 
     print(f"unbatched / batched = {ratio('unbatched', 'batched')}")
+    same = texts["unbatched"] == texts["side_by_side"]
+    print(f"unbatched / side_by_side = {ratio('unbatched', 'side_by_side')} (same text: {same})")
     print(f"fw_per_turn / batched = {ratio('fw_per_turn', 'batched')}")
     print(
         f"batched / fw_whole_file = {ratio('batched', 'fw_whole_file')} "

@@ -105,8 +105,8 @@ class AsrOptions:
     asr_parallel_windows: int = opt(
         0,
         "windows Whisper decodes at once on CPU, each on its own model replica with "
-        "asr_threads / this many threads; 0 = one per thread (on 2 cores 2.1x faster than one "
-        "window on two threads, the same text: bench/bench_asr.py); GPU: 1",
+        "asr_threads / this many threads; 0 = one per thread (on 2 cores the ASR stage is 1.68x "
+        "faster than one window on two threads, the same text: bench/bench_pipeline.py); GPU: 1",
     )
     asr_packing: str = opt(
         "turns",

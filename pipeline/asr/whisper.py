@@ -165,10 +165,11 @@ class WhisperBatchTranscriber:
         guards: Whisper's fallback and no-speech guards (``None``: one beam-search decode per
             chunk, its text kept whatever it is).
         parallel: batches decoded at once, each from its own Python thread on its own model
-            replica (load the model with ``replicas`` >= this). On CPU, two one-thread replicas
-            decoding two windows side by side do the work of one two-thread replica in 0.47x the
-            time, the same text (bench/bench_asr.py). Guarded decoding stays one batch at a time
-            (its sampling seed is process-wide).
+            replica (load the model with ``replicas`` >= this). On 2 CPU cores, two one-thread
+            replicas side by side take 0.71x the time of one two-thread replica on the sample's
+            turns and 0.59x on the packed windows of a 20-minute conversation, the same text
+            (bench/bench_asr.py, bench/bench_pipeline.py). Guarded decoding stays one batch at a
+            time (its sampling seed is process-wide).
 
     >>> # engine = WhisperBatchTranscriber(load_whisper(path), beam_size=5, batch_size=8)
     >>> # results = engine.transcribe([audio_a, audio_b], offsets_s=[3.2, 7.9])
