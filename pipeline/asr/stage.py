@@ -259,14 +259,16 @@ class AsrEngine:
 
         self.opts = opts
         self.model_dir, self.model_sha256 = resolve_asr_model(opts.asr_model)
-        parallel, threads = opts.cpu_layout()
-        if opts.asr_device == "cuda":  # one replica; batches do the work (asr_batch_size)
-            parallel, threads = 1, opts.asr_threads
+        import ctranslate2
+
+        on_gpu = opts.asr_device == "cuda" or (
+            opts.asr_device == "auto" and ctranslate2.get_cuda_device_count() > 0
+        )
+        # GPU: one replica, batches do the work (asr_batch_size); CPU: windows side by side
+        parallel, threads = (1, opts.asr_threads) if on_gpu else opts.cpu_layout()
         whisper = load_whisper(
             self.model_dir, opts.asr_device, opts.asr_compute_type, threads, replicas=parallel
         )
-        if whisper.model.device == "cuda":
-            parallel = 1
         # on CPU a batch of 30 s windows is memory-bound (the encoder's attention and the beams'
         # cross-attention caches grow with it): one window per call, windows side by side on
         # one-thread replicas, costs the least there
