@@ -203,6 +203,16 @@ def purity_table(
                 f"wall {wall:.0f} s",
                 flush=True,
             )
+            sets = dict.fromkeys(set_name for set_name, *_ in all_cases)
+            for set_name in sets if len(sets) > 1 else ():
+                names = [name for s, name, *_ in all_cases if s == set_name]
+                part = diar_scoring.corpus_purity(out, {n: references[n] for n in names})
+                print(
+                    f"  {set_name:8s}: kept {part.kept_s:6.1f} s; purity "
+                    f"{100 * part.purity:5.1f} %; yield {100 * part.yield_:5.1f} %; impure from "
+                    f"3-person: {part.three_person_mixed}",
+                    flush=True,
+                )
 
 
 def main() -> None:

@@ -141,6 +141,11 @@ class FilterOptions:
     max_role_cross_similarity: Optional[float] = opt(  # noqa: UP045
         None, "largest cos of the two roles' voices (unset: the model's fitted value)"
     )
+    min_role_separation: Optional[float] = opt(  # noqa: UP045
+        None,
+        "least mean cos of two turns of one role minus that of two turns of different roles "
+        "(unset: no limit, the measure is recorded); not judged where no role has two turns",
+    )
     purity_min_turn_s: float = opt(1.0, "shortest turn embedded for the role-purity check, s")
     purity_piece_s: float = opt(
         1.5,
@@ -505,6 +510,7 @@ def purity_limits(opts: FilterOptions, model_name: str) -> PurityThresholds:
         min_margin=pick(opts.min_role_margin, fitted.min_margin),
         min_self_similarity=pick(opts.min_role_self_similarity, fitted.min_self_similarity),
         max_cross_similarity=pick(opts.max_role_cross_similarity, fitted.max_cross_similarity),
+        min_separation=pick(opts.min_role_separation, fitted.min_separation),
     )
 
 

@@ -389,6 +389,7 @@ QUALITY_FIELDS: tuple[str, ...] = (
     "role_margin",
     "role_self_similarity",
     "role_cross_similarity",
+    "role_separation",
     "other_speaker_s",
     "speaker_switches",
 )

@@ -27,10 +27,17 @@ from pipeline.filters import (
     FilterOptions,
     cheap_checks,
     filter_dialogues,
+    purity_limits,
 )
 from pipeline.quality.cps import CpsBounds, chars_per_second, count_chars
 from pipeline.quality.dnsmos import DnsmosScorer, clip_windows
-from pipeline.quality.role_purity import THRESHOLDS, purity_failure, role_measures
+from pipeline.quality.role_purity import (
+    THRESHOLDS,
+    measure_pieces,
+    purity_failure,
+    role_measures,
+    role_separation,
+)
 from pipeline.records import Dialogue, RecordingWork
 from pipeline.stage import replace
 from tests.pipeline.dialogue_fixtures import make_turn, sample_work
@@ -206,6 +213,42 @@ def test_role_measures_and_failures():
     one = role_measures(np.stack([a, a * 0.9 + b * 0.1]), ["S1", "S2"])  # one voice, two roles
     assert math.isnan(one["role_margin"]) and "role_cross_similarity" in purity_failure(one, limits)
     assert purity_failure(role_measures(np.stack([a]), ["S1"]), limits) is None
+
+
+def test_role_separation_is_near_zero_when_one_voice_holds_both_roles():
+    """Noisy pieces (short turns) of one voice split over two roles: the separation is near 0;
+    two voices as noisy are separated. The limit alone rejects a dialogue whose other measures
+    pass (the case of one person split in two roles on read letters)."""
+    rng = np.random.default_rng(0)
+    voice, other = np.eye(192)[0], np.eye(192)[1]
+
+    def pieces(centre, count):
+        rows = centre + rng.normal(0.0, 0.15, (count, 192))
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    roles = ["S1", "S2"] * 4
+    turns = list(range(8))
+    one = pieces(voice, 8)
+    two = np.stack([row for pair in zip(pieces(voice, 4), pieces(other, 4)) for row in pair])
+    assert abs(role_separation(one, roles, turns)) < 0.05
+    assert role_separation(two, roles, turns) > 0.15
+    passing = {
+        "role_margin": 0.05,
+        "role_self_similarity": 0.4,
+        "role_cross_similarity": 0.4,
+        "role_separation": 0.3,
+    }
+    one_person = {**passing, "role_separation": 0.02}
+    # recorded, not a limit by default; --min_role_separation makes it one
+    assert purity_failure(one_person, THRESHOLDS["campplus"]) is None
+    limits = purity_limits(FilterOptions(min_role_separation=0.15), "campplus")
+    assert limits.min_separation == 0.15
+    assert purity_failure(passing, limits) is None
+    assert "role_separation" in purity_failure(one_person, limits)
+    # pieces of one turn are never compared: one turn per role leaves it unmeasured
+    assert math.isnan(role_separation(two[:4], ["S1", "S1", "S2", "S2"], [0, 0, 1, 1]))
+    measures, _ = measure_pieces(two[:4], ["S1", "S1", "S2", "S2"], [0, 0, 1, 1])
+    assert math.isnan(measures["role_separation"])
 
 
 # --- models on the sample ----------------------------------------------------------------------

@@ -184,6 +184,14 @@ def measures(opts: RunOptions, language: str) -> list[Measure]:
                 "cosine",
                 (_below(limits.max_cross_similarity, "--max_role_cross_similarity"),),
             ),
+            Measure(
+                "role_separation",
+                "Role purity: turns alike within a role minus across roles",
+                "cosine margin",
+                (_above(limits.min_separation, "--min_role_separation"),)
+                if math.isfinite(limits.min_separation)
+                else (),
+            ),
         ]
     return out
 
