@@ -53,14 +53,13 @@ from pathlib import Path
 
 import torch
 
+from bench.bench_upstream import FRAME_RATE, SPK_A_ID, SPK_B_ID, VOCAB_SIZE, upstream_network
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "zipvoice-upstream"
 SAMPLE_WAV = REPO / "pipeline" / "assets" / "sample.wav"
 PARITY_FIXTURES = ("zipvoice", "zipvoice_dialog", "zipvoice_dialog_stereo", "zipvoice_distill")
 TRAIN_FIXTURES = ("zipvoice_dialog", "zipvoice_dialog_stereo")
-FRAME_RATE = 24000 / 256
-VOCAB_SIZE = 388  # upstream's dialogue table
-SPK_A_ID, SPK_B_ID = 360, 361
 GUIDANCE_SCALE = 1.5
 # the infer plumbing check: pinyin overrides need no G2P engine (only pypinyin's tables)
 INFER_TEXT = "[S1] <ni3><hao3>. [S2] <ni3><hao3>, <ni3><hao3> <ma5>?"
@@ -237,19 +236,6 @@ def train_step(device: torch.device) -> dict[str, float]:
 # ----------------------------------------------------------------------------- speed
 
 
-def _upstream_network(source: str, model_json: dict):
-    sys.path.insert(0, str(Path(source).resolve()))
-    from zipvoice.models.zipvoice_dialog import ZipVoiceDialog
-
-    return ZipVoiceDialog(
-        **model_json["model"],
-        vocab_size=VOCAB_SIZE,
-        pad_id=0,
-        spk_a_id=SPK_A_ID,
-        spk_b_id=SPK_B_ID,
-    ).eval()
-
-
 def _best_of(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device):
     """Best wall time of ``repeats`` calls (each synchronised) and the last output."""
     best, out = float("inf"), None
@@ -281,7 +267,7 @@ def speed(
 
     model_json = json.loads((FIXTURES / "zipvoice_base_config.json").read_text())
     torch.manual_seed(seed)
-    upstream = _upstream_network(upstream_src, model_json) if upstream_src else None
+    upstream = upstream_network(upstream_src, model_json) if upstream_src else None
     config = NetworkConfig.from_upstream_json(
         model_json,
         vocab_size=VOCAB_SIZE,

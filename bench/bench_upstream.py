@@ -59,7 +59,8 @@ def _interleaved(
     return results
 
 
-def _upstream_network(source: str, model_json: dict):
+def upstream_network(source: str, model_json: dict):
+    """Upstream's ``ZipVoiceDialog`` of ``model_json`` from a source checkout, in eval mode."""
     sys.path.insert(0, str(Path(source).resolve()))
     from zipvoice.models.zipvoice_dialog import ZipVoiceDialog
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_json = json.loads(BASE_CONFIG.read_text())
     torch.manual_seed(args.seed)
-    upstream = _upstream_network(args.upstream_src, model_json) if args.upstream_src else None
+    upstream = upstream_network(args.upstream_src, model_json) if args.upstream_src else None
     config = NetworkConfig.from_upstream_json(
         model_json,
         vocab_size=VOCAB_SIZE,
