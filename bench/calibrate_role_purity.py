@@ -10,6 +10,11 @@ scored with ``measure_pieces``. Printed per split and turn kind: the share of sa
 dialogues that pass (poison let through) and of two-person dialogues that fail (yield lost),
 under today's limits, and the spread of ``role_separation``.
 
+A second table takes dialogues of ONE turn per role (nothing to compare within a role, so the
+separation is unmeasured): among those that pass the other limits, the share of one-person ones a
+stricter cross-similarity limit catches and of two-person ones it drops, per candidate
+(``--one-turn-candidates``; the fitted one is ``max_cross_similarity_one_turn``).
+
 Usage::
 
     python bench/calibrate_role_purity.py                      # dev voices (the limits' design set)
@@ -47,6 +52,7 @@ def get_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--candidates", type=float, nargs="*", default=[0.1, 0.15, 0.2])
+    parser.add_argument("--one-turn-candidates", type=float, nargs="*", default=[0.30, 0.35, 0.40])
     return parser.parse_args()
 
 
@@ -105,6 +111,46 @@ def _spread(values: list[float]) -> str:
     return f"nan {nan:3d} " + " ".join(f"{v:6.3f}" for v in q)
 
 
+def one_turn_table(embedder, splits, dialogues, candidates, rng) -> None:
+    """Dialogues of one turn per role: what a one-turn cross-similarity limit catches and drops."""
+    from dataclasses import replace
+
+    limits = replace(THRESHOLDS["campplus"], max_cross_similarity_one_turn=math.inf)
+    print("\none turn per role, passing the other limits: role_cross_similarity p5 / p50 / p95")
+    for split in splits:
+        for kind in ("speech", "short"):
+            pools = {v: embed_turns(embedder, turn_pool(v, kind, rng)) for v in vc.voice_ids(split)}
+            pools = {v: p for v, p in pools.items() if len(p) >= 4}
+            names = sorted(pools)
+            cross: dict[str, list[float]] = {"one person": [], "two people": []}
+            for case, values in cross.items():
+                for _ in range(dialogues):
+                    if case == "one person":
+                        v = names[int(rng.integers(len(names)))]
+                        i, j = rng.choice(len(pools[v]), size=2, replace=False)
+                        s1, s2 = [pools[v][i]], [pools[v][j]]
+                    else:
+                        a, b = (names[k] for k in rng.choice(len(names), size=2, replace=False))
+                        s1 = [pools[a][int(rng.integers(len(pools[a])))]]
+                        s2 = [pools[b][int(rng.integers(len(pools[b])))]]
+                    m = dialogue_measures(s1, s2)
+                    if purity_failure(m, limits) is None:
+                        values.append(m["role_cross_similarity"])
+            for case, values in cross.items():
+                q = np.percentile(values, [5, 50, 95]) if values else [math.nan] * 3
+                print(
+                    f"{split:8s} {kind:7s} {case:11s} n={len(values):4d}  "
+                    + " / ".join(f"{v:5.2f}" for v in q)
+                )
+            for t in candidates:
+                caught = np.mean(np.array(cross["one person"]) > t) if cross["one person"] else 0
+                lost = np.mean(np.array(cross["two people"]) > t) if cross["two people"] else 0
+                print(
+                    f"{'':17s} limit {t:.2f}: one person caught {100 * caught:5.1f} %, "
+                    f"two people dropped {100 * lost:5.1f} %"
+                )
+
+
 def main() -> int:
     args = get_args()
     from pipeline.api import CamPlusEmbedder
@@ -157,6 +203,7 @@ def main() -> int:
                         f"{'':33s} + separation >= {t:.2f}: fail {100 * (fails + new) / n:5.1f} %"
                         f", NaN passing {sum(math.isnan(v) for v in passed_seps)}"
                     )
+    one_turn_table(embedder, args.splits, args.dialogues, args.one_turn_candidates, rng)
     return 0
 
 

@@ -141,10 +141,20 @@ class FilterOptions:
     max_role_cross_similarity: Optional[float] = opt(  # noqa: UP045
         None, "largest cos of the two roles' voices (unset: the model's fitted value)"
     )
+    max_role_cross_similarity_one_turn: Optional[float] = opt(  # noqa: UP045
+        None,
+        "largest cos of the two roles' voices when no role has two turns to compare (unset: "
+        "the model's fitted value)",
+    )
     min_role_separation: Optional[float] = opt(  # noqa: UP045
         None,
         "least mean cos of two turns of one role minus that of two turns of different roles "
         "(unset: no limit, the measure is recorded); not judged where no role has two turns",
+    )
+    keep_unchecked_roles: bool = opt(
+        False,
+        "keep dialogues in which a role has no turn of at least purity_min_turn_s (its voice "
+        "cannot be checked; dropped as role_impure by default, except 2-channel calls)",
     )
     purity_min_turn_s: float = opt(1.0, "shortest turn embedded for the role-purity check, s")
     purity_piece_s: float = opt(
@@ -418,7 +428,12 @@ def filter_dialogues(
         if embedder is not None:
             measures, margins = _role_measures(work, dialogue, dturns, opts, embedder)
             quality.update(measures)
-            failure = purity_failure(measures, limits)
+            failure = purity_failure(
+                measures,
+                limits,
+                unchecked_fails=not opts.keep_unchecked_roles
+                and dialogue.channel_layout != "stereo",
+            )
             if failure:
                 parts, dropped, message = _trim(
                     work, dialogue, dturns, margins, measures, limits, opts
@@ -511,6 +526,9 @@ def purity_limits(opts: FilterOptions, model_name: str) -> PurityThresholds:
         min_self_similarity=pick(opts.min_role_self_similarity, fitted.min_self_similarity),
         max_cross_similarity=pick(opts.max_role_cross_similarity, fitted.max_cross_similarity),
         min_separation=pick(opts.min_role_separation, fitted.min_separation),
+        max_cross_similarity_one_turn=pick(
+            opts.max_role_cross_similarity_one_turn, fitted.max_cross_similarity_one_turn
+        ),
     )
 
 

@@ -212,7 +212,30 @@ def test_role_measures_and_failures():
     assert "role_self_similarity" in purity_failure(third, limits)
     one = role_measures(np.stack([a, a * 0.9 + b * 0.1]), ["S1", "S2"])  # one voice, two roles
     assert math.isnan(one["role_margin"]) and "role_cross_similarity" in purity_failure(one, limits)
-    assert purity_failure(role_measures(np.stack([a]), ["S1"]), limits) is None
+    # one role embedded: nothing to compare; dropped when the filter asks for checked roles
+    single = role_measures(np.stack([a]), ["S1"])
+    assert purity_failure(single, limits) is None
+    assert "cannot be checked" in purity_failure(single, limits, unchecked_fails=True)
+    assert purity_failure(pure, limits, unchecked_fails=True) is None
+
+
+def test_one_turn_per_role_needs_roles_clearly_apart():
+    """With one turn per role nothing can be compared within a role: the cross similarity alone
+    decides, under a stricter limit than with more turns."""
+    limits = THRESHOLDS["campplus"]
+    a, b = np.eye(2)
+    alike = a * 0.45 + b * np.sqrt(1 - 0.45**2)  # cos 0.45 with a: under 0.55, over 0.40
+    one_each = role_measures(np.stack([a, alike]), ["S1", "S2"])
+    assert math.isnan(one_each["role_separation"])
+    assert one_each["role_cross_similarity"] == pytest.approx(0.45)
+    assert "one turn per role" in purity_failure(one_each, limits)
+    apart = a * 0.2 + b * np.sqrt(1 - 0.2**2)
+    assert purity_failure(role_measures(np.stack([a, apart]), ["S1", "S2"]), limits) is None
+    # with a second turn in a role the ordinary limit applies
+    more = {**one_each, "role_separation": 0.3, "role_margin": 0.1, "role_self_similarity": 0.9}
+    assert purity_failure(more, limits) is None
+    relaxed = purity_limits(FilterOptions(max_role_cross_similarity_one_turn=0.5), "campplus")
+    assert purity_failure(one_each, relaxed) is None
 
 
 def test_role_separation_is_near_zero_when_one_voice_holds_both_roles():
@@ -299,6 +322,19 @@ def test_dnsmos_and_role_filters_drop_with_their_reason(work, dnsmos, embedder):
     # every second of the dialogue is kept in a part or named by a reject
     covered = sum(d.end - d.start for d in kept) + sum(r.end - r.start for r in rejects)
     assert kept and covered >= 0.5 * (work.dialogues[0].end - work.dialogues[0].start)
+
+
+def test_a_role_that_cannot_be_checked_drops_the_dialogue(work, dnsmos, embedder):
+    """No turn long enough to embed: the roles cannot be compared, so the dialogue is dropped
+    unless the user keeps such dialogues."""
+    unchecked = FilterOptions(min_dnsmos_ovrl=0.0, purity_min_turn_s=60.0)
+    kept, _, rejects = filter_dialogues(work, unchecked, dnsmos, embedder)
+    assert kept == [] and [r.reason for r in rejects] == [ROLE_IMPURE]
+    assert "cannot be checked" in rejects[0].message
+    keep = dataclasses.replace(unchecked, keep_unchecked_roles=True)
+    kept, _, rejects = filter_dialogues(work, keep, dnsmos, embedder)
+    assert rejects == [] and len(kept) == 1
+    assert math.isnan(kept[0].quality["role_cross_similarity"])
 
 
 def test_filter_dialogues_transform():
