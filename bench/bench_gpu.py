@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from bench.bench_upstream import FRAME_RATE, SPK_A_ID, SPK_B_ID, VOCAB_SIZE, upstream_network
+from bench.bench_upstream import FRAME_RATE, base_networks
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "zipvoice-upstream"
@@ -260,25 +260,10 @@ def speed(
     seed: int = 0,
 ) -> dict[str, float]:
     """Decoder call and sampling times of the base network (and upstream's, if given)."""
-    from model.network.checkpoint import load_network_state
-    from model.network.config import NetworkConfig
     from model.network.flow import sample
-    from model.network.zipvoice import DialogTTSNetwork
 
-    model_json = json.loads((FIXTURES / "zipvoice_base_config.json").read_text())
-    torch.manual_seed(seed)
-    upstream = upstream_network(upstream_src, model_json) if upstream_src else None
-    config = NetworkConfig.from_upstream_json(
-        model_json,
-        vocab_size=VOCAB_SIZE,
-        variant="dialog",
-        spk_a_id=SPK_A_ID,
-        spk_b_id=SPK_B_ID,
-        turn_embedding="parity",
-    )
-    ours = DialogTTSNetwork(config).eval()
+    upstream, ours, config = base_networks(upstream_src, seed)
     if upstream is not None:
-        load_network_state(ours, upstream.state_dict())
         upstream = upstream.to(device)
     ours = ours.to(device)
 
