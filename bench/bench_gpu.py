@@ -43,7 +43,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,7 @@ from pathlib import Path
 
 import torch
 
-from bench.bench_upstream import FRAME_RATE, base_networks
+from bench.bench_upstream import FRAME_RATE, add_timing_arguments, base_networks
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "zipvoice-upstream"
@@ -434,15 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the parts (see the module docstring); returns 1 if one of them failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--upstream-src",
-        default=os.environ.get("ZIPVOICE_UPSTREAM_SRC"),
-        help="directory holding upstream's zipvoice package (default: $ZIPVOICE_UPSTREAM_SRC)",
-    )
-    parser.add_argument("--prompt-seconds", type=float, default=3.0)
-    parser.add_argument("--seconds", type=float, default=10.0, help="target length")
-    parser.add_argument("--steps", type=int, nargs="+", default=[16, 4])
-    parser.add_argument("--repeats", type=int, default=3)
+    add_timing_arguments(parser)
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 timings only")
     parser.add_argument("--infer-steps", type=int, default=4)
     parser.add_argument(

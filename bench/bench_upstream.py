@@ -110,11 +110,8 @@ def _inputs(frames: int, prompt_frames: int, width: int, seed: int) -> dict[str,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the benchmark (see the module docstring)."""
-    from model.network.flow import sample
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a decoder timing: upstream's source, input lengths, steps, repeats."""
     parser.add_argument(
         "--upstream-src",
         default=os.environ.get("ZIPVOICE_UPSTREAM_SRC"),
@@ -124,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="target length")
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 4])
     parser.add_argument("--repeats", type=int, default=3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark (see the module docstring)."""
+    from model.network.flow import sample
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_timing_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -152,8 +152,9 @@ def role_separation(embeddings: np.ndarray, roles: Sequence[str], turns: Sequenc
 
 
 def role_measures(embeddings: np.ndarray, roles: Sequence[str]) -> dict[str, float]:
-    """``role_margin``, ``role_self_similarity``, ``role_cross_similarity``, ``role_separation`` (NaN where a measure
-    has nothing to compare: fewer than two roles embedded, or no role with two turns).
+    """``role_margin``, ``role_self_similarity``, ``role_cross_similarity`` and
+    ``role_separation`` (NaN where a measure has nothing to compare: fewer than two roles
+    embedded, or no role with two turns).
 
     >>> a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     >>> m = role_measures(np.stack([a, b, a, b]), ["S1", "S2", "S1", "S2"])

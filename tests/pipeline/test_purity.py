@@ -52,8 +52,8 @@ def purity_run(tmp_path_factory):
 
 
 def test_every_kept_dialogue_is_two_real_people(purity_run, figure):
-    """Measured on these four: every kept dialogue pure (6 dialogues, 129 s, on 2 threads; 5
-    dialogues, 100 s, on 1 thread), yield 0.60 of the two-person speech on 2 threads and 0.40 on
+    """Measured on these four: every kept dialogue pure (5 dialogues, 116 s, on 2 threads; 4
+    dialogues, 87 s, on 1 thread), yield 0.60 of the two-person speech on 2 threads and 0.40 on
     1 (scripts/test_portability.sh, variant threads1: one dialogue's role check lands on the other
     side of its limit). Four conversations make yield jump by a dialogue at a time, so the floor
     here, 0.3, sits below that spread: the test asks that the pipeline keeps a fair share, and the
