@@ -6,6 +6,7 @@ Usage::
     python bench/bench_diarize.py                                  # dev set, CAM++
     python bench/bench_diarize.py --sets dev heldout sample --embeddings campplus ecapa ge2e
     python bench/bench_diarize.py --sets heldout --purity          # + pipeline purity / yield
+    python bench/bench_diarize.py --sets dev-short heldout-short   # word-length turns
 
 Inputs: conversations built from the vendored real voices (``tests/assets/voices``, splits
 ``dev``, ``heldout`` and ``final`` with disjoint voices, exact references; see
@@ -49,7 +50,7 @@ def get_args() -> argparse.Namespace:
         "--sets",
         nargs="+",
         default=["dev"],
-        choices=["dev", "dev2", "heldout", "final", "sample"],
+        choices=["dev", "dev2", "dev-short", "heldout", "heldout-short", "final", "sample"],
     )
     parser.add_argument(
         "--embeddings",
@@ -75,6 +76,12 @@ def get_args() -> argparse.Namespace:
         action="append",
         default=[],
         help="extra DiarizeOptions field=value (repeatable)",
+    )
+    parser.add_argument(
+        "--filter_option",
+        action="append",
+        default=[],
+        help="--purity: extra pipeline option field=value for the filters (repeatable)",
     )
     parser.add_argument(
         "--baseline",
@@ -231,9 +238,9 @@ def main() -> None:
                 f"{baseline}: {base:.4f}, same process, same audio)"
             )
     if args.purity:
-        purity_table(
-            all_cases, [f"--{k}={v}" for k, v in extra.items()], args.keep, tuple(args.guards)
-        )
+        pipeline_args = [f"--{k}={v}" for k, v in extra.items()]
+        pipeline_args += [f"--{o}" for o in args.filter_option]
+        purity_table(all_cases, pipeline_args, args.keep, tuple(args.guards))
 
 
 def _value_pair(text: str):

@@ -8,7 +8,8 @@ our ``DialogTTSNetwork``. On one input (``--prompt-seconds`` + ``--seconds`` of 
 
 * one classifier-free-guidance decoder call (batch 2: unconditional | conditional);
 * full sampling at each of ``--steps`` (our Euler sampler with upstream's time-dependent CFG
-  drives both networks: upstream's own solver is not part of the reference source).
+  drives both networks: upstream's as its solver does, one doubled batch per step; ours on its
+  default CPU path, the two passes of a step side by side when torch has >= 2 threads).
 
 and prints upstream / ours per line with the max abs difference of the outputs.
 
@@ -40,9 +41,9 @@ SPK_A_ID, SPK_B_ID = 360, 361
 GUIDANCE_SCALE = 1.5  # upstream's dialogue default
 
 # Upstream, measured by this script on 2 threads of the 2-core AMD EPYC (AVX2) dev machine,
-# 1218 frames, best of 3, 2026-12-03 (ours was 4.033 / 64.130 / 16.153 s in that run).
+# 1218 frames, best of 3, 2026-12-04 (ours was 3.888 / 52.083 / 14.116 s in that run).
 RECORDED_FRAMES = 1218  # 3 s prompt + 10 s target
-RECORDED_UPSTREAM_S = {"decoder call": 4.864, "sample 16 steps": 77.294, "sample 4 steps": 19.090}
+RECORDED_UPSTREAM_S = {"decoder call": 4.356, "sample 16 steps": 63.406, "sample 4 steps": 17.103}
 
 
 def _interleaved(
@@ -156,16 +157,31 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
-    def sampling(net, steps: int) -> Callable[[], torch.Tensor]:
+    def sampling(net, steps: int, side_by_side: bool | None) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
             with torch.inference_mode():
-                return sample(net, num_steps=steps, guidance_scale=GUIDANCE_SCALE, **inputs)
+                return sample(
+                    net,
+                    num_steps=steps,
+                    guidance_scale=GUIDANCE_SCALE,
+                    pair_side_by_side=side_by_side,
+                    **inputs,
+                )
 
         return run
 
-    cases = {"decoder call": lambda net: decoder_call(net)}
+    # per case: ours (the default CPU path: a guided step's two passes side by side on >= 2
+    # threads), upstream (its solver's one doubled batch per step), and ours with one doubled
+    # batch, to show what the side-by-side passes give
+    cases = {
+        "decoder call": (decoder_call(ours), decoder_call(upstream) if upstream else None, None)
+    }
     for steps in args.steps:
-        cases[f"sample {steps} steps"] = lambda net, steps=steps: sampling(net, steps)
+        cases[f"sample {steps} steps"] = (
+            sampling(ours, steps, None),
+            sampling(upstream, steps, False) if upstream else None,
+            sampling(ours, steps, False),
+        )
 
     params = sum(p.numel() for p in ours.parameters()) / 1e6
     source = args.upstream_src or "recorded figures (no --upstream-src)"
@@ -177,28 +193,36 @@ def main(argv: list[str] | None = None) -> int:
     decoder_call(ours)()  # warm-up (allocator, thread pool)
     if upstream is not None:
         decoder_call(upstream)()
-    for name, make in cases.items():
-        fns = {"ours": make(ours)}
-        if upstream is not None:
-            fns["upstream"] = make(upstream)
+    for name, (ours_fn, upstream_fn, doubled_fn) in cases.items():
+        fns = {"ours": ours_fn}
+        if upstream_fn is not None:
+            fns["upstream"] = upstream_fn
+        if doubled_fn is not None:
+            fns["doubled"] = doubled_fn
         results = _interleaved(fns, args.repeats)
         t_ours, out_ours = results["ours"]
-        if upstream is not None:
+        doubled = (
+            f"  (ours with one doubled batch {results['doubled'][0]:7.3f} s)"
+            if doubled_fn is not None
+            else ""
+        )
+        if upstream_fn is not None:
             t_up, out_up = results["upstream"]
             diff = float((out_ours - out_up).abs().max())
             print(
                 f"{name:16s} upstream {t_up:7.3f} s  ours {t_ours:7.3f} s  "
-                f"speed-up {t_up / t_ours:5.2f}x  max|ours-upstream| {diff:.2e}"
+                f"speed-up {t_up / t_ours:5.2f}x  max|ours-upstream| {diff:.2e}{doubled}"
             )
         elif RECORDED_UPSTREAM_S.get(name) and frames == RECORDED_FRAMES:
             t_up = RECORDED_UPSTREAM_S[name]
             print(
                 f"{name:16s} upstream {t_up:7.3f} s (recorded)  ours {t_ours:7.3f} s  "
-                f"speed-up {t_up / t_ours:5.2f}x (recorded, not this run)"
+                f"speed-up {t_up / t_ours:5.2f}x (recorded, not this run){doubled}"
             )
         else:
             print(
-                f"{name:16s} ours {t_ours:7.3f} s  (no recorded upstream figure for {frames} frames)"
+                f"{name:16s} ours {t_ours:7.3f} s  (no recorded upstream figure for {frames} "
+                f"frames){doubled}"
             )
     return 0
 

@@ -294,7 +294,8 @@ class Recorder(nn.Module):
         return torch.ones_like(xt) * (on_text + 10 * on_speech)
 
 
-def test_time_dependent_cfg():
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_time_dependent_cfg(side_by_side):
     rec, g, steps = Recorder(), 0.7, 8
     kw = {
         "noise": torch.zeros(3, 5, 2),
@@ -302,7 +303,16 @@ def test_time_dependent_cfg():
         "speech_condition": torch.ones(3, 5, 2),
         "padding_mask": torch.zeros(3, 5, dtype=bool),
     }
-    out = sample(rec, num_steps=steps, t_shift=0.5, guidance_scale=g, **kw)
+    threads = torch.get_num_threads()
+    out = sample(
+        rec,
+        num_steps=steps,
+        t_shift=0.5,
+        guidance_scale=g,
+        pair_side_by_side=side_by_side,
+        **kw,
+    )
+    assert torch.get_num_threads() == threads  # the side-by-side passes restore it
     ts = timesteps(steps, 0.5)
     expected = 0.0
     for i in range(steps):
@@ -313,7 +323,9 @@ def test_time_dependent_cfg():
             v = (1 + 2 * g) * v_cond - 2 * g * 10.0
         expected += float(ts[i + 1] - ts[i]) * v
     assert torch.allclose(out, torch.full_like(out, expected), atol=1e-4)
-    assert all(n == 6 and gs is None for _, n, gs in rec.calls)
+    # one doubled batch per step, or the two passes of the pair apart
+    assert len(rec.calls) == steps * (2 if side_by_side else 1)
+    assert all(n == (3 if side_by_side else 6) and gs is None for _, n, gs in rec.calls)
     assert any(t > 0.5 for t, _, _ in rec.calls) and any(t <= 0.5 for t, _, _ in rec.calls)
 
 

@@ -16,7 +16,7 @@ from tests.pipeline import voice_conversations as vc
 
 @pytest.fixture(scope="module")
 def built() -> dict[str, list[vc.Conversation]]:
-    return {split: vc.conversations(split) for split in vc.SPLITS}
+    return {split: vc.conversations(split) for split in (*vc.SPLITS, *vc.SHORT_SPLITS)}
 
 
 def _genders(split: str) -> list[str]:
@@ -61,11 +61,11 @@ def test_final_split_keeps_look_alike_voices_apart(built):
 
 def test_conversations_are_sound(built):
     for split, convs in built.items():
-        allowed = set(vc.voice_ids(split))
+        allowed = set(vc.voice_ids(vc.voices_split_of(split)))
         for conv in convs:
             assert set(conv.voices) <= allowed, conv.name
             assert conv.audio.dtype == np.float32 and conv.audio.ndim == 1
-            assert 40.0 <= conv.duration <= 90.0, (conv.name, conv.duration)
+            assert 35.0 <= conv.duration <= 90.0, (conv.name, conv.duration)
             assert len(conv.reference) >= 10, (conv.name, len(conv.reference))
             assert {s.speaker for s in conv.reference} == set(conv.voices), conv.name
             assert conv.channel in conv.name and conv.channel in ("tel", "wb")
@@ -96,3 +96,16 @@ def test_build_is_deterministic(built, tmp_path):
 
     parsed = parse_rttm((tmp_path / "c.rttm").read_text())[conv.name]
     assert [(s.speaker, s.start) for s in parsed] == [(s.speaker, s.start) for s in conv.reference]
+
+
+def test_short_turn_variants_are_word_length_turns_of_the_same_pairs(built):
+    """dev-short / heldout-short: the same voices and pairs as dev / heldout, every turn one or
+    two fragments of 0.4-1.5 s (exchanges of single words, where an embedding hears little)."""
+    for short, base in vc.SHORT_SPLITS.items():
+        assert [c.voices for c in built[short]] == [c.voices for c in built[base]]
+        lengths = np.array([s.duration for c in built[short] for s in c.reference])
+        assert np.median(lengths) <= 1.2 and lengths.max() <= 2 * vc.FRAGMENT_S[1] + 0.31
+        normal = np.array([s.duration for c in built[base] for s in c.reference])
+        assert np.median(normal) >= 1.5 * np.median(lengths)
+        for conv in built[short]:
+            assert len(conv.reference) >= 20, (conv.name, len(conv.reference))

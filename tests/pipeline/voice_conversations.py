@@ -18,6 +18,12 @@ How a conversation is built (deterministic: seeded by its name):
     recorded below 16 kHz takes part: everything goes to 8 kHz and back) or ``wb`` (left as is).
     The channel is part of the name, e.g. ``dev-03-tel-ff-allison-june``.
 
+Short-turn variants (``dev-short``, ``heldout-short``: the same voices and pairs): every turn is
+one or two fragments of 0.4-1.5 s cut from the clips at quiet frames, as in exchanges of single
+words, backchannels and letters, where an embedding sees little speech per turn. They were made
+after the ``final`` set (read letters) showed that short turns are where the design is weakest, so
+that short turns can be designed on and checked without the ``final`` voices.
+
 ``python -m tests.pipeline.voice_conversations [--split dev|heldout|final|all] [--write DIR]``
 prints a summary per conversation and optionally writes ``<name>.wav`` + ``<name>.rttm``.
 """
@@ -39,6 +45,7 @@ from pipeline.records import SpeakerSegment
 SAMPLE_RATE = 16000
 VOICES_DIR = Path(__file__).resolve().parents[1] / "assets" / "voices"
 SPLITS = ("dev", "heldout", "final")
+SHORT_SPLITS = {"dev-short": "dev", "heldout-short": "heldout"}  # variant -> the voices' split
 
 MAX_TURN_S = 8.0
 GAP_S = (0.15, 1.0)
@@ -49,6 +56,11 @@ BACKCHANNEL_P = 0.12
 SNR_DB = (35.0, 40.0)
 REFERENCE_MIN_PAUSE_S = 0.5  # a silence this long inside a turn is not speech in the reference
 REFERENCE_FLOOR_DB = 40.0  # a 10 ms frame this far below the clip's loudest frame is silence
+# The short-turn variants: fragment lengths, the chance of a second fragment in a turn, gaps.
+FRAGMENT_S = (0.4, 1.5)
+SECOND_FRAGMENT_P = 0.2
+SHORT_GAP_S = (0.2, 0.9)
+SHORT_OVERLAP_S = (0.1, 0.3)
 
 # Which voices talk together, per split. The channel follows from the voices (see module doc);
 # pairs are chosen so that voices of one recording condition meet where the split allows it.
@@ -209,6 +221,7 @@ class _Turn:
     start: float
     clips: list[np.ndarray]
     pauses: list[float]
+    runs: list[list[tuple[int, int]]] | None = None  # each clip's speech (None: measured)
 
     @property
     def duration(self) -> float:
@@ -301,6 +314,98 @@ def _plan_turns(voices: Sequence[Voice], rng: np.random.Generator, target_s: flo
     return turns
 
 
+def _fragments(
+    clip: np.ndarray, rng: np.random.Generator
+) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:
+    """Word-length pieces of one clip (``FRAGMENT_S``), cut at the quietest 10 ms frame near each
+    planned cut, with 10 ms fades, each with its speech runs (the clip's :func:`speech_runs`
+    inside the piece); pieces that are less than 60 % speech are left out, and a short stretch is
+    skipped between pieces, so that no two join up again in a conversation."""
+    hop = SAMPLE_RATE // 100
+    frames = len(clip) // hop
+    if frames < int(FRAGMENT_S[0] * 100):
+        return []
+    energy = (np.asarray(clip[: frames * hop], dtype=np.float64).reshape(frames, hop) ** 2).mean(1)
+    clip_runs = speech_runs(clip)
+    active = _loud_frames(energy)
+    fade = np.linspace(0.0, 1.0, hop, dtype=np.float32)
+    out, start = [], 0
+    while True:
+        planned = start + int(rng.uniform(*FRAGMENT_S) * 100)
+        if planned + 5 > frames:
+            break
+        lo, hi = planned - 8, min(frames, planned + 9)
+        end = lo + int(np.argmin(energy[lo:hi]))
+        a, b = start * hop, end * hop
+        runs = []
+        for x, y in clip_runs:  # the clip's runs inside the piece, trimmed to loud frames
+            on = np.flatnonzero(active[max(a, x) // hop : min(b, y) // hop])
+            if len(on) and (on[-1] + 1 - on[0]) * hop >= SAMPLE_RATE // 10:
+                first = (max(a, x) // hop + on[0]) * hop
+                runs.append((first - a, min(b, (max(a, x) // hop + on[-1] + 1) * hop) - a))
+        if b - a >= FRAGMENT_S[0] * 0.8 * SAMPLE_RATE and sum(y - x for x, y in runs) >= 0.6 * (
+            b - a
+        ):
+            piece = np.array(clip[a:b], dtype=np.float32)
+            piece[:hop] *= fade
+            piece[-hop:] *= fade[::-1]
+            out.append((piece, runs))
+        start = end + int(rng.uniform(0.1, 0.5) * 100)
+    return out
+
+
+def _plan_short_turns(
+    voices: Sequence[Voice], rng: np.random.Generator, target_s: float
+) -> list[_Turn]:
+    """Lay out turns of one or two fragments each (the short-turn variants)."""
+    pools = {}
+    for v in voices:
+        pieces = [
+            f for i in rng.permutation(len(v.clips)) for f in _fragments(v.clips[i].audio, rng)
+        ]
+        pools[v.id] = [pieces[i] for i in rng.permutation(len(pieces))]
+    ids = [v.id for v in voices]
+    turns: list[_Turn] = []
+    speaker = ids[int(rng.integers(len(ids)))]
+    while pools[speaker]:
+        pieces, pauses = [pools[speaker].pop()], []
+        if pools[speaker] and rng.random() < SECOND_FRAGMENT_P:
+            pieces.append(pools[speaker].pop())
+            pauses.append(float(rng.uniform(0.15, 0.3)))
+        turn = _Turn(speaker, 0.0, [c for c, _ in pieces], pauses, [r for _, r in pieces])
+        prev = turns[-1] if turns else None
+        if prev is None:
+            turn.start = float(rng.uniform(0.2, 0.8))
+        else:
+            turn.start = prev.end + float(rng.uniform(*SHORT_GAP_S))
+            floor = max((t.end for t in turns[:-1]), default=0.0) + 0.1
+            limit = min(SHORT_OVERLAP_S[1], 0.3 * prev.duration, 0.3 * turn.duration)
+            if (
+                prev.voice != speaker
+                and rng.random() < OVERLAP_P
+                and limit >= SHORT_OVERLAP_S[0]
+                and prev.end - limit > floor
+            ):
+                turn.start = prev.end - float(rng.uniform(SHORT_OVERLAP_S[0], limit))
+        turns.append(turn)
+        if turn.end >= target_s:
+            break
+        others = [i for i in ids if i != speaker and pools[i]]
+        if pools[speaker] and (not others or rng.random() < SAME_SPEAKER_P):
+            continue
+        if not others:
+            break
+        speaker = others[int(rng.integers(len(others)))]
+    return turns
+
+
+def _loud_frames(energy: np.ndarray, floor_db: float = REFERENCE_FLOOR_DB) -> np.ndarray:
+    """10 ms frames of speech in one clean clip (frame energies): within ``floor_db`` of its
+    loudest and at least 12 dB above its quietest tenth."""
+    db = 10 * np.log10(energy + 1e-12)
+    return db > max(db.max() - floor_db, np.percentile(db, 10) + 12.0)
+
+
 def speech_runs(
     clip: np.ndarray,
     min_pause_s: float = REFERENCE_MIN_PAUSE_S,
@@ -314,9 +419,7 @@ def speech_runs(
     if frames == 0:
         return [(0, len(clip))]
     energy = (np.asarray(clip[: frames * hop], dtype=np.float64).reshape(frames, hop) ** 2).mean(1)
-    db = 10 * np.log10(energy + 1e-12)
-    active = db > max(db.max() - floor_db, np.percentile(db, 10) + 12.0)
-    on = np.flatnonzero(active)
+    on = np.flatnonzero(_loud_frames(energy, floor_db))
     runs, first, last = [], int(on[0]), int(on[0])
     for f in on[1:]:
         if f - last - 1 >= min_pause_s * 100:
@@ -328,8 +431,11 @@ def speech_runs(
     return kept or runs
 
 
-def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversation:
-    """Build one conversation of the given voices (deterministic in prefix and voices)."""
+def build_conversation(
+    name_prefix: str, voice_ids_: Sequence[str], *, short_turns: bool = False
+) -> Conversation:
+    """Build one conversation of the given voices (deterministic in prefix and voices);
+    ``short_turns``: turns of word-length fragments (see the module docstring)."""
     import soxr
 
     voices = [load_voice(v) for v in voice_ids_]
@@ -339,7 +445,7 @@ def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversat
     name = f"{name_prefix}-{channel}-{kind}-{'-'.join(voice_ids_)}"
     rng = np.random.default_rng(zlib.crc32(name.encode("utf-8")))
     target = float(rng.uniform(45.0, 72.0) if len(voices) == 2 else rng.uniform(50.0, 78.0))
-    turns = _plan_turns(voices, rng, target)
+    turns = (_plan_short_turns if short_turns else _plan_turns)(voices, rng, target)
 
     total = max(t.end for t in turns) + float(rng.uniform(0.3, 0.8))
     audio = np.zeros(int(np.ceil(total * SAMPLE_RATE)), dtype=np.float64)
@@ -349,7 +455,7 @@ def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversat
         spans: list[list[int]] = []  # the turn's speech, pauses of REFERENCE_MIN_PAUSE_S cut out
         for k, clip in enumerate(turn.clips):
             audio[pos : pos + len(clip)] += clip
-            for a, b in speech_runs(clip):
+            for a, b in speech_runs(clip) if turn.runs is None else turn.runs[k]:
                 if spans and pos + a - spans[-1][1] < REFERENCE_MIN_PAUSE_S * SAMPLE_RATE:
                     spans[-1][1] = pos + b
                 else:
@@ -391,20 +497,26 @@ def build_conversation(name_prefix: str, voice_ids_: Sequence[str]) -> Conversat
     )
 
 
+def voices_split_of(split: str) -> str:
+    """The split whose voices a conversation set uses (``dev2`` and ``dev-short``: ``dev``)."""
+    return {"dev2": "dev", **SHORT_SPLITS}.get(split, split)
+
+
 def conversations(split: str = "dev") -> list[Conversation]:
     """All conversations of a split ('dev', 'heldout' or 'final'), built from that split's voices
     only.
 
     ``dev2`` is a second development set: the dev voices and pairs laid out anew (other seeds),
-    for designing on more examples without touching the held-out voices.
+    for designing on more examples without touching the held-out voices. ``dev-short`` and
+    ``heldout-short`` are those voices and pairs in short turns (``SHORT_SPLITS``).
     """
+    voices_split = voices_split_of(split)
     table = {
         "dev": DEV_CONVERSATIONS,
-        "dev2": DEV_CONVERSATIONS,
         "heldout": HELDOUT_CONVERSATIONS,
         "final": FINAL_CONVERSATIONS,
-    }[split]
-    allowed = set(voice_ids("dev" if split == "dev2" else split))
+    }[voices_split]
+    allowed = set(voice_ids(voices_split))
     out = []
     for k, ids in enumerate(table, 1):
         stray = set(ids) - allowed
@@ -412,7 +524,7 @@ def conversations(split: str = "dev") -> list[Conversation]:
             raise ValueError(
                 f"{split} conversation {ids} uses voices of another split: {sorted(stray)}"
             )
-        out.append(build_conversation(f"{split}-{k:02d}", ids))
+        out.append(build_conversation(f"{split}-{k:02d}", ids, short_turns=split in SHORT_SPLITS))
     return out
 
 
@@ -444,12 +556,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Build the real-voice conversations and summarise them."
     )
-    parser.add_argument("--split", choices=(*SPLITS, "all"), default="all")
+    parser.add_argument("--split", choices=(*SPLITS, "dev2", *SHORT_SPLITS, "all"), default="all")
     parser.add_argument("--write", type=Path, help="folder for <name>.wav and <name>.rttm")
     args = parser.parse_args(argv)
     for split in SPLITS if args.split == "all" else (args.split,):
         convs = conversations(split)
-        print(f"== {split}: {len(convs)} conversations, voices {', '.join(voice_ids(split))}")
+        voices = voice_ids(voices_split_of(split))
+        print(f"== {split}: {len(convs)} conversations, voices {', '.join(voices)}")
         print(summary(convs))
         if args.write:
             args.write.mkdir(parents=True, exist_ok=True)
