@@ -92,6 +92,11 @@ class DiarizeOptions:
         "voice change for a chunk to be split there for the "
         "refinement (pieces are cut at diar_change_share)",
     )
+    diar_refine_grid_s: float = opt(
+        1.0,
+        "the refinement also tries stretches of this length (s) of every "
+        "chunk, for changes the windows did not hear (0: off)",
+    )
     diar_cluster_threshold: float = opt(
         0.0,
         "cosine similarity at which two clusters of chunks "

@@ -237,6 +237,43 @@ def test_refinement_gives_a_backchannel_between_pauses_to_its_speaker(models):
     assert same.tolist() == [[0, 10]] and same_labels.tolist() == [0]
 
 
+def test_refinement_grid_finds_a_reply_that_follows_without_a_pause(models):
+    """A one-second reply that starts right where the other person stops: no pause, no change
+    the windows heard, so nothing but the grid splits the chunk (``grid_joints``); its last
+    stretch is the reply, and it takes the other speaker. Real voices of the dev split."""
+    from pipeline.diarization import recipe
+    from tests.pipeline.voice_conversations import load_voice
+
+    fps = recipe._FPS
+    first, other = load_voice("carlo").clips, load_voice("michael").clips
+    a1 = next(c.audio for c in first if c.duration >= 2.2)[: int(2.0 * 16000)]
+    reply = next(c.audio for c in other if c.duration >= 1.1)[: int(1.0 * 16000)]
+    audio = np.concatenate([a1, reply])
+    frames = round(3.0 * fps)
+    embedder = models.onnx.embedder
+    centres = embedder.embed(
+        [
+            np.concatenate([c.audio for c in first if c.duration > 1.5][1:4]),
+            np.concatenate([c.audio for c in other if c.duration > 1.5][1:4]),
+        ]
+    )
+    chunks = np.array([[0, frames]])
+    heard = np.ones(frames + 1, bool)  # no pause, no change anywhere
+
+    def refine(grid_s):
+        joints = heard.copy()
+        recipe.grid_joints(joints, chunks, round(grid_s * fps))
+        return recipe.refine_chunks(
+            audio, chunks, np.array([0]), np.array([True]), centres, joints, 0.1, embedder
+        )
+
+    same, same_labels, _ = refine(0.0)
+    assert same.tolist() == chunks.tolist() and same_labels.tolist() == [0]
+    out, labels, speaks = refine(1.0)
+    assert labels.tolist() == [0, 0, 1] and speaks.all()
+    assert out[2][0] / fps == pytest.approx(2.0, abs=0.05)
+
+
 def test_options_validate():
     with pytest.raises(ValueError, match="diarization_backend"):
         DiarizeOptions(diarization_backend="nemo")
