@@ -576,7 +576,6 @@ def _pair_runner(enabled: bool) -> Iterator[_PairRunner | None]:
         yield runner
     finally:
         runner.close()
-        torch.set_num_threads(runner.threads)
 
 
 @torch.inference_mode()
