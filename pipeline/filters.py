@@ -29,6 +29,8 @@ from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS
 from pipeline.quality.role_purity import (
     PurityThresholds,
     measure_pieces,
+    part_margins,
+    pause_parts,
     purity_failure,
     role_measures,
     turn_pieces,
@@ -163,6 +165,19 @@ class FilterOptions:
         "shorter than purity_min_turn_s), so a second of another voice inside a long turn "
         "shows; 0 embeds whole turns",
     )
+    min_role_part_margin: Optional[float] = opt(  # noqa: UP045
+        None,
+        "least cos(part, own role) - cos(part, other role) of a turn's stretches between "
+        "pauses (unset: the embedding model's limit)",
+    )
+    purity_part_pause_s: float = opt(
+        0.1, "the role-purity check cuts turns into parts at VAD pauses at least this long, s"
+    )
+    purity_part_min_s: float = opt(
+        0.3,
+        "shortest part (a stretch between pauses) embedded for the part margin, s; 0 turns "
+        "the part margin off",
+    )
     role_trim_min_s: float = opt(
         3.0,
         "a dialogue whose only fault is one turn that sounds like the other role loses that "
@@ -190,6 +205,11 @@ class FilterOptions:
             raise ValueError(f"min_speaker_share={self.min_speaker_share} must be in [0, 0.5]")
         if self.dnsmos_max_windows < 0:
             raise ValueError(f"dnsmos_max_windows={self.dnsmos_max_windows} must be >= 0")
+        if self.purity_part_min_s < 0 or self.purity_part_pause_s < 0:
+            raise ValueError(
+                f"purity_part_min_s={self.purity_part_min_s} and purity_part_pause_s="
+                f"{self.purity_part_pause_s} must be >= 0"
+            )
         if self.dnsmos_max_batch_windows < 1:
             raise ValueError(
                 f"dnsmos_max_batch_windows={self.dnsmos_max_batch_windows} must be >= 1"
@@ -426,13 +446,12 @@ def filter_dialogues(
     for dialogue, quality in after_dnsmos:  # one dialogue's turns at a time: memory flat
         dturns = [t for t in work.dialogue_turns if t.dialogue_id == dialogue.dialogue_id]
         if embedder is not None:
-            measures, margins = _role_measures(work, dialogue, dturns, opts, embedder)
+            measures, margins = _role_measures(work, dialogue, dturns, opts, embedder, limits)
             quality.update(measures)
             failure = purity_failure(
                 measures,
                 limits,
-                unchecked_fails=not opts.keep_unchecked_roles
-                and dialogue.channel_layout != "stereo",
+                unchecked_fails=_unchecked_fails(opts, dialogue),
             )
             if failure:
                 parts, dropped, message = _trim(
@@ -474,6 +493,11 @@ def filter_dialogues(
     return kept, kept_turns, rejects
 
 
+def _unchecked_fails(opts: FilterOptions, dialogue: Dialogue) -> bool:
+    """Whether a dialogue whose roles could not be compared fails (2-channel calls never do)."""
+    return not opts.keep_unchecked_roles and dialogue.channel_layout != "stereo"
+
+
 def _trim(
     work: RecordingWork,
     dialogue: Dialogue,
@@ -489,7 +513,14 @@ def _trim(
     dropped whole (the roles fail another measure, trimming is off, or no turn was embedded);
     no parts but a turn when none of them is long enough or holds both speakers.
     """
-    margin_only = purity_failure({**measures, "role_margin": math.nan}, limits) is None
+    margin_only = (
+        purity_failure(
+            {**measures, "role_margin": math.nan, "role_part_margin": math.nan},
+            limits,
+            unchecked_fails=_unchecked_fails(opts, dialogue),
+        )
+        is None
+    )
     scored = [m for m in margins if not math.isnan(m)]
     if opts.role_trim_min_s <= 0 or not margin_only or not scored:
         return [], None, ""
@@ -526,6 +557,7 @@ def purity_limits(opts: FilterOptions, model_name: str) -> PurityThresholds:
         min_self_similarity=pick(opts.min_role_self_similarity, fitted.min_self_similarity),
         max_cross_similarity=pick(opts.max_role_cross_similarity, fitted.max_cross_similarity),
         min_separation=pick(opts.min_role_separation, fitted.min_separation),
+        min_part_margin=pick(opts.min_role_part_margin, fitted.min_part_margin),
         max_cross_similarity_one_turn=pick(
             opts.max_role_cross_similarity_one_turn, fitted.max_cross_similarity_one_turn
         ),
@@ -538,15 +570,43 @@ def _role_measures(
     dturns: Sequence[DialogueTurn],
     opts: FilterOptions,
     embedder,
+    limits: PurityThresholds,
 ) -> tuple[dict[str, float], list[float]]:
-    """Role-purity measures of one dialogue from its turns of at least ``purity_min_turn_s``,
-    embedded in pieces of at most ``purity_piece_s``, and each of its turns' margin (its worst
-    piece's; NaN for a turn not embedded)."""
-    embedded = [i for i, t in enumerate(dturns) if t.end - t.start >= opts.purity_min_turn_s]
+    """Role-purity measures of one dialogue and each turn's slack.
+
+    The piece measures come from its turns of at least ``purity_min_turn_s``, embedded in pieces
+    of at most ``purity_piece_s``; the part margin from every turn's stretches between VAD
+    pauses (:func:`pause_parts`; not for a 2-channel call, whose roles are its channels). A
+    turn's slack is its worst piece's or part's margin less that margin's limit (NaN for a turn
+    with neither): the turn that a trim drops is the one with the least.
+    """
     margins = [math.nan] * len(dturns)
-    if len({dturns[i].role for i in embedded}) < 2:
-        return role_measures(np.zeros((0, 1)), []), margins
     stereo = dialogue.channel_layout == "stereo"  # each role's turns on their own channel
+    measures = _piece_measures(work, dturns, opts, embedder, stereo, margins, limits.min_margin)
+    if not stereo and opts.purity_part_min_s > 0:
+        measures["role_part_margin"] = _part_margin(
+            work, dturns, opts, embedder, margins, limits.min_part_margin
+        )
+    return measures, margins
+
+
+def _lower(margins: list[float], turn: int, slack: float) -> None:
+    if math.isnan(margins[turn]) or slack < margins[turn]:
+        margins[turn] = slack
+
+
+def _piece_measures(
+    work: RecordingWork,
+    dturns: Sequence[DialogueTurn],
+    opts: FilterOptions,
+    embedder,
+    stereo: bool,
+    margins: list[float],
+    limit: float,
+) -> dict[str, float]:
+    embedded = [i for i, t in enumerate(dturns) if t.end - t.start >= opts.purity_min_turn_s]
+    if len({dturns[i].role for i in embedded}) < 2:
+        return role_measures(np.zeros((0, 1)), [])
     pieces = [
         (i, a, b)
         for i in embedded
@@ -561,8 +621,41 @@ def _role_measures(
         embeddings, [dturns[i].role for i, _, _ in pieces], [i for i, _, _ in pieces]
     )
     for i, margin in per_turn.items():
-        margins[i] = margin
-    return measures, margins
+        _lower(margins, i, margin - limit)
+    return measures
+
+
+def _part_margin(
+    work: RecordingWork,
+    dturns: Sequence[DialogueTurn],
+    opts: FilterOptions,
+    embedder,
+    margins: list[float],
+    limit: float,
+) -> float:
+    """The smallest margin of the turns' stretches between pauses (NaN: none to compare)."""
+    speech = sorted((r.start, r.end) for r in work.speech)
+    parts = [
+        (i, a, b)
+        for i, t in enumerate(dturns)
+        for a, b in pause_parts(
+            t.start, t.end, speech, opts.purity_part_pause_s, opts.purity_part_min_s
+        )
+    ]
+    if len({dturns[i].role for i, _, _ in parts}) < 2:
+        return math.nan
+    embeddings = embedder.embed([work.audio.span(a, b) for _, a, b in parts])
+    found = part_margins(
+        embeddings,
+        [dturns[i].role for i, _, _ in parts],
+        [i for i, _, _ in parts],
+        [b - a for _, a, b in parts],
+    )
+    for (i, _, _), margin in zip(parts, found):
+        if not math.isnan(margin):
+            _lower(margins, i, margin - limit)
+    scored = [m for m in found if not math.isnan(m)]
+    return min(scored) if scored else math.nan
 
 
 class FilterDialogues(RecordingStage):

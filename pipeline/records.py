@@ -390,6 +390,7 @@ QUALITY_FIELDS: tuple[str, ...] = (
     "role_self_similarity",
     "role_cross_similarity",
     "role_separation",
+    "role_part_margin",
     "other_speaker_s",
     "speaker_switches",
 )

@@ -406,3 +406,96 @@ def test_pieces_find_the_next_voice_inside_a_long_turn(embedder):
     assert measures["role_margin"] < 0
     assert min(per_turn, key=per_turn.get) == 3  # and it points at the right turn
     assert all(per_turn[k] > 0 for k in (0, 1, 2))
+
+
+def _exchange_with_a_reply(swallowed: bool) -> RecordingWork:
+    """Two real voices of the dev split (two men, telephone channel) taking turns with 0.5 s
+    pauses; in the middle an 0.8 s reply of the second man between two stretches of the first.
+    ``swallowed``: the diarization gave that reply to the first man's turn (the short-turn fault
+    of dev-short), else it is a turn of its own. Speech regions from the real VAD."""
+    from pipeline.records import SpeakerSegment, SpeechRegion
+    from pipeline.vad import VadOptions, detect_speech, load_vad_model
+    from tests.pipeline.dialogue_fixtures import make_recording
+    from tests.pipeline.voice_conversations import load_voice
+
+    sr = 16000
+    first = [c.audio for c in load_voice("carlo").clips if c.duration >= 1.6]
+    second = [c.audio for c in load_voice("michael").clips if c.duration >= 1.6]
+    pause = np.zeros(sr // 2, np.float32)
+    before, reply, after = (
+        first[2][: 16 * sr // 10],
+        second[5][: 8 * sr // 10],
+        first[3][: 16 * sr // 10],
+    )
+    middle = (
+        [("A", [before, pause, reply, pause, after])]
+        if swallowed
+        else [("A", [before]), ("B", [reply]), ("A", [after])]
+    )
+    layout = [
+        ("A", [first[0]]),
+        ("B", [second[0]]),
+        ("A", [first[1]]),
+        ("B", [second[1]]),
+        *middle,
+        ("B", [second[2]]),
+        ("A", [first[4]]),
+        ("B", [second[3]]),
+    ]
+    audio, turns, segments, t = [pause], [], [], len(pause) / sr
+    for speaker, stretches in layout:
+        wave = np.concatenate(stretches)
+        end = t + len(wave) / sr
+        turns.append(make_turn(speaker, t, end, "hello there " * max(1, round(end - t))))
+        segments.append(SpeakerSegment("rec", speaker, t, end))
+        audio += [wave, pause]
+        t = end + len(pause) / sr
+    audio = np.concatenate(audio)
+    speech = detect_speech(audio, load_vad_model(), VadOptions())
+    rec = make_recording(duration_s=len(audio) / sr)
+    dialogues, dturns, _ = segment_dialogues(rec, turns, segments, DialogueOptions())
+    return RecordingWork(
+        recording=rec,
+        audio=audio[None],
+        speech=tuple(SpeechRegion("rec", a, b) for a, b in speech),
+        diarization=tuple(segments),
+        turns=tuple(turns),
+        dialogues=tuple(dialogues),
+        dialogue_turns=tuple(dturns),
+    )
+
+
+def test_a_reply_swallowed_between_pauses_fails_the_part_margin(dnsmos, embedder):
+    """The fault of exchanges of one-second turns: a short reply of the other person, between
+    two pauses, inside a turn. Equal 1.5 s pieces split the reply across two pieces and miss it;
+    the turn's stretches between pauses find it, and the trim drops that turn."""
+    relaxed = {
+        "min_dnsmos_ovrl": 0.0,
+        "min_dialogue_avg_logprob": -99.0,
+        "max_dialogue_no_speech_prob": 1.0,
+        "cps_bounds": "*=0:1000",
+        "min_speaker_share": 0.0,
+    }
+    limit = THRESHOLDS["campplus"].min_part_margin
+    clean = _exchange_with_a_reply(swallowed=False)
+    kept, _, rejects = filter_dialogues(clean, FilterOptions(**relaxed), dnsmos, embedder)
+    assert rejects == [] and len(kept) == 1
+    assert kept[0].quality["role_part_margin"] > limit + 0.1
+
+    faulty = _exchange_with_a_reply(swallowed=True)
+    (dialogue,) = faulty.dialogues
+    without_parts = FilterOptions(**relaxed, min_role_part_margin=-1.0)
+    kept, _, rejects = filter_dialogues(faulty, without_parts, dnsmos, embedder)
+    assert rejects == [] and kept[0].quality["role_margin"] > THRESHOLDS["campplus"].min_margin
+    assert kept[0].quality["role_part_margin"] < limit - 0.05  # measured, not judged
+
+    whole = FilterOptions(**relaxed, role_trim_min_s=0.0)
+    kept, _, rejects = filter_dialogues(faulty, whole, dnsmos, embedder)
+    assert kept == [] and [r.reason for r in rejects] == [ROLE_IMPURE]
+    assert rejects[0].message.startswith("role_part_margin=")
+
+    kept, kept_turns, rejects = filter_dialogues(faulty, FilterOptions(**relaxed), dnsmos, embedder)
+    swallowing = max(faulty.dialogue_turns, key=lambda t: t.end - t.start)
+    assert (rejects[0].start, rejects[0].end) == (swallowing.start, swallowing.end)
+    assert len(kept) == 2 and all(d.dialogue_id.startswith(dialogue.dialogue_id) for d in kept)
+    assert all(t.end <= swallowing.start or t.start >= swallowing.end for t in kept_turns)

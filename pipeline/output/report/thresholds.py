@@ -185,6 +185,14 @@ def measures(opts: RunOptions, language: str) -> list[Measure]:
                 (_below(limits.max_cross_similarity, "--max_role_cross_similarity"),),
             ),
             Measure(
+                "role_part_margin",
+                "Role purity: worst stretch between pauses' margin to its own role",
+                "cosine margin",
+                (_above(limits.min_part_margin, "--min_role_part_margin"),)
+                if math.isfinite(limits.min_part_margin)
+                else (),
+            ),
+            Measure(
                 "role_separation",
                 "Role purity: turns alike within a role minus across roles",
                 "cosine margin",
