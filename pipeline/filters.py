@@ -582,10 +582,12 @@ def _role_measures(
     """
     margins = [math.nan] * len(dturns)
     stereo = dialogue.channel_layout == "stereo"  # each role's turns on their own channel
-    measures = _piece_measures(work, dturns, opts, embedder, stereo, margins, limits.min_margin)
+    measures, pieces, embeddings = _piece_measures(
+        work, dturns, opts, embedder, stereo, margins, limits.min_margin
+    )
     if not stereo and opts.purity_part_min_s > 0:
         measures["role_part_margin"] = _part_margin(
-            work, dturns, opts, embedder, margins, limits.min_part_margin
+            work, dturns, opts, embedder, (pieces, embeddings), margins, limits.min_part_margin
         )
     return measures, margins
 
@@ -593,6 +595,9 @@ def _role_measures(
 def _lower(margins: list[float], turn: int, slack: float) -> None:
     if math.isnan(margins[turn]) or slack < margins[turn]:
         margins[turn] = slack
+
+
+_Spans = list[tuple[int, float, float]]  # (turn index, start, end)
 
 
 def _piece_measures(
@@ -603,10 +608,11 @@ def _piece_measures(
     stereo: bool,
     margins: list[float],
     limit: float,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], _Spans, np.ndarray]:
+    """The piece measures, and the pieces with their embeddings (none when unchecked)."""
     embedded = [i for i, t in enumerate(dturns) if t.end - t.start >= opts.purity_min_turn_s]
     if len({dturns[i].role for i in embedded}) < 2:
-        return role_measures(np.zeros((0, 1)), [])
+        return role_measures(np.zeros((0, 1)), []), [], np.zeros((0, 1))
     pieces = [
         (i, a, b)
         for i in embedded
@@ -622,7 +628,7 @@ def _piece_measures(
     )
     for i, margin in per_turn.items():
         _lower(margins, i, margin - limit)
-    return measures
+    return measures, pieces, embeddings
 
 
 def _part_margin(
@@ -630,27 +636,40 @@ def _part_margin(
     dturns: Sequence[DialogueTurn],
     opts: FilterOptions,
     embedder,
+    embedded_pieces: tuple[_Spans, np.ndarray],
     margins: list[float],
     limit: float,
 ) -> float:
-    """The smallest margin of the turns' stretches between pauses (NaN: none to compare)."""
+    """The smallest margin of the turns' stretches between pauses (NaN: none to compare).
+
+    Only the parts of turns that the pieces do not already show are embedded: turns with two
+    or more parts, or with no piece (too short). A turn that is one stretch with pieces stands
+    in the roles' voices by its pieces, and its own margin is the pieces' (``role_margin``).
+    """
     speech = sorted((r.start, r.end) for r in work.speech)
-    parts = [
-        (i, a, b)
-        for i, t in enumerate(dturns)
-        for a, b in pause_parts(
+    pieces, piece_embeddings = embedded_pieces
+    with_pieces = {i for i, _, _ in pieces}
+    parts: _Spans = []
+    for i, t in enumerate(dturns):
+        found = pause_parts(
             t.start, t.end, speech, opts.purity_part_pause_s, opts.purity_part_min_s
         )
-    ]
-    if len({dturns[i].role for i, _, _ in parts}) < 2:
+        if len(found) > 1 or i not in with_pieces:
+            parts += [(i, a, b) for a, b in found]
+    if not parts:
         return math.nan
+    judged = {i for i, _, _ in parts}
+    units = parts + [(i, a, b) for i, a, b in pieces if i not in judged]
+    stand_ins = [k for k, (i, _, _) in enumerate(pieces) if i not in judged]
     embeddings = embedder.embed([work.audio.span(a, b) for _, a, b in parts])
+    if stand_ins:
+        embeddings = np.concatenate([embeddings, piece_embeddings[stand_ins]])
     found = part_margins(
         embeddings,
-        [dturns[i].role for i, _, _ in parts],
-        [i for i, _, _ in parts],
-        [b - a for _, a, b in parts],
-    )
+        [dturns[i].role for i, _, _ in units],
+        [i for i, _, _ in units],
+        [b - a for _, a, b in units],
+    )[: len(parts)]
     for (i, _, _), margin in zip(parts, found):
         if not math.isnan(margin):
             _lower(margins, i, margin - limit)
