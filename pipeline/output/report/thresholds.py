@@ -78,6 +78,11 @@ def _above(value: float, flag: str) -> Threshold:
     return Threshold(float(value), flag, "above")
 
 
+def _above_if_set(value: float, flag: str) -> tuple[Threshold, ...]:
+    """The limit where there is one (an unset limit is -inf)."""
+    return (_above(value, flag),) if math.isfinite(value) else ()
+
+
 def _below(value: float, flag: str) -> Threshold:
     return Threshold(float(value), flag, "below")
 
@@ -188,17 +193,13 @@ def measures(opts: RunOptions, language: str) -> list[Measure]:
                 "role_part_margin",
                 "Role purity: worst stretch between pauses' margin to its own role",
                 "cosine margin",
-                (_above(limits.min_part_margin, "--min_role_part_margin"),)
-                if math.isfinite(limits.min_part_margin)
-                else (),
+                _above_if_set(limits.min_part_margin, "--min_role_part_margin"),
             ),
             Measure(
                 "role_separation",
                 "Role purity: turns alike within a role minus across roles",
                 "cosine margin",
-                (_above(limits.min_separation, "--min_role_separation"),)
-                if math.isfinite(limits.min_separation)
-                else (),
+                _above_if_set(limits.min_separation, "--min_role_separation"),
             ),
         ]
     return out
