@@ -4,7 +4,7 @@ A dialogue is only worth training on if each role holds one voice. Diarization e
 role in two ways: a turn of the other person is labelled with this role (a label swap), or the
 two roles are one person split in two. Each turn of at least ``min_turn_s`` is cut into equal
 *pieces* of at most ``piece_s`` (:func:`turn_pieces`), each with a speaker embedding (CAM++ by
-default); a turn's voice is the mean of its pieces'. Three measures:
+default); a turn's voice is the mean of its pieces'. The measures:
 
 * ``role_margin``: the smallest ``cos(piece, own role) - cos(piece, other role)`` over the
   pieces, where a role's voice is the mean of its *other* pieces (leave-one-out) or, for a role
@@ -171,7 +171,9 @@ def part_margins(
     """Each part's ``cos(part, own role) - cos(part, other role)`` (unit ``embeddings``; each
     part's role, turn and length). A role's voice is the length-weighted mean of its parts from
     *other* turns (a swallowed reply must not vouch for itself through its own turn), or, for a
-    role of one turn, of that turn's other parts; NaN where the role has no other part.
+    role of one turn, of that turn's other parts; NaN where the role has no other part. (The
+    filter passes, beside the parts it judges, the 1.5 s pieces of the turns that are one
+    stretch, so that those turns count in their role's voice without a second embedding.)
 
     >>> a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     >>> [round(m, 2) for m in part_margins(np.stack([a, b, a, b, b]), ["S1", "S2", "S1", "S2", "S1"],
