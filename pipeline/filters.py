@@ -28,6 +28,7 @@ from pipeline.quality.cps import DEFAULT_CPS_BOUNDS, CpsBounds, chars_per_second
 from pipeline.quality.role_purity import THRESHOLDS as PURITY_THRESHOLDS
 from pipeline.quality.role_purity import (
     PurityThresholds,
+    SpeechRegions,
     measure_pieces,
     part_margins,
     pause_parts,
@@ -441,12 +442,15 @@ def filter_dialogues(
             after_dnsmos.append((dialogue, quality))
 
     limits = _purity_limits(opts, embedder)
+    speech = SpeechRegions((r.start, r.end) for r in work.speech)
     kept: list[Dialogue] = []
     kept_turns: list[DialogueTurn] = []
     for dialogue, quality in after_dnsmos:  # one dialogue's turns at a time: memory flat
         dturns = [t for t in work.dialogue_turns if t.dialogue_id == dialogue.dialogue_id]
         if embedder is not None:
-            measures, margins = _role_measures(work, dialogue, dturns, opts, embedder, limits)
+            measures, margins = _role_measures(
+                work, dialogue, dturns, opts, embedder, limits, speech
+            )
             quality.update(measures)
             failure = purity_failure(
                 measures,
@@ -571,6 +575,7 @@ def _role_measures(
     opts: FilterOptions,
     embedder,
     limits: PurityThresholds,
+    speech: SpeechRegions,
 ) -> tuple[dict[str, float], list[float]]:
     """Role-purity measures of one dialogue and each turn's slack.
 
@@ -587,7 +592,14 @@ def _role_measures(
     )
     if not stereo and opts.purity_part_min_s > 0:
         measures["role_part_margin"] = _part_margin(
-            work, dturns, opts, embedder, (pieces, embeddings), margins, limits.min_part_margin
+            work,
+            dturns,
+            opts,
+            embedder,
+            speech,
+            (pieces, embeddings),
+            margins,
+            limits.min_part_margin,
         )
     return measures, margins
 
@@ -636,6 +648,7 @@ def _part_margin(
     dturns: Sequence[DialogueTurn],
     opts: FilterOptions,
     embedder,
+    speech: SpeechRegions,
     embedded_pieces: tuple[_Spans, np.ndarray],
     margins: list[float],
     limit: float,
@@ -646,13 +659,16 @@ def _part_margin(
     or more parts, or with no piece (too short). A turn that is one stretch with pieces stands
     in the roles' voices by its pieces, and its own margin is the pieces' (``role_margin``).
     """
-    speech = sorted((r.start, r.end) for r in work.speech)
     pieces, piece_embeddings = embedded_pieces
     with_pieces = {i for i, _, _ in pieces}
     parts: _Spans = []
     for i, t in enumerate(dturns):
         found = pause_parts(
-            t.start, t.end, speech, opts.purity_part_pause_s, opts.purity_part_min_s
+            t.start,
+            t.end,
+            speech.within(t.start, t.end),
+            opts.purity_part_pause_s,
+            opts.purity_part_min_s,
         )
         if len(found) > 1 or i not in with_pieces:
             parts += [(i, a, b) for a, b in found]

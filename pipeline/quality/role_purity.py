@@ -39,8 +39,9 @@ dialogue as ``role_impure``: the corpus prefers dropping a dialogue to poisoning
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,6 +138,24 @@ def measure_pieces(
         if not math.isnan(margin):
             per_turn[turn] = min(margin, per_turn.get(turn, math.inf))
     return out, per_turn
+
+
+class SpeechRegions:
+    """A recording's speech regions ``(start, end)``, found by time span without a scan.
+
+    >>> SpeechRegions([(5.0, 6.0), (0.0, 1.0), (2.0, 4.5)]).within(3.0, 5.5)
+    [(2.0, 4.5), (5.0, 6.0)]
+    """
+
+    def __init__(self, regions: Iterable[tuple[float, float]]):
+        self.regions = sorted(regions)
+        self._starts = [a for a, _ in self.regions]
+        self._longest = max((b - a for a, b in self.regions), default=0.0)
+
+    def within(self, start: float, end: float) -> list[tuple[float, float]]:
+        """The regions that may overlap ``[start, end)``, sorted by start."""
+        first = bisect.bisect_left(self._starts, start - self._longest)
+        return self.regions[first : bisect.bisect_left(self._starts, end)]
 
 
 def pause_parts(
