@@ -336,3 +336,44 @@ def test_hub_ids_fail_clearly_offline(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(CheckpointError, match="Hugging Face hub"):
         resolve_model_dir("k2-fsa/ZipVoice/zipvoice_dialog", cache_dir=tmp_path)
     assert resolve_model_dir(tmp_path) == tmp_path
+
+
+@pytest.mark.parametrize("mask", ["none", "padding", "attn2d", "attn3d"])
+def test_inference_attention_weights_equal_the_training_path(mask: str) -> None:
+    """On CPU without autograd the weights are scored a block of query rows at a time; they
+    must be what the whole-matrix path (training, export) computes."""
+    from model.network.zipformer.attention import RelPositionMultiheadAttentionWeights
+
+    torch.manual_seed(0)
+    seq_len, batch, dim = 131, 2, 48  # 131 rows: the last block of 64 is short
+    module = RelPositionMultiheadAttentionWeights(
+        dim, pos_dim=16, num_heads=3, query_head_dim=8, pos_head_dim=4
+    ).eval()
+    x = torch.randn(seq_len, batch, dim) * 3
+    pos_emb = torch.randn(1, 2 * seq_len - 1, 16)
+    kwargs = {}
+    if mask == "padding":
+        lengths = torch.tensor([[seq_len], [90]])
+        kwargs["key_padding_mask"] = torch.arange(seq_len).expand(batch, -1) >= lengths
+    elif mask == "attn2d":
+        kwargs["attn_mask"] = torch.rand(seq_len, seq_len) < 0.3
+    elif mask == "attn3d":
+        kwargs["attn_mask"] = torch.rand(batch, seq_len, seq_len) < 0.3
+    whole = module(x, pos_emb, **kwargs).detach()  # autograd on: the whole-matrix path
+    with torch.inference_mode():
+        blocked = module(x, pos_emb, **kwargs)
+    assert blocked.shape == (3, batch, seq_len, seq_len)
+    torch.testing.assert_close(blocked, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 500])
+def test_row_blocks_of_any_size_give_the_same_weights(block: int) -> None:
+    from model.network.zipformer.attention import relative_to_absolute, row_blocked_weights
+
+    torch.manual_seed(1)
+    heads, batch, seq_len, dq, dp = 2, 3, 45, 8, 4
+    q, p = torch.randn(heads, batch, seq_len, dq), torch.randn(heads, batch, seq_len, dp)
+    k, pos = torch.randn(heads, batch, dq, seq_len), torch.randn(heads, 1, dp, 2 * seq_len - 1)
+    whole = (q @ k + relative_to_absolute(p @ pos)).softmax(-1)
+    blocked = row_blocked_weights(q, k, p, pos, block=block)
+    torch.testing.assert_close(blocked, whole, rtol=0, atol=1e-6)

@@ -16,10 +16,14 @@ from model.network.zipformer.scaling import (
     FloatLike,
     ScheduledFloat,
     Whiten,
+    is_exporting,
     scaled_linear,
 )
 
 _MASK_VALUE = -1000.0
+# Query rows per block of the inference path (:func:`row_blocked_weights`): a block's scores
+# (heads x batch x 64 x T floats) stay in cache between their three uses.
+_ROW_BLOCK = 64
 
 
 def relative_to_absolute(pos_scores: Tensor) -> Tensor:
@@ -41,6 +45,63 @@ def relative_to_absolute(pos_scores: Tensor) -> Tensor:
         (s0, s1, s2 - s3, s3),
         storage_offset=pos_scores.storage_offset() + s3 * (seq_len - 1),
     )
+
+
+def row_blocked_weights(
+    q: Tensor,
+    k: Tensor,
+    p: Tensor,
+    pos: Tensor,
+    attn_mask: Tensor | None = None,
+    key_padding_mask: Tensor | None = None,
+    block: int = _ROW_BLOCK,
+) -> Tensor:
+    """Attention weights ``softmax(q k + relative positional scores)``, a block of query rows at a time.
+
+    The same values as scoring all rows at once (each row's sums are the same products), with a
+    fraction of the memory traffic: the positional scores of a block of ``R`` rows need only
+    ``T + R - 1`` of the ``2T - 1`` offsets, and a block's scores are added to, masked and
+    normalised while they are in cache instead of as three ``(H, B, T, T)`` passes (and one of
+    ``(H, B, T, 2T - 1)``) through memory. Inference only (no autograd graph is kept).
+
+    Args:
+        q: ``(H, B, T, dq)`` queries; k: ``(H, B, dq, T)`` keys; p: ``(H, B, T, dp)`` positional
+            queries; pos: ``(H, 1 or B, dp, 2T - 1)`` projected relative encodings, offsets
+            ``-(T-1) .. T-1``.
+        attn_mask: ``(T, T)`` or ``(B, T, T)`` bool, True = masked.
+        key_padding_mask: ``(B, T)`` bool, True = padding.
+
+    Returns:
+        ``(H, B, T, T)`` weights summing to 1 over the last axis.
+    """
+    num_heads, batch_size, seq_len, _ = q.shape
+    q, p = q.contiguous(), p.contiguous()
+    if attn_mask is not None and attn_mask.dim() == 3:
+        attn_mask = attn_mask.unsqueeze(0)  # (1, B, T, T)
+    padding = None if key_padding_mask is None else key_padding_mask.unsqueeze(0).unsqueeze(2)
+    weights = torch.empty(num_heads, batch_size, seq_len, seq_len, dtype=q.dtype, device=q.device)
+    for begin in range(0, seq_len, block):
+        end = min(begin + block, seq_len)
+        rows = end - begin
+        scores = torch.matmul(q[:, :, begin:end], k)
+        # offsets -(end-1) .. T-1-begin: row r's offset j - (begin + r) sits at j + rows-1-r
+        offsets = torch.matmul(
+            p[:, :, begin:end], pos[..., seq_len - end : 2 * seq_len - 1 - begin]
+        )
+        s0, s1, s2, s3 = offsets.stride()
+        scores.add_(
+            offsets.as_strided(
+                (num_heads, batch_size, rows, seq_len),
+                (s0, s1, s2 - s3, s3),
+                storage_offset=offsets.storage_offset() + (rows - 1) * s3,
+            )
+        )
+        if attn_mask is not None:
+            scores.masked_fill_(attn_mask[..., begin:end, :], _MASK_VALUE)
+        if padding is not None:
+            scores.masked_fill_(padding, _MASK_VALUE)
+        weights[:, :, begin:end] = scores.softmax(dim=-1)
+    return weights
 
 
 class RelPositionMultiheadAttentionWeights(nn.Module):
@@ -119,8 +180,20 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
         q = q.reshape(seq_len, batch_size, h, dq).permute(2, 1, 0, 3)
         p = p.reshape(seq_len, batch_size, h, dp).permute(2, 1, 0, 3)
         k = k.reshape(seq_len, batch_size, h, dq).permute(2, 1, 3, 0)
-        attn_scores = torch.matmul(q, k)
+        if key_padding_mask is not None and key_padding_mask.shape != (batch_size, seq_len):
+            raise ValueError(
+                f"key_padding_mask shape {tuple(key_padding_mask.shape)} != {(batch_size, seq_len)}"
+            )
+        if attn_mask is not None and attn_mask.dtype != torch.bool:
+            raise TypeError("attn_mask must be a bool tensor")
+        if x.device.type == "cpu" and not (
+            self.training or torch.is_grad_enabled() or is_exporting()
+        ):
+            pos = self.linear_pos(pos_emb)
+            pos = pos.reshape(-1, 2 * seq_len - 1, h, dp).permute(2, 0, 3, 1)
+            return row_blocked_weights(q, k, p, pos, attn_mask, key_padding_mask)
 
+        attn_scores = torch.matmul(q, k)
         use_pos_scores = not self.training or random.random() >= float(self.pos_emb_skip_rate)
         if use_pos_scores:
             pos = self.linear_pos(pos_emb)
@@ -132,15 +205,8 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
                 attn_scores.add_(pos_scores)
 
         if attn_mask is not None:
-            if attn_mask.dtype != torch.bool:
-                raise TypeError("attn_mask must be a bool tensor")
             attn_scores = attn_scores.masked_fill(attn_mask, _MASK_VALUE)
         if key_padding_mask is not None:
-            if key_padding_mask.shape != (batch_size, seq_len):
-                raise ValueError(
-                    f"key_padding_mask shape {tuple(key_padding_mask.shape)} != "
-                    f"{(batch_size, seq_len)}"
-                )
             attn_scores = attn_scores.masked_fill(key_padding_mask.unsqueeze(1), _MASK_VALUE)
 
         attn_weights = attn_scores.softmax(dim=-1)
