@@ -366,14 +366,36 @@ def test_inference_attention_weights_equal_the_training_path(mask: str) -> None:
     torch.testing.assert_close(blocked, whole, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("batch", [3, 9])  # 2 x 9 slices: one softmax a block, then a copy
 @pytest.mark.parametrize("block", [1, 7, 64, 500])
-def test_row_blocks_of_any_size_give_the_same_weights(block: int) -> None:
+def test_row_blocks_of_any_size_give_the_same_weights(block: int, batch: int) -> None:
     from model.network.zipformer.attention import relative_to_absolute, row_blocked_weights
 
     torch.manual_seed(1)
-    heads, batch, seq_len, dq, dp = 2, 3, 45, 8, 4
+    heads, seq_len, dq, dp = 2, 45, 8, 4
     q, p = torch.randn(heads, batch, seq_len, dq), torch.randn(heads, batch, seq_len, dp)
     k, pos = torch.randn(heads, batch, dq, seq_len), torch.randn(heads, 1, dp, 2 * seq_len - 1)
     whole = (q @ k + relative_to_absolute(p @ pos)).softmax(-1)
     blocked = row_blocked_weights(q, k, p, pos, block=block)
     torch.testing.assert_close(blocked, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["SwooshL", "SwooshR"])
+def test_inference_activation_and_linear_equal_the_training_path(activation: str) -> None:
+    """Inference computes the swoosh as log1p(exp()) in place and folds its constant into the
+    bias; the outputs must be the autograd path's, past softplus's threshold (30) and where
+    exp overflows (above 88) included."""
+    from model.network.zipformer.scaling import ActivationDropoutAndLinear, swoosh_l, swoosh_r
+
+    torch.manual_seed(0)
+    module = ActivationDropoutAndLinear(64, 16, activation=activation, initial_scale=1.0).eval()
+    x = torch.randn(50, 2, 64) * 4
+    x[0, 0, :4] = torch.tensor([35.0, 95.0, 200.0, -120.0])
+    reference = module(x).detach()  # autograd on: softplus, then the linear
+    with torch.inference_mode():
+        fast = module(x)
+        swoosh = (swoosh_l if activation == "SwooshL" else swoosh_r)(x)
+    torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-5)
+    slow = (swoosh_l if activation == "SwooshL" else swoosh_r)(x.requires_grad_()).detach()
+    torch.testing.assert_close(swoosh, slow, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(fast).all()

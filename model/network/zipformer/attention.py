@@ -24,6 +24,9 @@ _MASK_VALUE = -1000.0
 # Query rows per block of the inference path (:func:`row_blocked_weights`): a block's scores
 # (heads x batch x 64 x T floats) stay in cache between their three uses.
 _ROW_BLOCK = 64
+# Up to this many (head, item) slices a block's softmax is written in place slice by slice;
+# beyond, one softmax and a copy cost less than the Python loop.
+_SOFTMAX_SLICES = 16
 
 
 def relative_to_absolute(pos_scores: Tensor) -> Tensor:
@@ -100,7 +103,12 @@ def row_blocked_weights(
             scores.masked_fill_(attn_mask[..., begin:end, :], _MASK_VALUE)
         if padding is not None:
             scores.masked_fill_(padding, _MASK_VALUE)
-        weights[:, :, begin:end] = scores.softmax(dim=-1)
+        if num_heads * batch_size > _SOFTMAX_SLICES:
+            weights[:, :, begin:end] = scores.softmax(dim=-1)
+            continue
+        for h in range(num_heads):  # one (head, item) slice of a block is contiguous: no copy
+            for b in range(batch_size):
+                torch.softmax(scores[h, b], dim=-1, out=weights[h, b, begin:end])
     return weights
 
 
