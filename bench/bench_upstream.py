@@ -42,9 +42,9 @@ SPK_A_ID, SPK_B_ID = 360, 361
 GUIDANCE_SCALE = 1.5  # upstream's dialogue default
 
 # Upstream, measured by this script on 2 threads of the 2-core AMD EPYC (AVX2) dev machine,
-# 1218 frames, best of 3, 2026-12-05 (ours was 2.974 / 45.309 / 11.238 s in that run). The
-# machine's speed drifts by +-10 % between runs (another run that day: upstream 4.058 / 65.807 /
-# 16.748 s, ours 3.234 / 46.109 / 11.702 s); these are the faster upstream figures.
+# 1218 frames, best of 3, 2026-12-05 (ours was 2.974 / 45.309 / 11.238 s in that run).
+# Upstream's time drifts by up to a third between runs (another run that day: upstream 4.446 /
+# 66.506 / 13.997 s, ours 3.190 / 46.363 / 11.318 s); these are the faster upstream figures.
 RECORDED_FRAMES = 1218  # 3 s prompt + 10 s target
 RECORDED_UPSTREAM_S = {"decoder call": 3.661, "sample 16 steps": 55.141, "sample 4 steps": 13.625}
 

@@ -41,7 +41,12 @@ def _swoosh(x: Tensor, offset: float, const: float) -> Tensor:
     if torch.is_grad_enabled() or is_exporting():
         y = nn.functional.softplus(x - offset, beta=1.0, threshold=30.0)
         return (y - _SWOOSH_SLOPE * x - const).to(dtype)
-    return _shifted_softplus(x, offset).add_(x, alpha=-_SWOOSH_SLOPE).sub_(const).to(dtype)
+    return _swoosh_less_const(x, offset).sub_(const).to(dtype)
+
+
+def _swoosh_less_const(x: Tensor, offset: float) -> Tensor:
+    """``softplus(x - offset) - 0.08 x`` of a float32 ``x`` for inference, in a new tensor."""
+    return _shifted_softplus(x, offset).add_(x, alpha=-_SWOOSH_SLOPE)
 
 
 def _shifted_softplus(x: Tensor, offset: float) -> Tensor:
@@ -301,9 +306,7 @@ class ActivationDropoutAndLinear(nn.Module):
             offset, const = _SWOOSH_L_OFFSET, _SWOOSH_L_CONST
         else:
             offset, const = _SWOOSH_R_OFFSET, _SWOOSH_R_CONST
-        dtype = x.dtype
-        x = x.float()
-        hidden = _shifted_softplus(x, offset).add_(x, alpha=-_SWOOSH_SLOPE).to(dtype)
+        hidden = _swoosh_less_const(x.float(), offset).to(x.dtype)
         bias = self.weight.sum(dim=1).mul_(-const)
         if self.bias is not None:
             bias.add_(self.bias)
